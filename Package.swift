@@ -1,0 +1,69 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Modules follow the data flow in ../DESIGN (docs/architecture.md):
+// spec files -> desired state; kernel -> observed state; plan -> executor -> kernel.
+let package = Package(
+    name: "tailor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tailor", targets: ["tailor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // C libraries the product links, found through pkg-config.
+        .systemLibrary(name: "CLibBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        // What Swift cannot call directly: setns, libbpf's variadic print callback.
+        .target(name: "CShims", dependencies: ["CLibBPF"]),
+
+        // The datapath's BPF objects (bpf/), compiled by clang and embedded in the binary.
+        .executableTarget(name: "BPFEmbed"),
+        .plugin(name: "BPFCompiler", capability: .buildTool(), dependencies: ["BPFEmbed"]),
+        .target(name: "TailorObjects", plugins: ["BPFCompiler"]),
+
+        // Spec files -> desired state: libyaml node tree with positions, strict decoding,
+        // cube config schemas, semantic checks, diagnostics.
+        .target(
+            name: "TailorSpec",
+            dependencies: ["CYAML", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+
+        // libbpf, netlink attach points and network namespaces, typed and owned.
+        .target(
+            name: "TailorKernel",
+            dependencies: ["CLibBPF", "CShims", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        .executableTarget(
+            name: "tailor",
+            dependencies: [
+                "TailorKernel", "TailorObjects", "TailorSpec",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Shared by every kernel test: namespaces, veth pairs, pin roots, packets, traffic.
+        .target(
+            name: "TailorTestKit",
+            dependencies: ["TailorKernel", "CShims"],
+            path: "Tests/TailorTestKit"
+        ),
+        .testTarget(
+            name: "TailorSpecTests",
+            dependencies: ["TailorSpec"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "TailorKernelTests",
+            dependencies: ["TailorKernel", "TailorObjects", "TailorTestKit"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,13 @@
+#pragma once
+#include <stddef.h>
+
+/// setns(2): Glibc does not export it to Swift.
+int tailor_setns(int fd, int nstype);
+
+/// unshare(2) is not exported either; CLONE_NEWNET is a macro Swift cannot see.
+int tailor_clone_newnet(void);
+
+/// libbpf's print callback takes a va_list; this formats each message and hands
+/// the finished line to `sink` (NULL silences libbpf).
+typedef void (*tailor_libbpf_sink)(int level, const char *message);
+void tailor_libbpf_set_sink(tailor_libbpf_sink sink);

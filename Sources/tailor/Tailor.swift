@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `tailor` command line: declarative chains of eBPF network functions.
+@main
+struct Tailor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tailor",
+        abstract: "Declarative, GitOps-style controller for chains of eBPF network functions.",
+        subcommands: []
+    )
+}
