@@ -52,8 +52,9 @@ let package = Package(
         // Shared by every kernel test: namespaces, veth pairs, pin roots, packets, traffic.
         .target(
             name: "TailorTestKit",
-            dependencies: ["TailorKernel", "CShims"],
-            path: "Tests/TailorTestKit"
+            dependencies: ["TailorKernel", "TailorObjects", "CShims"],
+            path: "Tests/TailorTestKit",
+            plugins: ["BPFCompiler"]
         ),
         .testTarget(
             name: "TailorSpecTests",

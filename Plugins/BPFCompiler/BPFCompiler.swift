@@ -1,15 +1,21 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles every C source under `bpf/` (except headers in `bpf/include/`) with
-/// clang's BPF target, then embeds the objects in the target that uses the plugin,
-/// so the built `tailor` carries its datapath and needs no search path at run time.
+/// Compiles C sources under `bpf/` with clang's BPF target, then embeds the objects
+/// in the target that uses the plugin, so the built `tailor` carries its datapath
+/// and needs no search path at run time. `bpf/include/` holds headers only;
+/// `bpf/tests/` holds fixtures for the kernel tests, compiled only for targets
+/// whose name ends in "TestKit"; every other target gets the rest of `bpf/`.
 @main
 struct BPFCompiler: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) async throws -> [Command] {
         let bpf = context.package.directoryURL.appending(path: "bpf")
         let include = bpf.appending(path: "include")
-        let sources = files(under: bpf, withExtension: "c").filter { !$0.path.hasPrefix(include.path + "/") }
+        let fixtures = bpf.appending(path: "tests").path + "/"
+        let wantsFixtures = target.name.hasSuffix("TestKit")
+        let sources = files(under: bpf, withExtension: "c").filter {
+            !$0.path.hasPrefix(include.path + "/") && $0.path.hasPrefix(fixtures) == wantsFixtures
+        }
         let headers = files(under: include, withExtension: "h")
         let clang = try context.tool(named: "clang").url
         let work = context.pluginWorkDirectoryURL
@@ -38,11 +44,12 @@ struct BPFCompiler: BuildToolPlugin {
                 outputFiles: [object]
             ))
         }
-        let generated = work.appending(path: "EmbeddedObjects.swift")
+        let generated = work.appending(path: "GeneratedBPFObjects.swift")
         commands.append(.buildCommand(
             displayName: "Embedding \(objects.count) BPF objects",
             executable: try context.tool(named: "BPFEmbed").url,
-            arguments: [generated.path] + objects.map(\.path),
+            arguments: [generated.path] + (wantsFixtures ? ["testObjects", "TailorObjects"] : ["datapathObjects", "-"])
+                + objects.map(\.path),
             inputFiles: objects,
             outputFiles: [generated]
         ))

@@ -1,5 +1,6 @@
 #pragma once
 #include <stddef.h>
+#include <sys/vfs.h> /* statfs(2), which Glibc does not export to Swift */
 
 /// setns(2): Glibc does not export it to Swift.
 int tailor_setns(int fd, int nstype);

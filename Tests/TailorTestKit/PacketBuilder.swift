@@ -1,0 +1,125 @@
+/// Builds Ethernet frames with IPv4/IPv6 and TCP/UDP/ICMP headers and correct
+/// checksums, for BPF_PROG_TEST_RUN and for comparing against what programs output.
+public struct PacketBuilder: Sendable {
+    public enum Address: Sendable, Equatable {
+        case v4([UInt8])
+        case v6([UInt8])
+
+        /// Parses dotted IPv4 or colon-hex IPv6 text ("10.0.0.1", "fd00::1").
+        public init(_ text: String) {
+            if text.contains(":") {
+                let halves = text.components(separatedBy: "::")
+                let groups = { (s: String) in s.split(separator: ":").map { UInt16($0, radix: 16) ?? 0 } }
+                let head = groups(halves[0]), tail = halves.count > 1 ? groups(halves[1]) : []
+                let all = head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+                self = .v6(all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] })
+            } else {
+                self = .v4(text.split(separator: ".").map { UInt8($0) ?? 0 })
+            }
+        }
+
+        var bytes: [UInt8] {
+            switch self {
+            case .v4(let b), .v6(let b): b
+            }
+        }
+    }
+
+    public enum Transport: Sendable {
+        case udp(sport: UInt16, dport: UInt16)
+        case tcp(sport: UInt16, dport: UInt16, flags: TCPFlags)
+        /// ICMP echo request (ICMPv6 for IPv6 addresses).
+        case icmpEcho(id: UInt16, sequence: UInt16)
+    }
+
+    public struct TCPFlags: OptionSet, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        public static let fin = TCPFlags(rawValue: 0x01)
+        public static let syn = TCPFlags(rawValue: 0x02)
+        public static let rst = TCPFlags(rawValue: 0x04)
+        public static let psh = TCPFlags(rawValue: 0x08)
+        public static let ack = TCPFlags(rawValue: 0x10)
+    }
+
+    public var source: Address
+    public var destination: Address
+    public var transport: Transport
+    public var payload: [UInt8]
+    public var sourceMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
+    public var destinationMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x02]
+    public var ttl: UInt8 = 64
+
+    public init(from source: String, to destination: String, _ transport: Transport, payload: [UInt8] = []) {
+        self.source = Address(source)
+        self.destination = Address(destination)
+        self.transport = transport
+        self.payload = payload
+    }
+
+    /// The frame: Ethernet header, IP header, transport header, payload.
+    public var bytes: [UInt8] {
+        let isV6: Bool = if case .v6 = source { true } else { false }
+        let (protocolNumber, segment) = transportSegment(isV6: isV6)
+        var frame = destinationMAC + sourceMAC + (isV6 ? [0x86, 0xdd] : [0x08, 0x00])
+        if isV6 {
+            frame += [0x60, 0, 0, 0] + be16(UInt16(segment.count)) + [protocolNumber, ttl]
+            frame += source.bytes + destination.bytes
+        } else {
+            var header: [UInt8] = [0x45, 0] + be16(UInt16(20 + segment.count)) + [0, 1, 0x40, 0]
+            header += [ttl, protocolNumber, 0, 0] + source.bytes + destination.bytes
+            header.replaceSubrange(10..<12, with: be16(Self.checksum(header)))
+            frame += header
+        }
+        return frame + segment
+    }
+
+    private func transportSegment(isV6: Bool) -> (UInt8, [UInt8]) {
+        var segment: [UInt8]
+        let protocolNumber: UInt8
+        let checksumOffset: Int
+        switch transport {
+        case .udp(let sport, let dport):
+            protocolNumber = 17
+            segment = be16(sport) + be16(dport) + be16(UInt16(8 + payload.count)) + [0, 0] + payload
+            checksumOffset = 6
+        case .tcp(let sport, let dport, let flags):
+            protocolNumber = 6
+            segment = be16(sport) + be16(dport) + [0, 0, 0, 1] + [0, 0, 0, 0]
+            segment += [0x50, flags.rawValue] + be16(65535) + [0, 0, 0, 0] + payload
+            checksumOffset = 16
+        case .icmpEcho(let id, let sequence):
+            protocolNumber = isV6 ? 58 : 1
+            segment = [isV6 ? 128 : 8, 0, 0, 0] + be16(id) + be16(sequence) + payload
+            checksumOffset = 2
+        }
+        // IPv4 ICMP has no pseudo-header; every other checksum here covers one.
+        let pseudo: [UInt8] = if protocolNumber == 1 {
+            []
+        } else if isV6 {
+            source.bytes + destination.bytes + be32(UInt32(segment.count)) + [0, 0, 0, protocolNumber]
+        } else {
+            source.bytes + destination.bytes + [0, protocolNumber] + be16(UInt16(segment.count))
+        }
+        var sum = Self.checksum(pseudo + segment)
+        if protocolNumber == 17 && sum == 0 { sum = 0xffff }
+        segment.replaceSubrange(checksumOffset..<checksumOffset + 2, with: be16(sum))
+        return (protocolNumber, segment)
+    }
+
+    /// The Internet checksum (RFC 1071) of `data`.
+    public static func checksum(_ data: [UInt8]) -> UInt16 {
+        var sum: UInt32 = 0
+        var i = 0
+        while i + 1 < data.count {
+            sum += UInt32(data[i]) << 8 | UInt32(data[i + 1])
+            i += 2
+        }
+        if i < data.count { sum += UInt32(data[i]) << 8 }
+        while sum > 0xffff { sum = (sum & 0xffff) + (sum >> 16) }
+        return ~UInt16(sum)
+    }
+}
+
+func be16(_ value: UInt16) -> [UInt8] { [UInt8(value >> 8), UInt8(value & 0xff)] }
+func be32(_ value: UInt32) -> [UInt8] { be16(UInt16(value >> 16)) + be16(UInt16(value & 0xffff)) }

@@ -1,0 +1,31 @@
+import Foundation
+
+/// Runs a system tool (`ip`, `bpftool`) and returns its standard output;
+/// a non-zero exit throws with the command and its standard error.
+@discardableResult
+public func run(_ tool: String, _ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [tool] + arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let output = out.fileHandleForReading.readDataToEndOfFile()
+    let error = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw CommandFailed(command: ([tool] + arguments).joined(separator: " "),
+                            status: process.terminationStatus,
+                            stderr: String(decoding: error, as: UTF8.self))
+    }
+    return String(decoding: output, as: UTF8.self)
+}
+
+/// A tool exited with an error.
+public struct CommandFailed: Error, CustomStringConvertible {
+    public let command: String
+    public let status: Int32
+    public let stderr: String
+    public var description: String { "`\(command)` exited \(status): \(stderr)" }
+}
