@@ -20,6 +20,12 @@ public struct XDPAttachments: Sendable, Equatable {
     public var generic: ProgramID?
     public var offloaded: ProgramID?
 
+    public init(native: ProgramID? = nil, generic: ProgramID? = nil, offloaded: ProgramID? = nil) {
+        self.native = native
+        self.generic = generic
+        self.offloaded = offloaded
+    }
+
     public subscript(mode: XDPMode) -> ProgramID? {
         switch mode {
         case .native: native
@@ -99,11 +105,18 @@ public enum XDP {
         guard result < 0 else { return }
         switch -result {
         case EEXIST, EBUSY:
-            let current = (try? query(interface))?[mode]
+            let attached = try? query(interface)
+            let other: XDPMode = mode == .native ? .generic : .native
+            let found = if let current = attached?[mode] {
+                "found \(current)"
+            } else if let current = attached?[other] {
+                "found \(current) in \(other.rawValue) mode (the kernel allows one mode at a time)"
+            } else {
+                "found another program"
+            }
             throw KernelError(
                 .staleExpectation, operation: operation, object: interface.description, errno: -result,
-                detail: "expected \(expected.map(\.description) ?? "no program") attached, found "
-                    + (current.map(\.description) ?? "another program or mode"))
+                detail: "expected \(expected.map(\.description) ?? "no program") attached, \(found)")
         case EOPNOTSUPP where mode == .native:
             throw KernelError(.invalidArgument, operation: operation, object: interface.description,
                               errno: -result, detail: "the driver has no native XDP; use mode generic explicitly")
