@@ -40,10 +40,20 @@ let package = Package(
             dependencies: ["CLibBPF", "CShims", .product(name: "Logging", package: "swift-log")]
         ),
 
+        // Chains in the kernel: root, slots, cube instances, per-packet-consistent commits.
+        .target(
+            name: "TailorDatapath",
+            dependencies: [
+                "TailorKernel", "TailorObjects",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .executableTarget(
             name: "tailor",
             dependencies: [
-                "TailorKernel", "TailorObjects", "TailorSpec",
+                "TailorKernel", "TailorObjects", "TailorSpec", "TailorDatapath",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -60,6 +70,10 @@ let package = Package(
             name: "TailorSpecTests",
             dependencies: ["TailorSpec"],
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "TailorDatapathTests",
+            dependencies: ["TailorDatapath", "TailorKernel", "TailorObjects", "TailorTestKit"]
         ),
         .testTarget(
             name: "TailorKernelTests",

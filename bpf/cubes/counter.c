@@ -1,4 +1,4 @@
-/* counter: counts packets and bytes per CPU and passes every packet. */
+/* counter: counts packets and bytes per CPU and hands every packet on. */
 #include <tailor/cube.h>
 
 struct counter_value {
@@ -20,5 +20,5 @@ TAILOR_CUBE(counter) {
         value->packets += 1;
         value->bytes += pkt->len;
     }
-    return TAILOR_PASS;
+    return tailor_next(pkt);
 }

@@ -1,9 +1,17 @@
-/* The tailor cube ABI: what a cube author includes.
+/* The tailor cube ABI: what a cube author includes. docs/cube-abi.md explains it
+ * with a complete example.
+ *
+ * A chain is a root program on one hook (XDP, TC ingress, TC egress) and a
+ * prog_array of slots. The root tail-calls slot 0, which holds the entry cube.
+ * Each cube instance knows the slots of its next cubes as `const volatile`
+ * rodata set before load, so every hop is a tail call with a constant key,
+ * which the JIT turns into a direct jump. A cube with N outputs calls them from
+ * N constant call sites, so a chain can branch.
  *
  * One C source serves XDP and TC: TAILOR_CUBE(fn) emits an XDP program and a TC
- * program around the same inline body, and the loader keeps the one the chain's
- * hook needs. The body sees a `struct tailor_pkt` and returns a tailor verdict,
- * which each hook's wrapper maps to its own return codes. See docs/cube-abi.md.
+ * program around the same inline body; the loader keeps the one the chain's hook
+ * needs. The body sees a `struct tailor_pkt` and returns a tailor verdict, or
+ * hands the packet on with tailor_next(pkt) / tailor_next_port(pkt, k).
  */
 #pragma once
 
@@ -11,54 +19,204 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-/* Verdicts a cube body returns. */
+/* ---- verdicts and hooks ------------------------------------------------ */
+
+/* Verdicts a cube body returns; each hook's wrapper maps them to its codes. */
 enum tailor_verdict {
     TAILOR_PASS = 0,
     TAILOR_DROP = 1,
 };
 
-/* Which hook a program instance was built for; a compile-time constant in each
- * wrapper, so the verifier sees only that hook's context accesses. */
+/* Which hook a program was built for: a compile-time constant in each wrapper,
+ * so the verifier sees only that hook's context accesses. */
 enum tailor_hook {
     TAILOR_HOOK_XDP = 0,
     TAILOR_HOOK_TC = 1,
 };
 
-/* The packet as a cube body sees it, whatever the hook. */
+/* ---- map ownership ------------------------------------------------------ */
+
+/* Recorded in BTF so the controller can read it from any object:
+ * a table is filled by the controller from the spec and repaired on drift; a
+ * table marked entry-safe may be changed one entry at a time while packets use
+ * it (each entry is meaningful alone); any other table change replaces the cube.
+ * State belongs to the datapath and is carried over when the cube is replaced. */
+#define TAILOR_TABLE __attribute__((btf_decl_tag("tailor:table")))
+#define TAILOR_TABLE_ENTRY_SAFE __attribute__((btf_decl_tag("tailor:table:entry-safe")))
+#define TAILOR_STATE __attribute__((btf_decl_tag("tailor:state")))
+
+/* ---- chain wiring (rodata, set by the controller before load) ----------- */
+
+#define TAILOR_MAX_PORTS 8          /* outputs a cube may have */
+#define TAILOR_PROG_SLOTS 256       /* slots in a chain's prog_array */
+#define TAILOR_SLOT_END 0xffffffffu /* "no next cube": the path ends here */
+
+/* The slot each output continues to. */
+const volatile __u32 tailor_next_slot[TAILOR_MAX_PORTS] = {
+    [0 ... TAILOR_MAX_PORTS - 1] = TAILOR_SLOT_END,
+};
+/* The chain's verdict at the end of a path. */
+const volatile __u8 tailor_default_verdict = TAILOR_PASS;
+/* What a packet gets when the next slot is empty: pass (fail open) or drop. */
+const volatile __u8 tailor_fail_open = 0;
+
+/* The chain's slots, shared by its root and every cube instance. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+    __uint(max_entries, TAILOR_PROG_SLOTS);
+    __type(key, __u32);
+    __type(value, __u32);
+} tailor_progs SEC(".maps");
+
+/* ---- per-packet metadata shared by the chain's cubes --------------------- */
+
+#define TAILOR_PATH_MAX 16
+
+enum tailor_meta_flags {
+    TAILOR_META_PARSED = 1 << 0,  /* tailor_parse ran on this packet */
+    TAILOR_META_L3 = 1 << 1,      /* an IPv4 or IPv6 header was found */
+    TAILOR_META_L4 = 1 << 2,      /* ports (or ICMP type/code) are valid */
+};
+
+/* Filled by the root (reset) and tailor_parse (headers), read and extended by
+ * cubes. Per CPU: a packet runs to completion on one CPU, through all its cubes. */
+struct tailor_meta {
+    __u32 flags;
+    __u16 eth_proto;   /* host order: ETH_P_IP, ETH_P_IPV6 */
+    __u16 l3_off;      /* offsets from the start of the frame */
+    __u16 l4_off;
+    __u8 ip_proto;     /* IPPROTO_* */
+    __u8 tcp_flags;
+    __u8 saddr[16];    /* IPv4 addresses use the first 4 bytes */
+    __u8 daddr[16];
+    __u16 sport;       /* network order; ICMP: type */
+    __u16 dport;       /* network order; ICMP: code */
+    __u8 ct_state;     /* set by a conntrack cube */
+    __u8 hops;         /* entries used in path[] */
+    __u16 reserved;
+    __u32 mark;        /* a classifier's result, or any cube's note to the next */
+    __u16 path[TAILOR_PATH_MAX]; /* ids appended by tag cubes */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct tailor_meta);
+} tailor_meta SEC(".maps");
+
+/* ---- per-cube counters ---------------------------------------------------- */
+
+/* The kernel's run counters do not count programs reached by tail call, so each
+ * cube counts itself. State: carried over when the cube is replaced. */
+struct tailor_counters {
+    __u64 packets;    /* packets that entered the cube */
+    __u64 bytes;
+    __u64 passed;     /* ended here with pass (a verdict or the end of the path) */
+    __u64 dropped;    /* ended here with drop */
+    __u64 forwarded;  /* tail calls to a next slot attempted */
+    __u64 missed;     /* of those, slots found empty */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct tailor_counters);
+} tailor_counters SEC(".maps") TAILOR_STATE;
+
+/* ---- the packet as a cube sees it ------------------------------------------ */
+
 struct tailor_pkt {
     void *ctx;
     void *data;
     void *data_end;
-    __u32 len;           /* bytes on the wire: skb->len on TC, data_end - data on XDP */
+    __u32 len;                        /* skb->len on TC, data_end - data on XDP */
     enum tailor_hook hook;
+    struct tailor_counters *counters; /* this cube's, for this CPU */
 };
 
-/* Map ownership, recorded in BTF so the controller can read it from any object:
- * a table is filled by the controller from the spec (and repaired on drift);
- * state belongs to the datapath and is carried over when the cube is replaced. */
-#define TAILOR_TABLE __attribute__((btf_decl_tag("tailor:table")))
-#define TAILOR_STATE __attribute__((btf_decl_tag("tailor:state")))
-
-static __always_inline int tailor_xdp_verdict(int verdict) {
-    return verdict == TAILOR_DROP ? XDP_DROP : XDP_PASS;
+/* This packet's metadata (never NULL in practice: a one-entry per-CPU array). */
+static __always_inline struct tailor_meta *tailor_meta_get(void) {
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&tailor_meta, &zero);
 }
 
-static __always_inline int tailor_tc_verdict(int verdict) {
-    return verdict == TAILOR_DROP ? TC_ACT_SHOT : TC_ACT_OK;
+static __always_inline int tailor_fail_verdict(struct tailor_pkt *pkt) {
+    if (pkt->counters)
+        pkt->counters->missed += 1;
+    return tailor_fail_open ? TAILOR_PASS : TAILOR_DROP;
+}
+
+/* One constant call site for output `i`. */
+#define TAILOR__PORT_CASE(i)                                              \
+    case i:                                                               \
+        if (tailor_next_slot[i] == TAILOR_SLOT_END)                       \
+            return tailor_default_verdict;                                \
+        if (pkt->counters)                                                \
+            pkt->counters->forwarded += 1;                                \
+        bpf_tail_call(pkt->ctx, &tailor_progs, tailor_next_slot[i]);      \
+        return tailor_fail_verdict(pkt);
+
+/* Continues on output `port`: tail-calls the next cube and does not return,
+ * or returns the chain's default verdict at the end of the path, or the
+ * fail-open/closed verdict (counted as missed) when the slot is empty. */
+static __always_inline int tailor_next_port(struct tailor_pkt *pkt, __u32 port) {
+    switch (port) {
+        TAILOR__PORT_CASE(0)
+        TAILOR__PORT_CASE(1)
+        TAILOR__PORT_CASE(2)
+        TAILOR__PORT_CASE(3)
+        TAILOR__PORT_CASE(4)
+        TAILOR__PORT_CASE(5)
+        TAILOR__PORT_CASE(6)
+        TAILOR__PORT_CASE(7)
+    }
+    return tailor_fail_verdict(pkt);
+}
+
+/* Continues on the cube's only output. */
+static __always_inline int tailor_next(struct tailor_pkt *pkt) {
+    return tailor_next_port(pkt, 0);
+}
+
+/* ---- the two wrappers ---------------------------------------------------- */
+
+static __always_inline struct tailor_counters *tailor__enter(__u32 len) {
+    __u32 zero = 0;
+    struct tailor_counters *c = bpf_map_lookup_elem(&tailor_counters, &zero);
+    if (c) {
+        c->packets += 1;
+        c->bytes += len;
+    }
+    return c;
+}
+
+static __always_inline int tailor__leave(struct tailor_counters *c, int verdict) {
+    if (c) {
+        if (verdict == TAILOR_DROP)
+            c->dropped += 1;
+        else
+            c->passed += 1;
+    }
+    return verdict;
 }
 
 /* Declares a cube whose body is `static int fn(struct tailor_pkt *pkt)`. */
 #define TAILOR_CUBE(fn)                                                          \
     static __always_inline int fn(struct tailor_pkt *pkt);                       \
     SEC("xdp") int fn##_xdp(struct xdp_md *ctx) {                                \
+        __u32 len = (__u32)(ctx->data_end - ctx->data);                          \
         struct tailor_pkt pkt = {                                                \
             .ctx = ctx,                                                          \
             .data = (void *)(long)ctx->data,                                     \
             .data_end = (void *)(long)ctx->data_end,                             \
-            .len = (__u32)(ctx->data_end - ctx->data),                           \
+            .len = len,                                                          \
             .hook = TAILOR_HOOK_XDP,                                             \
+            .counters = tailor__enter(len),                                      \
         };                                                                       \
-        return tailor_xdp_verdict(fn(&pkt));                                     \
+        int verdict = tailor__leave(pkt.counters, fn(&pkt));                     \
+        return verdict == TAILOR_DROP ? XDP_DROP : XDP_PASS;                     \
     }                                                                            \
     SEC("tc") int fn##_tc(struct __sk_buff *ctx) {                               \
         struct tailor_pkt pkt = {                                                \
@@ -67,8 +225,10 @@ static __always_inline int tailor_tc_verdict(int verdict) {
             .data_end = (void *)(long)ctx->data_end,                             \
             .len = ctx->len,                                                     \
             .hook = TAILOR_HOOK_TC,                                              \
+            .counters = tailor__enter(ctx->len),                                 \
         };                                                                       \
-        return tailor_tc_verdict(fn(&pkt));                                      \
+        int verdict = tailor__leave(pkt.counters, fn(&pkt));                     \
+        return verdict == TAILOR_DROP ? TC_ACT_SHOT : TC_ACT_OK;                 \
     }                                                                            \
     static __always_inline int fn(struct tailor_pkt *pkt)
 

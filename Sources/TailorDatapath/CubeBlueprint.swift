@@ -1,0 +1,62 @@
+import Crypto
+import Foundation
+
+/// One entry of a controller-owned table: key and value bytes as the map stores them.
+public struct TableEntry: Sendable, Hashable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    public init(key: [UInt8], value: [UInt8]) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// Everything needed to load one instance of a cube, apart from its place in the
+/// chain: the object, its specialisation (rodata) and its tables. Cube control
+/// planes (TailorCubes) produce blueprints from spec configs; the datapath does
+/// not know cube types, so any object with BTF can be a cube.
+public struct CubeBlueprint: Sendable, Equatable {
+    /// The cube type, for messages ("filter", "object").
+    public var type: String
+    /// The ELF object.
+    public var object: [UInt8]
+    /// `const volatile` globals to set before load, by name.
+    public var rodata: [String: [UInt8]]
+    /// Entries of controller-owned tables, by map name.
+    public var tables: [String: [TableEntry]]
+    /// Number of outputs the cube calls with tailor_next_port (1 for most cubes).
+    public var outputs: Int
+
+    public init(type: String, object: [UInt8], rodata: [String: [UInt8]] = [:],
+                tables: [String: [TableEntry]] = [:], outputs: Int = 1) {
+        self.type = type
+        self.object = object
+        self.rodata = rodata
+        self.tables = tables
+        self.outputs = outputs
+    }
+
+    /// sha256 of the object alone: a change here means new code.
+    public var objectDigest: String { hexDigest(SHA256.hash(data: object)) }
+
+    /// sha256 over the object digest, rodata and tables in a canonical order:
+    /// two blueprints with the same digest load identical instances.
+    public var digest: String {
+        var hasher = SHA256()
+        hasher.update(data: Array(objectDigest.utf8))
+        for (name, bytes) in rodata.sorted(by: { $0.key < $1.key }) {
+            hasher.update(data: Array("r\(name)=\(bytes.count):".utf8) + bytes)
+        }
+        for (name, entries) in tables.sorted(by: { $0.key < $1.key }) {
+            hasher.update(data: Array("t\(name)=\(entries.count):".utf8))
+            for entry in entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                hasher.update(data: entry.key + entry.value)
+            }
+        }
+        return hexDigest(hasher.finalize())
+    }
+}
+
+func hexDigest<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+    digest.map { String(format: "%02x", $0) }.joined()
+}

@@ -1,0 +1,91 @@
+/// The verdict at the end of a chain's paths, and for an empty slot.
+public enum Verdict: String, Sendable, Hashable, Codable {
+    case pass, drop
+}
+
+/// Where a chain's root is attached.
+public struct ChainHook: Sendable, Hashable, Codable, CustomStringConvertible {
+    public enum Kind: Sendable, Hashable, Codable {
+        case xdp(XDPModeName)
+        case tcIngress
+        case tcEgress
+    }
+
+    /// XDP mode by name, so the hook is a plain value (TailorKernel's XDPMode maps 1:1).
+    public enum XDPModeName: String, Sendable, Hashable, Codable {
+        case native, generic
+    }
+
+    public var interface: String
+    /// The network namespace (`ip netns` name); nil for the controller's own.
+    public var namespace: String?
+    public var kind: Kind
+
+    public init(interface: String, namespace: String? = nil, kind: Kind) {
+        self.interface = interface
+        self.namespace = namespace
+        self.kind = kind
+    }
+
+    /// Cube programs for this hook are loaded as XDP or as TC programs.
+    public var isXDP: Bool {
+        if case .xdp = kind { true } else { false }
+    }
+
+    public var description: String {
+        let hook = switch kind {
+        case .xdp(let mode): "xdp (\(mode.rawValue))"
+        case .tcIngress: "tc-ingress"
+        case .tcEgress: "tc-egress"
+        }
+        return "\(hook) on \(interface)" + (namespace.map { " in netns \($0)" } ?? "")
+    }
+}
+
+/// A chain as the datapath runs it: which cube comes first and, for each cube,
+/// what it is (its blueprint) and where each of its outputs continues.
+public struct Topology: Sendable, Equatable {
+    /// One cube of the chain.
+    public struct Node: Sendable, Equatable {
+        public var blueprint: CubeBlueprint
+        /// Per output, the next cube's name, or nil where the path ends.
+        public var next: [String?]
+
+        public init(blueprint: CubeBlueprint, next: [String?]) {
+            self.blueprint = blueprint
+            self.next = next
+        }
+    }
+
+    /// The entry cube, which the root reaches through slot 0; nil for an empty chain.
+    public var entry: String?
+    public var nodes: [String: Node]
+
+    public init(entry: String?, nodes: [String: Node]) {
+        self.entry = entry
+        self.nodes = nodes
+    }
+
+    /// A straight chain: each cube continues to the next, the last ends the path.
+    public static func line(_ cubes: [(name: String, blueprint: CubeBlueprint)]) -> Topology {
+        var nodes: [String: Node] = [:]
+        for (index, cube) in cubes.enumerated() {
+            let next = index + 1 < cubes.count ? cubes[index + 1].name : nil
+            nodes[cube.name] = Node(blueprint: cube.blueprint, next: [next])
+        }
+        return Topology(entry: cubes.first?.name, nodes: nodes)
+    }
+
+    /// The cubes reachable from the entry, in depth-first preorder.
+    public var reachable: [String] {
+        var seen: Set<String> = []
+        var order: [String] = []
+        func visit(_ cube: String) {
+            guard seen.insert(cube).inserted, let node = nodes[cube] else { return }
+            order.append(cube)
+            for case let next? in node.next { visit(next) }
+        }
+        if let entry { visit(entry) }
+        return order
+    }
+}
