@@ -91,6 +91,11 @@ public struct BPFObject: ~Copyable {
     /// Names of the programs (functions), sorted.
     public var programNames: [String] { programHandles.keys.sorted() }
 
+    /// Each program's ELF section ("xdp", "tc", ...), which says what it attaches to.
+    public var programSections: [String: String] {
+        programHandles.mapValues { String(cString: bpf_program__section_name($0)) }
+    }
+
     /// The maps the object declares, its internal global-data maps included, sorted by name.
     public var maps: [ObjectMap] {
         mapHandles.map { name, map in

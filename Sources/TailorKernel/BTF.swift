@@ -126,6 +126,18 @@ public final class BTF {
         }
     }
 
+    /// `btf_decl_tag` values attached to global variables (map definitions are
+    /// variables), by variable name: how an object marks its maps' roles.
+    public func variableTags() -> [String: [String]] {
+        var tags: [String: [String]] = [:]
+        for id in 1..<btf__type_cnt(handle) {
+            guard let t = type(id), kind(t) == .declTag, let target = type(t.pointee.type), kind(target) == .variable
+            else { continue }
+            tags[name(target), default: []].append(name(t))
+        }
+        return tags
+    }
+
     /// The fields of `struct name`.
     public func fields(ofStruct name: String) throws(KernelError) -> [BTFField] {
         guard let id = typeID(named: name, kind: .struct) else {

@@ -1,0 +1,283 @@
+import Foundation
+import Logging
+import TailorKernel
+import TailorObjects
+
+/// How a chain behaves as a whole: its hook and its verdicts.
+public struct ChainSettings: Sendable, Hashable, Codable {
+    public var name: String
+    public var hook: ChainHook
+    /// The verdict at the end of every path.
+    public var defaultVerdict: Verdict
+    /// The verdict when a next slot is empty: pass fails open, drop fails closed.
+    public var onEmptySlot: Verdict
+
+    public init(name: String, hook: ChainHook, defaultVerdict: Verdict = .pass, onEmptySlot: Verdict = .drop) {
+        self.name = name
+        self.hook = hook
+        self.defaultVerdict = defaultVerdict
+        self.onEmptySlot = onEmptySlot
+    }
+}
+
+/// A cube's own counters (the ABI's `tailor_counters`), summed over CPUs.
+public struct CubeCounters: Sendable, Equatable {
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var passed: UInt64 = 0
+    public var dropped: UInt64 = 0
+    public var forwarded: UInt64 = 0
+    public var missed: UInt64 = 0
+
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0, passed: UInt64 = 0, dropped: UInt64 = 0,
+                forwarded: UInt64 = 0, missed: UInt64 = 0) {
+        (self.packets, self.bytes, self.passed, self.dropped, self.forwarded, self.missed) =
+            (packets, bytes, passed, dropped, forwarded, missed)
+    }
+
+    /// Reads a `tailor_counters` map: six u64 per CPU.
+    init(reading map: BPFMap) throws {
+        guard let buffer = try map.lookup([0, 0, 0, 0]) else { return }
+        for value in map.perCPUValues(buffer) {
+            let field = { (i: Int) in value.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) } }
+            packets += field(0); bytes += field(1); passed += field(2)
+            dropped += field(3); forwarded += field(4); missed += field(5)
+        }
+    }
+}
+
+/// New instances loaded and verified for a change, not yet reachable by any packet.
+public struct PreparedCommit {
+    public let plan: SlotPlan
+    let instances: [String: CubeInstance]
+}
+
+/// What a commit did and how long each part took.
+public struct CommitReport: Sendable {
+    public var loaded: [String]
+    public var retired: [String]
+    public var commitSlot: Int?
+    /// Writing the fresh slots and the commit slot.
+    public var commit: Duration
+    /// Waiting for packets on the old path to finish.
+    public var grace: Duration
+}
+
+/// One chain in the kernel: a root program on its hook, a prog_array of slots,
+/// the packet metadata map, and the cube instances in the slots. All of it is
+/// pinned under `<pin root>/<chain>/` so bpftool shows it and it outlives tailor.
+///
+/// Changes go through `prepare` (load and verify, nothing reachable) and `commit`
+/// (fresh slots, then one write, then a grace period before old instances go).
+public final class Chain {
+    public let settings: ChainSettings
+    /// The chain's pin directory.
+    public let directory: String
+    let pinRoot: PinRoot
+    let shared: SharedMaps
+    let progs: ProgramArray
+    let root: Program
+    let rootCountersMap: BPFMap
+    let interface: NetworkInterface
+    let grace: GracePeriod
+    private(set) var instances: [String: CubeInstance] = [:]
+    private let logger = Logger(label: "tailor.datapath")
+
+    /// The slots and wiring of the live instances.
+    public var layout: [String: LiveInstance] { instances.mapValues(\.record) }
+
+    private init(settings: ChainSettings, pinRoot: PinRoot, root: Program, rootCounters: BPFMap,
+                 shared: SharedMaps, interface: NetworkInterface) throws {
+        self.settings = settings
+        self.pinRoot = pinRoot
+        self.directory = pinRoot.appending(settings.name)
+        self.root = root
+        self.rootCountersMap = rootCounters
+        self.shared = shared
+        self.progs = try ProgramArray(shared.progs)
+        self.interface = interface
+        self.grace = try GracePeriod()
+    }
+
+    /// Creates the chain: loads its root, fills its slots with `topology`, pins
+    /// everything, and only then attaches the root, so the first packet already
+    /// sees the whole chain. Undoes all of it if any step fails.
+    public static func create(_ settings: ChainSettings, topology: Topology, pinRoot: PinRoot) throws -> Chain {
+        let directory = pinRoot.appending(settings.name)
+        guard !pinRoot.exists(directory) else {
+            throw DatapathError("chain \(settings.name) already exists at \(directory)")
+        }
+        let interface = try NetworkInterface.lookup(
+            settings.hook.interface, in: settings.hook.namespace.map(NetworkNamespace.named))
+        guard let rootBytes = DatapathObjects.all.bytes(named: "root") else {
+            throw DatapathError("this tailor binary was built without the chain root object")
+        }
+        var object = try BPFObject(bytes: rootBytes, name: "root of \(settings.name)")
+        try object.loadOnly([CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")])
+        try CubeInstance.wire(&object, next: [0], settings: settings)
+        try object.load()
+        let chain = try Chain(
+            settings: settings, pinRoot: pinRoot,
+            root: object.program(named: CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")),
+            rootCounters: object.map(named: ABI.counters),
+            shared: SharedMaps(progs: object.map(named: ABI.progs), meta: object.map(named: ABI.meta)),
+            interface: interface)
+        do {
+            try pinRoot.makeDirectory(directory + "/cubes")
+            try chain.root.pin(at: directory + "/root")
+            try chain.shared.progs.pin(at: directory + "/progs")
+            try chain.shared.meta.pin(at: directory + "/packet_meta")
+            try chain.rootCountersMap.pin(at: directory + "/root_counters")
+            _ = try chain.commit(chain.prepare(topology))
+            try chain.attachRoot()
+        } catch {
+            try? pinRoot.removeTree(directory)
+            throw error
+        }
+        return chain
+    }
+
+    private func attachRoot() throws {
+        switch settings.hook.kind {
+        case .xdp(let mode):
+            try XDP.attach(root, to: interface, mode: mode == .native ? .native : .generic, replacing: nil)
+        case .tcIngress, .tcEgress:
+            try TC.createHook(on: interface)
+            try TC.attach(root, to: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
+                          replacing: nil)
+        }
+    }
+
+    /// Loads every instance the move to `topology` needs; the kernel verifies each.
+    /// Nothing is reachable by packets until `commit`.
+    public func prepare(_ topology: Topology) throws -> PreparedCommit {
+        let plan = try SlotPlan.make(live: layout, desired: topology, capacity: progs.capacity)
+        var loaded: [String: CubeInstance] = [:]
+        for (cube, record) in plan.load.sorted(by: { $0.key < $1.key }) {
+            guard let node = topology.nodes[cube] else { continue }
+            guard node.next.count == node.blueprint.outputs else {
+                throw DatapathError("cube \(cube) has \(node.blueprint.outputs) outputs but \(node.next.count) "
+                    + "next cubes are given")
+            }
+            loaded[cube] = try CubeInstance.load(
+                node.blueprint, as: cube, hook: settings.hook, record: record, settings: settings,
+                shared: shared, carry: carriedMaps(cube, to: node.blueprint))
+        }
+        return PreparedCommit(plan: plan, instances: loaded)
+    }
+
+    /// The maps a new instance of `cube` takes over from the live one: all of them
+    /// when the blueprint is the same (a path copy), else the state maps, whose
+    /// layout must be unchanged.
+    func carriedMaps(_ cube: String, to blueprint: CubeBlueprint) throws -> [String: BPFMap] {
+        guard let old = instances[cube] else { return [:] }
+        if old.blueprint.digest == blueprint.digest { return old.maps }
+        let declared = try BPFObject(bytes: blueprint.object, name: cube).maps
+        var carry: [String: BPFMap] = [:]
+        for (name, map) in old.maps where old.roles[name] == .state {
+            guard let new = declared.first(where: { $0.name == name }) else { continue }
+            let same = new.type == map.info.type && new.keySize == map.info.keySize
+                && new.valueSize == map.info.valueSize && new.maxEntries == map.info.maxEntries
+            guard same else {
+                throw DatapathError("cube \(cube): state map \(name) changes layout (\(map.info.type) "
+                    + "\(map.info.keySize)/\(map.info.valueSize)/\(map.info.maxEntries) -> \(new.type) "
+                    + "\(new.keySize)/\(new.valueSize)/\(new.maxEntries)); carrying its state across a layout "
+                    + "change needs state migration, which this version does not do")
+            }
+            carry[name] = map
+        }
+        return carry
+    }
+
+    /// Makes a prepared change live: fills the fresh slots, writes the commit slot
+    /// (the one write that switches packets to the new path), waits a grace period,
+    /// then empties the slots of retired instances and updates the pins.
+    public func commit(_ prepared: PreparedCommit) throws -> CommitReport {
+        let plan = prepared.plan
+        let clock = ContinuousClock()
+        let start = clock.now
+        var written: [Int] = []
+        do {
+            for (cube, instance) in prepared.instances where cube != plan.commitCube {
+                try progs.set(instance.record.slot, to: instance.program)
+                written.append(instance.record.slot)
+            }
+            if let cube = plan.commitCube, let slot = plan.commitSlot, let instance = prepared.instances[cube] {
+                try progs.set(slot, to: instance.program)
+            } else if plan.commitSlot == 0 {
+                try progs.clear(0)
+            }
+        } catch {
+            // The fresh slots were unreachable: emptying them restores the old chain exactly.
+            for slot in written { _ = try? progs.clear(slot) }
+            throw error
+        }
+        let committed = clock.now
+        if !plan.retire.isEmpty {
+            try grace.wait()
+            for slot in plan.slotsToClear { try progs.clear(slot) }
+        }
+        let graceDone = clock.now
+        for cube in plan.retire.keys { instances[cube] = nil }
+        for (cube, instance) in prepared.instances { instances[cube] = instance }
+        for cube in plan.retire.keys where prepared.instances[cube] == nil {
+            try pinRoot.removeTree(cubeDirectory(cube))
+        }
+        for instance in prepared.instances.values { try pin(instance) }
+        logger.debug("chain commit", metadata: [
+            "chain": "\(settings.name)", "loaded": "\(prepared.instances.keys.sorted())",
+            "retired": "\(plan.retire.keys.sorted())", "slot": "\(plan.commitSlot.map(String.init) ?? "-")",
+        ])
+        return CommitReport(loaded: prepared.instances.keys.sorted(), retired: plan.retire.keys.sorted(),
+                            commitSlot: plan.commitSlot, commit: committed - start, grace: graceDone - committed)
+    }
+
+    /// Prepares and commits in one call.
+    @discardableResult
+    public func apply(_ topology: Topology) throws -> CommitReport {
+        try commit(prepare(topology))
+    }
+
+    private func cubeDirectory(_ cube: String) -> String { directory + "/cubes/" + cube }
+
+    private func pin(_ instance: CubeInstance) throws {
+        let dir = cubeDirectory(instance.cube)
+        try pinRoot.removeTree(dir)
+        try pinRoot.makeDirectory(dir + "/maps")
+        try instance.program.pin(at: dir + "/prog")
+        for (name, map) in instance.maps { try map.pin(at: dir + "/maps/" + name) }
+    }
+
+    /// The counters of `cube`'s instance.
+    public func counters(of cube: String) throws -> CubeCounters {
+        guard let map = instances[cube]?.maps[ABI.counters] else {
+            throw DatapathError("chain \(settings.name) has no cube \(cube)")
+        }
+        return try CubeCounters(reading: map)
+    }
+
+    /// The root's counters: every packet that entered the chain, and misses of slot 0.
+    public func rootCounters() throws -> CubeCounters { try CubeCounters(reading: rootCountersMap) }
+
+    /// A map of `cube`'s live instance, by its declared name.
+    public func map(_ name: String, of cube: String) -> BPFMap? { instances[cube]?.maps[name] }
+
+    /// The root program (for BPF_PROG_TEST_RUN and inspection).
+    public var rootProgram: Program { root }
+
+    /// Detaches the root, waits for packets in flight, empties the slots and removes the pins.
+    public func destroy() throws {
+        let id = try root.info().id
+        switch settings.hook.kind {
+        case .xdp(let mode):
+            try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: id)
+        case .tcIngress, .tcEgress:
+            try TC.detach(from: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
+                          expected: id)
+        }
+        try grace.wait()
+        for slot in try progs.occupiedSlots().keys { try progs.clear(slot) }
+        instances = [:]
+        try pinRoot.removeTree(directory)
+    }
+}

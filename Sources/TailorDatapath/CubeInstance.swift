@@ -1,0 +1,143 @@
+import TailorKernel
+
+/// Who owns a map of a cube object, as the object's BTF says (bpf/include/tailor/cube.h).
+public enum MapRole: Sendable, Equatable {
+    /// Filled by the controller from the spec; `entrySafe` tables may change entry by entry.
+    case table(entrySafe: Bool)
+    /// Owned by the datapath; carried over when the cube is replaced. Maps without a
+    /// tag are treated as state: the controller never overwrites what it does not own.
+    case state
+    /// Shared by the whole chain (its prog_array and packet metadata).
+    case chain
+    /// libbpf's global-data maps (.rodata, .bss, .data).
+    case internalData
+}
+
+/// Names the ABI gives the maps and rodata every cube carries.
+enum ABI {
+    static let progs = "tailor_progs"
+    static let meta = "tailor_meta"
+    static let counters = "tailor_counters"
+    static let nextSlot = "tailor_next_slot"
+    static let defaultVerdict = "tailor_default_verdict"
+    static let failOpen = "tailor_fail_open"
+    static let maxPorts = 8
+    static let slotEnd: UInt32 = 0xffff_ffff
+    static let progSlots = 256
+}
+
+/// A cube instance loaded and verified, with its wiring baked in, ready to be put in a slot.
+final class CubeInstance {
+    let cube: String
+    let program: Program
+    /// The instance's maps by declared name, chain-shared maps excluded.
+    let maps: [String: BPFMap]
+    let roles: [String: MapRole]
+    let record: LiveInstance
+    let blueprint: CubeBlueprint
+
+    private init(cube: String, program: Program, maps: [String: BPFMap], roles: [String: MapRole],
+                 record: LiveInstance, blueprint: CubeBlueprint) {
+        self.cube = cube
+        self.program = program
+        self.maps = maps
+        self.roles = roles
+        self.record = record
+        self.blueprint = blueprint
+    }
+
+    /// Roles of an object's maps, from its BTF decl tags.
+    static func roles(of object: borrowing BPFObject) throws -> [String: MapRole] {
+        let tags = try object.btf().variableTags()
+        var roles: [String: MapRole] = [:]
+        for map in object.maps {
+            let own = tags[map.name] ?? []
+            roles[map.name] = if map.isInternal {
+                .internalData
+            } else if map.name == ABI.progs || map.name == ABI.meta {
+                .chain
+            } else if own.contains("tailor:table:entry-safe") {
+                .table(entrySafe: true)
+            } else if own.contains("tailor:table") {
+                .table(entrySafe: false)
+            } else {
+                .state
+            }
+        }
+        return roles
+    }
+
+    /// Loads `blueprint` as cube `cube` for `hook`, wired as `record` says, sharing
+    /// the chain's maps and taking over the maps in `carry` instead of creating them.
+    /// The kernel verifies the program here; nothing is reachable by packets yet.
+    static func load(
+        _ blueprint: CubeBlueprint, as cube: String, hook: ChainHook, record: LiveInstance,
+        settings: ChainSettings, shared: SharedMaps, carry: [String: BPFMap]
+    ) throws -> CubeInstance {
+        var object = try BPFObject(bytes: blueprint.object, name: "\(cube) (\(blueprint.type))")
+        let program = try hookProgram(in: object, for: hook, cube: cube)
+        try object.loadOnly([program])
+        let roles = try roles(of: object)
+        guard roles[ABI.progs] == .chain, roles[ABI.meta] == .chain else {
+            throw DatapathError("cube \(cube): its object does not include <tailor/cube.h> "
+                + "(no \(ABI.progs)/\(ABI.meta) maps), so it cannot be chained")
+        }
+        try wire(&object, next: record.next, settings: settings)
+        for (name, bytes) in blueprint.rodata { try object.setRodata(name, to: bytes) }
+        try object.reuse(map: ABI.progs, with: shared.progs)
+        try object.reuse(map: ABI.meta, with: shared.meta)
+        for (name, map) in carry { try object.reuse(map: name, with: map) }
+        try object.load()
+
+        var maps: [String: BPFMap] = [:]
+        for (name, role) in roles where role != .chain && role != .internalData {
+            maps[name] = try object.map(named: name)
+        }
+        for (name, entries) in blueprint.tables where carry[name] == nil {
+            guard case .table = roles[name], let map = maps[name] else {
+                throw DatapathError("cube \(cube): \(name) is not a table of its object; "
+                    + "tables: \(roles.filter { if case .table = $0.value { true } else { false } }.keys.sorted())")
+            }
+            try map.updateBatch(entries.map { ($0.key, $0.value) })
+        }
+        return CubeInstance(cube: cube, program: try object.program(named: program), maps: maps, roles: roles,
+                            record: record, blueprint: blueprint)
+    }
+
+    /// The object's program for `hook`, found by section ("xdp"; "tc" or "classifier").
+    static func hookProgram(in object: borrowing BPFObject, for hook: ChainHook, cube: String) throws -> String {
+        let wanted = object.programSections.filter { _, section in
+            hook.isXDP ? section.hasPrefix("xdp") : (section.hasPrefix("tc") || section.hasPrefix("classifier"))
+        }.keys.sorted()
+        guard wanted.count == 1, let program = wanted.first else {
+            throw DatapathError("cube \(cube): its object needs exactly one \(hook.isXDP ? "XDP" : "TC") program, "
+                + "found \(wanted.isEmpty ? "none" : wanted.joined(separator: ", "))")
+        }
+        return program
+    }
+
+    /// Sets the ABI's wiring rodata: next slots, default verdict, fail-open.
+    static func wire(_ object: inout BPFObject, next: [Int?], settings: ChainSettings) throws {
+        guard next.count <= ABI.maxPorts else {
+            throw DatapathError("a cube may have at most \(ABI.maxPorts) outputs, not \(next.count)")
+        }
+        var slots = [UInt32](repeating: ABI.slotEnd, count: ABI.maxPorts)
+        for (port, slot) in next.enumerated() { slots[port] = slot.map(UInt32.init) ?? ABI.slotEnd }
+        try object.setRodata(ABI.nextSlot, to: slots.flatMap { withUnsafeBytes(of: $0, Array.init) })
+        try object.setRodata(ABI.defaultVerdict, to: UInt8(settings.defaultVerdict == .drop ? 1 : 0))
+        try object.setRodata(ABI.failOpen, to: UInt8(settings.onEmptySlot == .pass ? 1 : 0))
+    }
+}
+
+/// The maps every program of a chain shares.
+struct SharedMaps {
+    let progs: BPFMap
+    let meta: BPFMap
+}
+
+/// A datapath operation that cannot go ahead, said so an operator can act on it.
+public struct DatapathError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

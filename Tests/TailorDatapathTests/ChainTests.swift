@@ -1,0 +1,180 @@
+import Testing
+import TailorDatapath
+import TailorKernel
+import TailorTestKit
+
+let hookKinds: [ChainHook.Kind] = [.xdp(.native), .xdp(.generic), .tcIngress, .tcEgress]
+
+@Suite("chains on the real kernel", .kernel)
+struct ChainTests {
+    @Test("chains of 1, 2, 4 and 8 cubes give the verdicts and counters expected",
+          arguments: [1, 2, 4, 8], [ChainHook.Kind.xdp(.native), .tcIngress])
+    func chainsOfCounters(length: Int, kind: ChainHook.Kind) async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let names = (0..<length).map { "c\($0)" }
+                let topology = Topology.line(try names.map { ($0, try Blueprints.counter()) })
+                let chain = try Chain.create(ChainSettings(name: "n\(length)", hook: lab.hook(kind)),
+                                             topology: topology, pinRoot: root)
+                defer { try? chain.destroy() }
+                let packet = PacketBuilder(from: lab.a.ipv4, to: lab.b.ipv4, .udp(sport: 1, dport: 2)).bytes
+                let run = try chain.rootProgram.testRun(packet, repeat: 1000)
+                #expect(run.returnValue == verdicts(chain.settings.hook).pass)
+                #expect(try Traffic.udp(in: lab, count: 50) == 50)
+                #expect(try chain.rootCounters() == CubeCounters(
+                    packets: 1050, bytes: try chain.rootCounters().bytes, forwarded: 1050))
+                for (index, name) in names.enumerated() {
+                    let counters = try chain.counters(of: name)
+                    let last = index == length - 1
+                    #expect(counters.packets == 1050, "\(name)")
+                    #expect(counters.forwarded == (last ? 0 : 1050), "\(name)")
+                    #expect(counters.passed == (last ? 1050 : 0), "\(name)")
+                    #expect(counters.dropped == 0 && counters.missed == 0, "\(name)")
+                    let own = try #require(chain.map("counters", of: name))
+                    let perCPU = own.perCPUValues(try #require(try own.lookup([0, 0, 0, 0])))
+                    #expect(perCPU.map { $0.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }.reduce(0, +) == 1050)
+                }
+            }
+        }
+    }
+
+    @Test("a filter in the middle drops what it matches; the cubes after it see none", arguments: hookKinds)
+    func filterDrops(kind: ChainHook.Kind) async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let topology = Topology.line([("before", try Blueprints.counter()),
+                                              ("filter", try Blueprints.dropUDP(port: 9999)),
+                                              ("after", try Blueprints.counter())])
+                let chain = try Chain.create(ChainSettings(name: "f", hook: lab.hook(kind)),
+                                             topology: topology, pinRoot: root)
+                defer { try? chain.destroy() }
+                #expect(try Traffic.udp(in: lab, count: 20, port: 9999, timeout: .milliseconds(300)) == 0)
+                #expect(try Traffic.udp(in: lab, count: 20, port: 9000) == 20)
+                #expect(try chain.counters(of: "before").packets == 40)
+                #expect(try chain.counters(of: "filter").dropped == 20)
+                #expect(try chain.counters(of: "filter").forwarded == 20)
+                #expect(try chain.counters(of: "after").packets == 20)
+            }
+        }
+    }
+
+    @Test("a branching cube sends each class down its own path")
+    func branches() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let topology = Topology(entry: "split", nodes: [
+                    "split": .init(blueprint: try Blueprints.split(), next: ["even", "odd"]),
+                    "even": .init(blueprint: try Blueprints.tag(2), next: ["rec"]),
+                    "odd": .init(blueprint: try Blueprints.tag(3), next: ["rec"]),
+                    "rec": .init(blueprint: try Blueprints.tag(9, record: true), next: [nil]),
+                ])
+                let chain = try Chain.create(ChainSettings(name: "b", hook: lab.hook(.xdp(.native))),
+                                             topology: topology, pinRoot: root)
+                defer { try? chain.destroy() }
+                for sport in [UInt16(10), 11, 12] {
+                    let packet = PacketBuilder(from: lab.a.ipv4, to: lab.b.ipv4, .udp(sport: sport, dport: 2)).bytes
+                    _ = try chain.rootProgram.testRun(packet, repeat: 100)
+                }
+                #expect(try chain.counters(of: "even").packets == 200)
+                #expect(try chain.counters(of: "odd").packets == 100)
+                #expect(try recordedPaths(chain) == [[2, 9]: 200, [3, 9]: 100])
+            }
+        }
+    }
+
+    @Test("an empty reachable slot fails closed or open as the chain says, and is counted",
+          arguments: [Verdict.drop, .pass])
+    func emptySlot(policy: Verdict) async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let topology = Topology.line([("a", try Blueprints.counter()), ("b", try Blueprints.counter())])
+                let settings = ChainSettings(name: "e", hook: lab.hook(.xdp(.native)), onEmptySlot: policy)
+                let chain = try Chain.create(settings, topology: topology, pinRoot: root)
+                defer { try? chain.destroy() }
+                // Break the chain by hand, as a careless operator with bpftool would.
+                let slots = try ProgramArray(pinnedAt: chain.directory + "/progs")
+                try slots.clear(try #require(chain.layout["b"]).slot)
+                let packet = PacketBuilder(from: lab.a.ipv4, to: lab.b.ipv4, .udp(sport: 1, dport: 2)).bytes
+                let run = try chain.rootProgram.testRun(packet, repeat: 10)
+                #expect(run.returnValue == (policy == .drop ? 1 : 2))
+                let a = try chain.counters(of: "a")
+                #expect(a.forwarded == 10 && a.missed == 10)
+                #expect(policy == .drop ? a.dropped == 10 : a.passed == 10)
+                // Slot 0 itself empty: the root counts the miss.
+                try slots.clear(0)
+                _ = try chain.rootProgram.testRun(packet, repeat: 5)
+                #expect(try chain.rootCounters().missed == 5)
+            }
+        }
+    }
+
+    @Test("the end of a path applies the chain's default verdict")
+    func defaultVerdict() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let settings = ChainSettings(name: "d", hook: lab.hook(.tcIngress), defaultVerdict: .drop)
+                let chain = try Chain.create(settings, topology: .line([("a", try Blueprints.counter())]),
+                                             pinRoot: root)
+                defer { try? chain.destroy() }
+                #expect(try Traffic.udp(in: lab, count: 10, timeout: .milliseconds(300)) == 0)
+                #expect(try chain.counters(of: "a").dropped == 10)
+            }
+        }
+    }
+
+    @Test("pins show the chain; destroy detaches the root and removes every pin")
+    func pinsAndDestroy() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let hook = lab.hook(.xdp(.native))
+                let chain = try Chain.create(ChainSettings(name: "p", hook: hook),
+                                             topology: .line([("a", try Blueprints.tag(1))]), pinRoot: root)
+                for pin in ["root", "progs", "packet_meta", "root_counters", "cubes/a/prog",
+                            "cubes/a/maps/tailor_counters", "cubes/a/maps/paths"] {
+                    #expect(root.exists(chain.directory + "/" + pin), "\(pin)")
+                }
+                let interface = try NetworkInterface.lookup(hook.interface, in: .named(lab.b.namespace.name ?? ""))
+                #expect(try XDP.query(interface).native == chain.rootProgram.info().id)
+                let again = #expect(throws: DatapathError.self) {
+                    try Chain.create(ChainSettings(name: "p", hook: hook), topology: .line([]), pinRoot: root)
+                }
+                #expect(again?.message.contains("already exists") == true)
+                try chain.destroy()
+                #expect(!root.exists(chain.directory))
+                #expect(try XDP.query(interface) == XDPAttachments())
+            }
+        }
+    }
+
+    @Test("an object without the cube ABI, or without a program for the hook, is refused")
+    func foreignObjects() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let foreign = CubeBlueprint(type: "object", object: try Fixtures.testObject("rodata_probe"))
+                let noABI = #expect(throws: DatapathError.self) {
+                    try Chain.create(ChainSettings(name: "x", hook: lab.hook(.xdp(.native))),
+                                     topology: .line([("probe", foreign)]), pinRoot: root)
+                }
+                #expect(noABI?.message.contains("does not include <tailor/cube.h>") == true)
+                let tcOnly = #expect(throws: DatapathError.self) {
+                    try Chain.create(ChainSettings(name: "y", hook: lab.hook(.tcIngress)),
+                                     topology: .line([("probe", foreign)]), pinRoot: root)
+                }
+                #expect(tcOnly?.message.contains("needs exactly one TC program, found none") == true)
+                #expect(!root.exists(root.appending("x")) && !root.exists(root.appending("y")))
+            }
+        }
+    }
+}
+
+/// The recorder's `paths` map: path (tag ids) -> packets.
+func recordedPaths(_ chain: Chain, cube: String = "rec") throws -> [[UInt16]: UInt64] {
+    let map = try #require(chain.map("paths", of: cube))
+    var paths: [[UInt16]: UInt64] = [:]
+    for (key, value) in try map.entries() {
+        let words = key.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
+        let path = Array(words[1...].prefix(Int(words[0])))
+        paths[path, default: 0] += value.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+    }
+    return paths
+}
