@@ -213,7 +213,10 @@ public final class Chain {
             throw error
         }
         let committed = clock.now
-        if !plan.retire.isEmpty {
+        // Packets still on the old path may tail-call the slots being emptied: let
+        // them finish first. An instance replaced in place needs no wait; the kernel
+        // frees it once the last packet using it is done.
+        if !plan.slotsToClear.isEmpty {
             try grace.wait()
             for slot in plan.slotsToClear { try progs.clear(slot) }
         }
