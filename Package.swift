@@ -50,10 +50,16 @@ let package = Package(
             ]
         ),
 
+        // Each cube type's control plane: configuration -> rodata and table entries.
+        .target(name: "TailorCubes", dependencies: ["TailorDatapath", "TailorObjects"]),
+
+        // The built-in lab: network namespaces joined by veth pairs.
+        .target(name: "TailorLab", dependencies: ["TailorKernel"]),
+
         .executableTarget(
             name: "tailor",
             dependencies: [
-                "TailorKernel", "TailorObjects", "TailorSpec", "TailorDatapath",
+                "TailorKernel", "TailorObjects", "TailorSpec", "TailorDatapath", "TailorCubes", "TailorLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -62,7 +68,7 @@ let package = Package(
         // Shared by every kernel test: namespaces, veth pairs, pin roots, packets, traffic.
         .target(
             name: "TailorTestKit",
-            dependencies: ["TailorKernel", "TailorObjects", "CShims"],
+            dependencies: ["TailorKernel", "TailorObjects", "TailorLab", "CShims"],
             path: "Tests/TailorTestKit",
             plugins: ["BPFCompiler"]
         ),
@@ -73,7 +79,11 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorDatapathTests",
-            dependencies: ["TailorDatapath", "TailorKernel", "TailorObjects", "TailorTestKit"]
+            dependencies: ["TailorDatapath", "TailorCubes", "TailorKernel", "TailorObjects", "TailorTestKit"]
+        ),
+        .testTarget(
+            name: "TailorCubesTests",
+            dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorTestKit"]
         ),
         .testTarget(
             name: "TailorKernelTests",

@@ -1,16 +1,15 @@
+import TailorCubes
 import TailorDatapath
 import TailorKernel
+import TailorLab
 import TailorTestKit
 
-/// Blueprints of the datapath cubes, built by hand the way TailorCubes does.
+/// Blueprints the chain tests use: the built-in cubes, and the `split` fixture.
 enum Blueprints {
-    static func counter() throws -> CubeBlueprint {
-        CubeBlueprint(type: "counter", object: try Fixtures.datapathObject("counter"))
-    }
+    static func counter() throws -> CubeBlueprint { try Counter.blueprint() }
 
     static func tag(_ id: UInt16, record: Bool = false) throws -> CubeBlueprint {
-        CubeBlueprint(type: "tag", object: try Fixtures.datapathObject("tag"),
-                      rodata: ["tag_id": le(id), "record": [record ? 1 : 0]])
+        try Tag.blueprint(id: id, record: record)
     }
 
     static func split() throws -> CubeBlueprint {
@@ -19,19 +18,9 @@ enum Blueprints {
 
     /// A filter that drops UDP to `port` and passes everything else.
     static func dropUDP(port: UInt16) throws -> CubeBlueprint {
-        var rule = [UInt8](repeating: 0, count: 48)
-        rule[1] = 17                         // proto UDP
-        rule[36...37] = le(UInt16(0))[...]   // sport 0-65535
-        rule[38...39] = le(UInt16(0xffff))[...]
-        rule[40...41] = le(port)[...]        // dport port-port
-        rule[42...43] = le(port)[...]
-        rule[46] = 1                         // drop
-        return CubeBlueprint(type: "filter", object: try Fixtures.datapathObject("filter"),
-                             rodata: ["rule_count": le(UInt32(1))],
-                             tables: ["rules": [TableEntry(key: le(UInt32(0)), value: rule)]])
+        try Filter.blueprint(rules: [.init(proto: 17, destinationPorts: port...port, action: .drop)],
+                             defaultAction: .pass)
     }
-
-    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian, Array.init) }
 }
 
 /// XDP_PASS / TC_ACT_OK and XDP_DROP / TC_ACT_SHOT for a hook.
@@ -42,6 +31,6 @@ extension Lab {
     /// a's (TC egress), so traffic from a to b crosses it.
     func hook(_ kind: ChainHook.Kind) -> ChainHook {
         let side = kind == .tcEgress ? a : b
-        return ChainHook(interface: side.interfaceName, namespace: side.namespace.name, kind: kind)
+        return ChainHook(interface: side.interfaceName, namespace: side.namespaceName, kind: kind)
     }
 }

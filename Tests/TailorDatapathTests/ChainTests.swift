@@ -133,7 +133,7 @@ struct ChainTests {
                             "cubes/a/maps/tailor_counters", "cubes/a/maps/paths"] {
                     #expect(root.exists(chain.directory + "/" + pin), "\(pin)")
                 }
-                let interface = try NetworkInterface.lookup(hook.interface, in: .named(lab.b.namespace.name ?? ""))
+                let interface = try lab.b.interface()
                 #expect(try XDP.query(interface).native == chain.rootProgram.info().id)
                 let again = #expect(throws: DatapathError.self) {
                     try Chain.create(ChainSettings(name: "p", hook: hook), topology: .line([]), pinRoot: root)

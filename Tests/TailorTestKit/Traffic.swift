@@ -1,5 +1,6 @@
 import Foundation
 import TailorKernel
+import TailorLab
 
 /// Real packets across a lab's veth pair, from side a to side b, bounded in count
 /// and in time. Sockets are opened inside each namespace (a socket stays in the

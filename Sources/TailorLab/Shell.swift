@@ -1,6 +1,6 @@
 import Foundation
 
-/// Runs a system tool (`ip`, `bpftool`) and returns its standard output;
+/// Runs a system tool (`ip`, `sysctl`) and returns its standard output;
 /// a non-zero exit throws with the command and its standard error.
 @discardableResult
 public func run(_ tool: String, _ arguments: [String]) throws -> String {

@@ -1,0 +1,84 @@
+import TailorDatapath
+
+/// An address prefix: 4 or 16 address bytes in network order and a length in bits.
+public struct IPPrefix: Sendable, Hashable {
+    public var address: [UInt8]
+    public var length: Int
+    public init(address: [UInt8], length: Int) {
+        self.address = address
+        self.length = length
+    }
+    public var isIPv6: Bool { address.count == 16 }
+}
+
+/// filter: passes or drops packets by a small ordered rule table, first match
+/// wins; a passed packet goes on to the next cube (UniBPF's BPFFilter). The rule
+/// count is specialised into the program, and changing rules changes what every
+/// later entry means, so any rule change replaces the instance.
+public enum Filter {
+    /// The most rules one filter holds (FILTER_MAX_RULES in bpf/cubes/filter.c).
+    public static let maxRules = 64
+
+    public enum Action: Sendable, Hashable { case pass, drop }
+
+    /// One rule; nil fields match anything.
+    public struct Rule: Sendable, Hashable {
+        public var ipv6: Bool?
+        public var proto: UInt8?
+        public var source: IPPrefix?
+        public var destination: IPPrefix?
+        public var sourcePorts: ClosedRange<UInt16>?
+        public var destinationPorts: ClosedRange<UInt16>?
+        /// Matches when `flags & mask == value`.
+        public var tcpFlags: (mask: UInt8, value: UInt8)?
+        public var action: Action
+
+        public init(ipv6: Bool? = nil, proto: UInt8? = nil, source: IPPrefix? = nil, destination: IPPrefix? = nil,
+                    sourcePorts: ClosedRange<UInt16>? = nil, destinationPorts: ClosedRange<UInt16>? = nil,
+                    tcpFlags: (mask: UInt8, value: UInt8)? = nil, action: Action) {
+            self.ipv6 = ipv6
+            self.proto = proto
+            self.source = source
+            self.destination = destination
+            self.sourcePorts = sourcePorts
+            self.destinationPorts = destinationPorts
+            self.tcpFlags = tcpFlags
+            self.action = action
+        }
+
+        public static func == (a: Rule, b: Rule) -> Bool { a.encoded == b.encoded }
+        public func hash(into hasher: inout Hasher) { hasher.combine(encoded) }
+
+        /// `struct filter_rule` (48 bytes).
+        var encoded: [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: 48)
+            let family = ipv6 ?? source.map(\.isIPv6) ?? destination.map(\.isIPv6)
+            bytes[0] = family.map { $0 ? 6 : 4 } ?? 0
+            bytes[1] = proto ?? 0
+            bytes[2] = UInt8(source?.length ?? 0)
+            bytes[3] = UInt8(destination?.length ?? 0)
+            if let source { bytes.replaceSubrange(4..<4 + source.address.count, with: source.address) }
+            if let destination { bytes.replaceSubrange(20..<20 + destination.address.count, with: destination.address) }
+            let sports = sourcePorts ?? 0...0xffff, dports = destinationPorts ?? 0...0xffff
+            bytes.replaceSubrange(36..<44, with: littleEndian(sports.lowerBound) + littleEndian(sports.upperBound)
+                                  + littleEndian(dports.lowerBound) + littleEndian(dports.upperBound))
+            bytes[44] = tcpFlags?.mask ?? 0
+            bytes[45] = tcpFlags?.value ?? 0
+            bytes[46] = action == .drop ? 1 : 0
+            return bytes
+        }
+    }
+
+    public static func blueprint(rules: [Rule], defaultAction: Action) throws -> CubeBlueprint {
+        guard rules.count <= maxRules else {
+            throw CubeConfigError("a filter holds at most \(maxRules) rules, not \(rules.count); "
+                + "use the firewall cube for large rule sets")
+        }
+        let entries = rules.enumerated().map { TableEntry(key: littleEndian(UInt32($0.offset)), value: $0.element.encoded) }
+        return CubeBlueprint(
+            type: "filter", object: try BuiltIn.object("filter"),
+            rodata: ["rule_count": littleEndian(UInt32(rules.count)),
+                     "default_action": [defaultAction == .drop ? 1 : 0]],
+            tables: ["rules": entries])
+    }
+}
