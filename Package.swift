@@ -87,7 +87,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorKernelTests",
-            dependencies: ["TailorKernel", "TailorObjects", "TailorTestKit"]
+            dependencies: ["TailorKernel", "TailorObjects", "TailorLab", "TailorTestKit"]
         ),
     ],
     swiftLanguageModes: [.v6]

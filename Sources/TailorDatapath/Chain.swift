@@ -22,26 +22,29 @@ public struct ChainSettings: Sendable, Hashable, Codable {
 
 /// A cube's own counters (the ABI's `tailor_counters`), summed over CPUs.
 public struct CubeCounters: Sendable, Equatable {
+    /// Packets that entered the cube, and their bytes.
     public var packets: UInt64 = 0
     public var bytes: UInt64 = 0
+    /// Packets whose path ended in this cube with each verdict.
     public var passed: UInt64 = 0
     public var dropped: UInt64 = 0
-    public var forwarded: UInt64 = 0
+    /// Tail calls that found the next slot empty.
     public var missed: UInt64 = 0
 
-    public init(packets: UInt64 = 0, bytes: UInt64 = 0, passed: UInt64 = 0, dropped: UInt64 = 0,
-                forwarded: UInt64 = 0, missed: UInt64 = 0) {
-        (self.packets, self.bytes, self.passed, self.dropped, self.forwarded, self.missed) =
-            (packets, bytes, passed, dropped, forwarded, missed)
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0, passed: UInt64 = 0, dropped: UInt64 = 0, missed: UInt64 = 0) {
+        (self.packets, self.bytes, self.passed, self.dropped, self.missed) = (packets, bytes, passed, dropped, missed)
     }
 
-    /// Reads a `tailor_counters` map: six u64 per CPU.
+    /// Tail calls to a next cube attempted. Not counted on the hot path: every
+    /// packet that did not end here was handed on, and a miss ends here too.
+    public var forwarded: UInt64 { packets &- passed &- dropped &+ missed }
+
+    /// Reads a `tailor_counters` map: five u64 per CPU.
     init(reading map: BPFMap) throws {
         guard let buffer = try map.lookup([0, 0, 0, 0]) else { return }
         for value in map.perCPUValues(buffer) {
             let field = { (i: Int) in value.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) } }
-            packets += field(0); bytes += field(1); passed += field(2)
-            dropped += field(3); forwarded += field(4); missed += field(5)
+            packets += field(0); bytes += field(1); passed += field(2); dropped += field(3); missed += field(4)
         }
     }
 }

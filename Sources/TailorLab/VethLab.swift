@@ -19,6 +19,9 @@ public struct VethLab: Sendable {
         public let ipv6: String
         public let mac: String
 
+        /// The MAC address as bytes.
+        public var macBytes: [UInt8] { mac.split(separator: ":").compactMap { UInt8($0, radix: 16) } }
+
         /// The `ip netns` name of the side's namespace.
         public var namespaceName: String { namespace.name ?? namespace.path }
 

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import TailorDatapath
 import TailorKernel
+import TailorLab
 import TailorTestKit
 
 /// Reitblatt et al.'s per-packet consistency, tested under load: while packets flow
@@ -48,7 +49,8 @@ struct ConsistencyTests {
 
                 let stop = Atomic<Bool>(false)
                 let testRuns = Atomic<Int>(0), badVerdicts = Atomic<Int>(0)
-                let sent = Atomic<Int>(0), received = Atomic<Int>(0)
+                let sent = Atomic<Int>(0), received = Atomic<Int>(0), failedBatches = Atomic<Int>(0)
+                let firstFailure = Mutex<String?>(nil)
                 let rootProgram = chain.rootProgram
                 let packets = [10, 11].map {
                     PacketBuilder(from: lab.a.ipv4, to: lab.b.ipv4, .udp(sport: UInt16($0), dport: 7)).bytes
@@ -65,9 +67,14 @@ struct ConsistencyTests {
                 }
                 let sender = Thread {
                     while !stop.load(ordering: .relaxed) {
-                        let got = (try? Traffic.udp(in: lab, count: 50, port: 7000, timeout: .seconds(1))) ?? 0
-                        sent.add(50, ordering: .relaxed)
-                        received.add(got, ordering: .relaxed)
+                        do {
+                            let got = try Traffic.udp(in: lab, count: 50, port: 7000, timeout: .seconds(1))
+                            sent.add(50, ordering: .relaxed)
+                            received.add(got, ordering: .relaxed)
+                        } catch {
+                            failedBatches.add(1, ordering: .relaxed)
+                            firstFailure.withLock { $0 = $0 ?? "\(error)" }
+                        }
                     }
                 }
                 runner.start()
@@ -84,6 +91,7 @@ struct ConsistencyTests {
                 #expect(mixed.isEmpty, "paths no topology has: \(mixed)")
                 #expect(badVerdicts.load(ordering: .relaxed) == 0)
                 #expect(received.load(ordering: .relaxed) == sent.load(ordering: .relaxed))
+                #expect(failedBatches.load(ordering: .relaxed) == 0, "\(firstFailure.withLock { $0 } ?? "")")
                 #expect(try chain.rootCounters().missed == 0)
                 for cube in chain.layout.keys { #expect(try chain.counters(of: cube).missed == 0, "\(cube)") }
                 // The traffic really overlapped the switches.

@@ -1,5 +1,6 @@
 import Testing
 import TailorKernel
+import TailorLab
 import TailorTestKit
 
 /// A counter cube instance loaded for one hook, with its counters map.

@@ -1,5 +1,6 @@
 import Testing
 import TailorKernel
+import TailorLab
 import TailorTestKit
 
 func bytes(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value, Array.init) }

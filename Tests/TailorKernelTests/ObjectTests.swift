@@ -1,5 +1,6 @@
 import Testing
 import TailorKernel
+import TailorLab
 import TailorTestKit
 
 @Suite("BPF objects: open, rodata, load, verifier log")
@@ -101,6 +102,8 @@ struct ObjectTests {
             BTFField(name: "bytes", offset: 8, size: 8, typeName: "__u64", kind: .int),
         ]
         #expect(try object.btf().fields(ofStruct: "counter_value") == expected)
+        // Both hook programs share the prog_array, which takes one program type: load one.
+        try object.loadOnly(["counter_xdp"])
         try object.load()
         #expect(try object.map(named: "counters").valueFields() == expected)
         let notStruct = #expect(throws: KernelError.self) { try object.map(named: "counters").keyFields() }

@@ -1,4 +1,5 @@
 import Testing
+import TailorLab
 import TailorTestKit
 
 @Suite("packet builder")

@@ -1,5 +1,6 @@
 import Testing
 import TailorKernel
+import TailorLab
 import TailorTestKit
 
 @Suite("pins under a configurable bpffs root", .kernel)

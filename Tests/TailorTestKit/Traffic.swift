@@ -58,6 +58,20 @@ final class Socket {
 
     convenience init(udpBoundTo address: String, port: UInt16) throws {
         try self.init(type: Int32(SOCK_DGRAM.rawValue))
+        try bindRetrying(address, port)
+    }
+
+    /// Binds, waiting out EADDRINUSE for up to a second: a socket this process just
+    /// closed stays bound while a child forked by another thread (tests spawn `ip`)
+    /// still holds a copy of the descriptor, until that child execs.
+    private func bindRetrying(_ address: String, _ port: UInt16) throws {
+        for _ in 0..<1000 {
+            do {
+                return try withAddress(address, port) { Glibc.bind(fd, $0, $1) }
+            } catch let error as KernelError where error.errno == EADDRINUSE {
+                usleep(1000)
+            }
+        }
         try withAddress(address, port) { Glibc.bind(fd, $0, $1) }
     }
 
@@ -70,7 +84,7 @@ final class Socket {
         try self.init(type: Int32(SOCK_STREAM.rawValue))
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        try withAddress(address, port) { Glibc.bind(fd, $0, $1) }
+        try bindRetrying(address, port)
         guard listen(fd, 8) == 0 else { throw Socket.error("listen") }
     }
 

@@ -108,14 +108,15 @@ struct {
 /* ---- per-cube counters ---------------------------------------------------- */
 
 /* The kernel's run counters do not count programs reached by tail call, so each
- * cube counts itself. State: carried over when the cube is replaced. */
+ * cube counts itself. State: carried over when the cube is replaced.
+ * Packets handed on to a next cube are not counted on the hot path: they are
+ * packets - passed - dropped + missed (a miss also ends as passed or dropped). */
 struct tailor_counters {
     __u64 packets;    /* packets that entered the cube */
     __u64 bytes;
-    __u64 passed;     /* ended here with pass (a verdict or the end of the path) */
-    __u64 dropped;    /* ended here with drop */
-    __u64 forwarded;  /* tail calls to a next slot attempted */
-    __u64 missed;     /* of those, slots found empty */
+    __u64 passed;     /* ended here with pass (a verdict, the end of the path, or fail-open) */
+    __u64 dropped;    /* ended here with drop (a verdict, the end of the path, or fail-closed) */
+    __u64 missed;     /* next slot found empty */
 };
 
 struct {
@@ -153,8 +154,6 @@ static __always_inline int tailor_fail_verdict(struct tailor_pkt *pkt) {
     case i:                                                               \
         if (tailor_next_slot[i] == TAILOR_SLOT_END)                       \
             return tailor_default_verdict;                                \
-        if (pkt->counters)                                                \
-            pkt->counters->forwarded += 1;                                \
         bpf_tail_call(pkt->ctx, &tailor_progs, tailor_next_slot[i]);      \
         return tailor_fail_verdict(pkt);
 
