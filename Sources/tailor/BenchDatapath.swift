@@ -62,17 +62,22 @@ struct BenchDatapath: ParsableCommand {
         let packet = Self.packet(lab)
         var rows: [Row] = []
         for kind in [ChainHook.Kind.xdp(.native), .tcIngress] {
-            let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
+            // The chain on side b, the monolithic program on side a: both attached,
+            // measured in alternating rounds so that drift affects both alike.
+            let chainHook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
+            let monolithicHook = ChainHook(interface: lab.a.interfaceName, namespace: lab.a.namespaceName, kind: kind)
             for cubes in [1, 2, 4, 8] {
-                let monolithic = try measureAttached(try Self.monolithic(cubes: cubes, xdp: hook.isXDP), hook, packet)
+                let monolithic = try Self.monolithic(cubes: cubes, xdp: chainHook.isXDP)
                 let chain = try Chain.create(
-                    ChainSettings(name: "bench\(cubes)", hook: hook),
+                    ChainSettings(name: "bench\(cubes)", hook: chainHook),
                     topology: .line((0..<cubes).map { ("c\($0)", try Counter.blueprint()) }), pinRoot: pinRoot)
-                let chained = try measure(chain.rootProgram, packet)
-                try chain.destroy()
-                rows.append(Row(hook: hook.isXDP ? "xdp" : "tc", cubes: cubes, monolithicNs: monolithic,
-                                chainNs: chained, perHopNs: (chained - monolithic) / Double(cubes),
-                                ratio: chained / monolithic))
+                defer { try? chain.destroy() }
+                let (mono, chained) = try whileAttached(monolithic, monolithicHook) {
+                    try measure(monolithic, against: chain.rootProgram, packet)
+                }
+                rows.append(Row(hook: chainHook.isXDP ? "xdp" : "tc", cubes: cubes, monolithicNs: mono,
+                                chainNs: chained, perHopNs: (chained - mono) / Double(cubes),
+                                ratio: chained / mono))
             }
         }
         let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .xdp(.native))
@@ -84,21 +89,29 @@ struct BenchDatapath: ParsableCommand {
         if output == .json { try printJSON(report) } else { print(Self.text(report)) }
     }
 
-    /// ns/packet of `program`: the median over rounds of wall time / repeats,
-    /// after one warm-up round (the kernel's own figure is whole nanoseconds).
-    func measure(_ program: Program, _ packet: [UInt8]) throws -> Double {
-        _ = try program.testRun(packet, repeat: repeats)
-        return median(try (0..<rounds).map { _ in
+    /// ns/packet of two programs: the median over rounds of wall time / repeats,
+    /// alternating the two in each round, after a warm-up run of each (the kernel's
+    /// own figure is in whole nanoseconds).
+    func measure(_ first: Program, against second: Program, _ packet: [UInt8]) throws -> (Double, Double) {
+        let time = { (program: Program) throws -> Double in
             try ContinuousClock().measure { _ = try program.testRun(packet, repeat: repeats) }.nanoseconds
                 / Double(repeats)
-        })
+        }
+        _ = try time(first)
+        _ = try time(second)
+        var a: [Double] = [], b: [Double] = []
+        for _ in 0..<rounds {
+            a.append(try time(first))
+            b.append(try time(second))
+        }
+        return (median(a), median(b))
     }
 
-    /// Measures `program` while it is attached to `hook`, as a chain root is. An
-    /// attached XDP program joins the kernel's XDP dispatcher (a direct call); a
-    /// detached one is reached by an indirect call through a retpoline, which
-    /// costs about 16 ns more here and would flatter the chain.
-    func measureAttached(_ program: Program, _ hook: ChainHook, _ packet: [UInt8]) throws -> Double {
+    /// Runs `body` with `program` attached to `hook`, as a chain root is. An attached
+    /// XDP program joins the kernel's XDP dispatcher (a direct call); a detached one
+    /// is reached through a retpolined indirect call, which costs about 16 ns more
+    /// here and would flatter the chain.
+    func whileAttached<R>(_ program: Program, _ hook: ChainHook, _ body: () throws -> R) throws -> R {
         let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
         let id = try program.info().id
         switch hook.kind {
@@ -106,13 +119,13 @@ struct BenchDatapath: ParsableCommand {
             let mode: XDPMode = mode == .native ? .native : .generic
             try XDP.attach(program, to: interface, mode: mode, replacing: nil)
             defer { try? XDP.detach(from: interface, mode: mode, expected: id) }
-            return try measure(program, packet)
+            return try body()
         case .tcIngress, .tcEgress:
             let direction: TCDirection = hook.kind == .tcIngress ? .ingress : .egress
             try TC.createHook(on: interface)
             try TC.attach(program, to: interface, direction: direction, replacing: nil)
             defer { try? TC.detach(from: interface, direction: direction, expected: id) }
-            return try measure(program, packet)
+            return try body()
         }
     }
 
