@@ -83,23 +83,34 @@ public final class Chain {
     let rootCountersMap: BPFMap
     let interface: NetworkInterface
     let grace: GracePeriod
+    let meta: MetaMap
     private(set) var instances: [String: CubeInstance] = [:]
+    /// What the meta record says besides the cubes: digest and revision of the spec.
+    private(set) var provenance: (specDigest: String?, gitRevision: String?)
     private let logger = Logger(label: "tailor.datapath")
 
     /// The slots and wiring of the live instances.
-    public var layout: [String: LiveInstance] { instances.mapValues(\.record) }
+    public var layout: [String: LiveInstance] { instances.mapValues(\.record.live) }
+
+    /// The chain's meta record as this controller last committed it.
+    public var record: ChainRecord {
+        ChainRecord(settings: settings, specDigest: provenance.specDigest, gitRevision: provenance.gitRevision,
+                    cubes: instances.mapValues(\.record))
+    }
 
     private init(settings: ChainSettings, pinRoot: PinRoot, root: Program, rootCounters: BPFMap,
-                 shared: SharedMaps, interface: NetworkInterface) throws {
+                 shared: SharedMaps, meta: MetaMap, interface: NetworkInterface) throws {
         self.settings = settings
         self.pinRoot = pinRoot
         self.directory = pinRoot.appending(settings.name)
         self.root = root
         self.rootCountersMap = rootCounters
         self.shared = shared
+        self.meta = meta
         self.progs = try ProgramArray(shared.progs)
         self.interface = interface
         self.grace = try GracePeriod()
+        self.provenance = (nil, nil)
     }
 
     /// Creates the chain: loads its root, fills its slots with `topology`, pins
@@ -124,19 +135,52 @@ public final class Chain {
             root: object.program(named: CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")),
             rootCounters: object.map(named: ABI.counters),
             shared: SharedMaps(progs: object.map(named: ABI.progs), meta: object.map(named: ABI.meta)),
-            interface: interface)
+            meta: MetaMap.create(), interface: interface)
         do {
             try pinRoot.makeDirectory(directory + "/cubes")
             try chain.root.pin(at: directory + "/root")
             try chain.shared.progs.pin(at: directory + "/progs")
             try chain.shared.meta.pin(at: directory + "/packet_meta")
             try chain.rootCountersMap.pin(at: directory + "/root_counters")
+            try chain.meta.map.pin(at: directory + "/meta")
+            try chain.meta.write(chain.record)
             _ = try chain.commit(chain.prepare(topology))
             try chain.attachRoot()
         } catch {
             try? pinRoot.removeTree(directory)
             throw error
         }
+        return chain
+    }
+
+    /// Adopts a chain an earlier controller built, from its pins and meta record,
+    /// so this one can change it. Nothing in the kernel changes.
+    public static func open(_ name: String, pinRoot: PinRoot) throws -> Chain {
+        let directory = pinRoot.appending(name)
+        let meta = MetaMap(map: try BPFMap(pinnedAt: directory + "/meta"))
+        guard let record = try meta.read() else {
+            throw DatapathError("chain \(name): its meta record at \(directory)/meta is empty")
+        }
+        guard record.version == ChainRecord.currentVersion else {
+            throw DatapathError("chain \(name): its meta record has version \(record.version); "
+                + "this tailor reads version \(ChainRecord.currentVersion)")
+        }
+        let hook = record.settings.hook
+        let chain = try Chain(
+            settings: record.settings, pinRoot: pinRoot, root: Program(pinnedAt: directory + "/root"),
+            rootCounters: BPFMap(pinnedAt: directory + "/root_counters"),
+            shared: SharedMaps(progs: BPFMap(pinnedAt: directory + "/progs"),
+                               meta: BPFMap(pinnedAt: directory + "/packet_meta")),
+            meta: meta,
+            interface: NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named)))
+        for (cube, cubeRecord) in record.cubes {
+            let pins = chain.cubeDirectory(cube)
+            var maps: [String: BPFMap] = [:]
+            for name in cubeRecord.maps.keys { maps[name] = try BPFMap(pinnedAt: pins + "/maps/" + name) }
+            chain.instances[cube] = CubeInstance(
+                cube: cube, program: try Program(pinnedAt: pins + "/prog"), maps: maps, record: cubeRecord)
+        }
+        chain.provenance = (record.specDigest, record.gitRevision)
         return chain
     }
 
@@ -163,7 +207,7 @@ public final class Chain {
                     + "next cubes are given")
             }
             loaded[cube] = try CubeInstance.load(
-                node.blueprint, as: cube, hook: settings.hook, record: record, settings: settings,
+                node.blueprint, as: cube, hook: settings.hook, wiring: record, settings: settings,
                 shared: shared, carry: carriedMaps(cube, to: node.blueprint))
         }
         return PreparedCommit(plan: plan, instances: loaded)
@@ -174,10 +218,10 @@ public final class Chain {
     /// layout must be unchanged.
     func carriedMaps(_ cube: String, to blueprint: CubeBlueprint) throws -> [String: BPFMap] {
         guard let old = instances[cube] else { return [:] }
-        if old.blueprint.digest == blueprint.digest { return old.maps }
+        if old.record.digest == blueprint.digest { return old.maps }
         let declared = try BPFObject(bytes: blueprint.object, name: cube).maps
         var carry: [String: BPFMap] = [:]
-        for (name, map) in old.maps where old.roles[name] == .state {
+        for (name, map) in old.maps where old.record.maps[name] == .state {
             guard let new = declared.first(where: { $0.name == name }) else { continue }
             let same = new.type == map.info.type && new.keySize == map.info.keySize
                 && new.valueSize == map.info.valueSize && new.maxEntries == map.info.maxEntries
@@ -197,6 +241,15 @@ public final class Chain {
     /// then empties the slots of retired instances and updates the pins.
     public func commit(_ prepared: PreparedCommit) throws -> CommitReport {
         let plan = prepared.plan
+        guard !plan.isEmpty else {
+            return CommitReport(loaded: [], retired: [], commitSlot: nil, commit: .zero, grace: .zero)
+        }
+        var pending = record
+        // Every cube of the result is either newly loaded or kept where it is.
+        pending.pending = Dictionary(uniqueKeysWithValues: plan.result.keys.compactMap { cube in
+            (prepared.instances[cube] ?? instances[cube]).map { (cube, $0.record) }
+        })
+        try meta.write(pending)
         let clock = ContinuousClock()
         let start = clock.now
         var written: [Int] = []
@@ -213,6 +266,7 @@ public final class Chain {
         } catch {
             // The fresh slots were unreachable: emptying them restores the old chain exactly.
             for slot in written { _ = try? progs.clear(slot) }
+            try? meta.write(record)
             throw error
         }
         let committed = clock.now
@@ -230,6 +284,7 @@ public final class Chain {
             try pinRoot.removeTree(cubeDirectory(cube))
         }
         for instance in prepared.instances.values { try pin(instance) }
+        try meta.write(record)
         logger.debug("chain commit", metadata: [
             "chain": "\(settings.name)", "loaded": "\(prepared.instances.keys.sorted())",
             "retired": "\(plan.retire.keys.sorted())", "slot": "\(plan.commitSlot.map(String.init) ?? "-")",

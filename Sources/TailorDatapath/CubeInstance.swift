@@ -1,16 +1,20 @@
 import TailorKernel
 
 /// Who owns a map of a cube object, as the object's BTF says (bpf/include/tailor/cube.h).
-public enum MapRole: Sendable, Equatable {
-    /// Filled by the controller from the spec; `entrySafe` tables may change entry by entry.
-    case table(entrySafe: Bool)
+public enum MapRole: String, Sendable, Equatable, Codable {
+    /// Filled by the controller from the spec; a change replaces the instance.
+    case table
+    /// A table whose entries are independent: changed entry by entry in place.
+    case entrySafeTable = "table-entry-safe"
     /// Owned by the datapath; carried over when the cube is replaced. Maps without a
     /// tag are treated as state: the controller never overwrites what it does not own.
     case state
     /// Shared by the whole chain (its prog_array and packet metadata).
     case chain
     /// libbpf's global-data maps (.rodata, .bss, .data).
-    case internalData
+    case internalData = "internal"
+
+    public var isTable: Bool { self == .table || self == .entrySafeTable }
 }
 
 /// Names the ABI gives the maps and rodata every cube carries.
@@ -26,24 +30,20 @@ enum ABI {
     static let progSlots = 256
 }
 
-/// A cube instance loaded and verified, with its wiring baked in, ready to be put in a slot.
+/// A cube instance in the kernel: loaded and verified with its wiring baked in,
+/// or adopted from the pins of an earlier run.
 final class CubeInstance {
     let cube: String
     let program: Program
-    /// The instance's maps by declared name, chain-shared maps excluded.
+    /// The instance's maps by declared name, chain-shared and internal maps excluded.
     let maps: [String: BPFMap]
-    let roles: [String: MapRole]
-    let record: LiveInstance
-    let blueprint: CubeBlueprint
+    let record: CubeRecord
 
-    private init(cube: String, program: Program, maps: [String: BPFMap], roles: [String: MapRole],
-                 record: LiveInstance, blueprint: CubeBlueprint) {
+    init(cube: String, program: Program, maps: [String: BPFMap], record: CubeRecord) {
         self.cube = cube
         self.program = program
         self.maps = maps
-        self.roles = roles
         self.record = record
-        self.blueprint = blueprint
     }
 
     /// Roles of an object's maps, from its BTF decl tags.
@@ -57,9 +57,9 @@ final class CubeInstance {
             } else if map.name == ABI.progs || map.name == ABI.meta {
                 .chain
             } else if own.contains("tailor:table:entry-safe") {
-                .table(entrySafe: true)
+                .entrySafeTable
             } else if own.contains("tailor:table") {
-                .table(entrySafe: false)
+                .table
             } else {
                 .state
             }
@@ -71,7 +71,7 @@ final class CubeInstance {
     /// the chain's maps and taking over the maps in `carry` instead of creating them.
     /// The kernel verifies the program here; nothing is reachable by packets yet.
     static func load(
-        _ blueprint: CubeBlueprint, as cube: String, hook: ChainHook, record: LiveInstance,
+        _ blueprint: CubeBlueprint, as cube: String, hook: ChainHook, wiring: LiveInstance,
         settings: ChainSettings, shared: SharedMaps, carry: [String: BPFMap]
     ) throws -> CubeInstance {
         var object = try BPFObject(bytes: blueprint.object, name: "\(cube) (\(blueprint.type))")
@@ -82,7 +82,7 @@ final class CubeInstance {
             throw DatapathError("cube \(cube): its object does not include <tailor/cube.h> "
                 + "(no \(ABI.progs)/\(ABI.meta) maps), so it cannot be chained")
         }
-        try wire(&object, next: record.next, settings: settings)
+        try wire(&object, next: wiring.next, settings: settings)
         for (name, bytes) in blueprint.rodata { try object.setRodata(name, to: bytes) }
         try object.reuse(map: ABI.progs, with: shared.progs)
         try object.reuse(map: ABI.meta, with: shared.meta)
@@ -94,14 +94,18 @@ final class CubeInstance {
             maps[name] = try object.map(named: name)
         }
         for (name, entries) in blueprint.tables where carry[name] == nil {
-            guard case .table = roles[name], let map = maps[name] else {
+            guard roles[name]?.isTable == true, let map = maps[name] else {
                 throw DatapathError("cube \(cube): \(name) is not a table of its object; "
-                    + "tables: \(roles.filter { if case .table = $0.value { true } else { false } }.keys.sorted())")
+                    + "tables: \(roles.filter(\.value.isTable).keys.sorted())")
             }
             try map.updateBatch(entries.map { ($0.key, $0.value) })
         }
-        return CubeInstance(cube: cube, program: try object.program(named: program), maps: maps, roles: roles,
-                            record: record, blueprint: blueprint)
+        let loaded = try object.program(named: program)
+        let record = CubeRecord(
+            type: blueprint.type, slot: wiring.slot, next: wiring.next, digest: wiring.digest,
+            objectDigest: blueprint.objectDigest, program: try loaded.info().id.rawValue,
+            maps: roles.filter { maps[$0.key] != nil })
+        return CubeInstance(cube: cube, program: loaded, maps: maps, record: record)
     }
 
     /// The object's program for `hook`, found by section ("xdp"; "tc" or "classifier").

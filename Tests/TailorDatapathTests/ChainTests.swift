@@ -180,3 +180,41 @@ func recordedPaths(_ chain: Chain, cube: String = "rec") throws -> [[UInt16]: UI
     }
     return paths
 }
+
+@Suite("chain adoption from pins", .kernel)
+struct AdoptionTests {
+    @Test("a second controller adopts the chain from its pins and meta record and changes it")
+    func adopt() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let topology = Topology.line([("a", try Blueprints.counter()), ("b", try Blueprints.tag(1))])
+                let first = try Chain.create(ChainSettings(name: "adopt", hook: lab.hook(.tcIngress)),
+                                             topology: topology, pinRoot: root)
+                let packet = PacketBuilder(from: lab.a.ipv4, to: lab.b.ipv4, .udp(sport: 1, dport: 2)).bytes
+                _ = try first.rootProgram.testRun(packet, repeat: 7)
+
+                let second = try Chain.open("adopt", pinRoot: root)
+                #expect(second.record == first.record)
+                #expect(second.layout == first.layout)
+                #expect(try second.counters(of: "a").packets == 7)
+                // Nothing to do for the same topology; a change carries state over.
+                #expect(try second.prepare(topology).plan.isEmpty)
+                try second.apply(.line([("a", try Blueprints.counter()), ("b", try Blueprints.tag(2))]))
+                _ = try second.rootProgram.testRun(packet, repeat: 3)
+                #expect(try second.counters(of: "a").packets == 10)
+                #expect(try second.counters(of: "b").packets == 10)
+                #expect(try Chain.open("adopt", pinRoot: root).record == second.record)
+                try second.destroy()
+                #expect(!root.exists(root.appending("adopt")))
+            }
+        }
+    }
+
+    @Test("a chain without a meta record cannot be adopted")
+    func missingMeta() async throws {
+        try await TestPinRoot.with { root in
+            let error = #expect(throws: KernelError.self) { try Chain.open("nothing", pinRoot: root) }
+            #expect(error?.code == .notFound)
+        }
+    }
+}

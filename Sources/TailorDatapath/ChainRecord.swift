@@ -1,0 +1,79 @@
+import Foundation
+import TailorKernel
+
+/// A cube instance as the chain's meta record describes it: where it sits, what it
+/// was loaded from, and who owns each of its maps.
+public struct CubeRecord: Sendable, Equatable, Codable {
+    public var type: String
+    public var slot: Int
+    /// Per output, the slot it tail-calls, or nil where the path ends.
+    public var next: [Int?]
+    /// The blueprint digest (object, rodata, tables).
+    public var digest: String
+    /// The object's own digest: a change here means new code.
+    public var objectDigest: String
+    /// The kernel's id of the instance's program when it was committed.
+    public var program: UInt32
+    /// Map name -> role, as the object's BTF said at load.
+    public var maps: [String: MapRole]
+
+    var live: LiveInstance { LiveInstance(slot: slot, digest: digest, next: next) }
+}
+
+/// The chain's meta record, pinned at `<chain>/meta`: what the controller last
+/// committed, so observe can tell the chain tailor built from what the kernel holds
+/// now. It is a description, never the truth: observe checks every claim in it
+/// against the prog_array, the pins and the attachment.
+public struct ChainRecord: Sendable, Equatable, Codable {
+    public static let currentVersion = 1
+
+    public var version = ChainRecord.currentVersion
+    public var settings: ChainSettings
+    /// Digest of the desired state the chain was applied from, and the git revision.
+    public var specDigest: String?
+    public var gitRevision: String?
+    public var cubes: [String: CubeRecord]
+    /// Set while a change is being committed; left behind if the controller died
+    /// half-way, so the next observe knows the apply was interrupted.
+    public var pending: [String: CubeRecord]?
+
+    public init(settings: ChainSettings, specDigest: String? = nil, gitRevision: String? = nil,
+                cubes: [String: CubeRecord] = [:], pending: [String: CubeRecord]? = nil) {
+        self.settings = settings
+        self.specDigest = specDigest
+        self.gitRevision = gitRevision
+        self.cubes = cubes
+        self.pending = pending
+    }
+}
+
+/// The pinned one-entry array that holds a chain's record as JSON: a 4-byte length,
+/// then the bytes. One map update replaces the whole record.
+struct MetaMap {
+    static let capacity = 1 << 16
+    let map: BPFMap
+
+    static func create() throws -> MetaMap {
+        MetaMap(map: try BPFMap.create(.array, name: "tailor_chain", keySize: 4, valueSize: capacity, maxEntries: 1))
+    }
+
+    func write(_ record: ChainRecord) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let json = [UInt8](try encoder.encode(record))
+        guard json.count + 4 <= Self.capacity else {
+            throw DatapathError("chain \(record.settings.name): its meta record is \(json.count) bytes, "
+                + "more than the \(Self.capacity - 4) the meta map holds")
+        }
+        var value = withUnsafeBytes(of: UInt32(json.count).littleEndian, Array.init) + json
+        value += [UInt8](repeating: 0, count: Self.capacity - value.count)
+        try map.update([0, 0, 0, 0], value)
+    }
+
+    func read() throws -> ChainRecord? {
+        guard let value = try map.lookup([0, 0, 0, 0]), value.count >= 4 else { return nil }
+        let length = Int(value.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }.littleEndian)
+        guard length > 0, length + 4 <= value.count else { return nil }
+        return try JSONDecoder().decode(ChainRecord.self, from: Data(value[4..<4 + length]))
+    }
+}
