@@ -51,7 +51,7 @@ let package = Package(
         ),
 
         // Each cube type's control plane: configuration -> rodata and table entries.
-        .target(name: "TailorCubes", dependencies: ["TailorDatapath", "TailorObjects"]),
+        .target(name: "TailorCubes", dependencies: ["TailorDatapath", "TailorObjects", "TailorSpec"]),
 
         // The built-in lab: network namespaces joined by veth pairs.
         .target(name: "TailorLab", dependencies: ["TailorKernel"]),
@@ -74,7 +74,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorSpecTests",
-            dependencies: ["TailorSpec"],
+            dependencies: ["TailorSpec", "TailorCubes"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
@@ -83,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorCubesTests",
-            dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorTestKit"]
+            dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorSpec", "TailorTestKit"]
         ),
         .testTarget(
             name: "TailorKernelTests",

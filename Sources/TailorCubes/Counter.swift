@@ -1,8 +1,12 @@
 import TailorDatapath
+import TailorSpec
 
 /// counter: counts packets and bytes per CPU (state map `counters`) and hands
 /// every packet on. No configuration.
 public enum Counter {
+    public static let schema = CubeTypeSchema(
+        name: "counter", doc: "Counts packets and bytes per CPU and hands every packet on.", config: [])
+
     public static func blueprint() throws -> CubeBlueprint {
         CubeBlueprint(type: "counter", object: try BuiltIn.object("counter"))
     }

@@ -1,15 +1,5 @@
 import TailorDatapath
-
-/// An address prefix: 4 or 16 address bytes in network order and a length in bits.
-public struct IPPrefix: Sendable, Hashable {
-    public var address: [UInt8]
-    public var length: Int
-    public init(address: [UInt8], length: Int) {
-        self.address = address
-        self.length = length
-    }
-    public var isIPv6: Bool { address.count == 16 }
-}
+import TailorSpec
 
 /// filter: passes or drops packets by a small ordered rule table, first match
 /// wins; a passed packet goes on to the next cube (UniBPF's BPFFilter). The rule
@@ -67,6 +57,27 @@ public enum Filter {
             bytes[46] = action == .drop ? 1 : 0
             return bytes
         }
+    }
+
+    public static let schema = CubeTypeSchema(
+        name: "filter",
+        doc: "Passes or drops packets by an ordered rule list (first match wins); passed packets go on.",
+        config: [
+            ConfigField("rules", .list(.object([
+                ConfigField("match", .object(Match.fields), doc: "What the rule matches; omitted fields match anything."),
+                ConfigField("action", .choice(["pass", "drop"]), required: true, doc: "What a matching packet gets."),
+            ]), maxItems: maxRules), doc: "Rules in order; the first that matches decides."),
+            ConfigField("defaultAction", .choice(["pass", "drop"]), doc: "For packets no rule matches (default pass)."),
+        ])
+
+    /// The blueprint for a validated `filter` config.
+    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
+        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { index, rule in
+            var decoded = try Match.rule(rule["match"] ?? .object([:]), where: "rule \(index + 1)")
+            decoded.action = rule["action"]?.stringValue == "drop" ? .drop : .pass
+            return decoded
+        }
+        return try blueprint(rules: rules, defaultAction: config["defaultAction"]?.stringValue == "drop" ? .drop : .pass)
     }
 
     public static func blueprint(rules: [Rule], defaultAction: Action) throws -> CubeBlueprint {

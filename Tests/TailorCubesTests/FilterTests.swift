@@ -2,6 +2,7 @@ import Testing
 import TailorCubes
 import TailorDatapath
 import TailorLab
+import TailorSpec
 import TailorTestKit
 
 @Suite("filter cube", .kernel)

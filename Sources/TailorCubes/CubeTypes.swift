@@ -1,0 +1,50 @@
+import TailorDatapath
+import TailorSpec
+
+/// The built-in cube types: each one's config schema (for the spec) and its control
+/// plane (config -> blueprint). Adding a type is one file and one line here.
+public struct CubeType: Sendable {
+    public let schema: CubeTypeSchema
+    public let blueprint: @Sendable (ConfigValue) throws -> CubeBlueprint
+
+    public static let builtIn: [CubeType] = [
+        CubeType(schema: Counter.schema, blueprint: { _ in try Counter.blueprint() }),
+        CubeType(schema: Tag.schema, blueprint: Tag.blueprint(config:)),
+        CubeType(schema: Filter.schema, blueprint: Filter.blueprint(config:)),
+    ]
+
+    public static var schemas: [CubeTypeSchema] { builtIn.map(\.schema) }
+}
+
+extension ChainSpec {
+    /// The datapath's view of this chain: settings and topology with every cube's
+    /// blueprint. Errors in turning a config into a blueprint are reported at the cube.
+    public func datapath(diagnostics: inout Diagnostics) -> (ChainSettings, Topology)? {
+        let types = Dictionary(uniqueKeysWithValues: CubeType.builtIn.map { ($0.schema.name, $0) })
+        var nodes: [String: Topology.Node] = [:]
+        for cube in cubes {
+            guard let type = types[cube.type] else {
+                diagnostics.error("unknown cube type '\(cube.type)'", at: cube.location)
+                continue
+            }
+            do {
+                var blueprint = try type.blueprint(cube.config)
+                blueprint.outputs = cube.next.count
+                nodes[cube.name] = Topology.Node(blueprint: blueprint, next: cube.next)
+            } catch {
+                diagnostics.error("cube '\(cube.name)': \(error)", at: cube.location)
+            }
+        }
+        guard nodes.count == cubes.count else { return nil }
+        let kind: ChainHook.Kind = switch attach.hook {
+        case .xdp: .xdp(attach.mode == .native ? .native : .generic)
+        case .tcIngress: .tcIngress
+        case .tcEgress: .tcEgress
+        }
+        let settings = ChainSettings(
+            name: name, hook: ChainHook(interface: attach.interface, namespace: attach.namespace, kind: kind),
+            defaultVerdict: defaultVerdict == .drop ? .drop : .pass,
+            onEmptySlot: onMissingCube == .failOpen ? .pass : .drop)
+        return (settings, Topology(entry: entry, nodes: nodes))
+    }
+}

@@ -1,0 +1,298 @@
+/// A chain as the operator declared it, validated.
+public struct ChainSpec: Sendable {
+    public enum Hook: String, Sendable, CaseIterable { case xdp, tcIngress = "tc-ingress", tcEgress = "tc-egress" }
+    public enum XDPMode: String, Sendable, CaseIterable { case native, generic }
+    public enum Verdict: String, Sendable, CaseIterable { case pass, drop }
+    public enum MissingCube: String, Sendable, CaseIterable { case failClosed = "fail-closed", failOpen = "fail-open" }
+    public enum Migration: String, Sendable, CaseIterable { case migrate, reset }
+
+    public struct Attach: Sendable {
+        public var interface: String
+        /// The `ip netns` name; nil for the controller's own namespace.
+        public var namespace: String?
+        public var hook: Hook
+        /// XDP only; no silent fallback from native to generic.
+        public var mode: XDPMode
+    }
+
+    public var name: String
+    public var labels: [String: String]
+    public var attach: Attach
+    public var defaultVerdict: Verdict
+    public var onMissingCube: MissingCube
+    public var suspend: Bool
+    public var cubes: [CubeSpec]
+    public var location: SourceLocation
+
+    /// The entry cube: the first in the list.
+    public var entry: String? { cubes.first?.name }
+}
+
+/// One cube of a chain, validated, with its successors resolved.
+public struct CubeSpec: Sendable {
+    public var name: String
+    public var type: String
+    public var config: ConfigValue
+    /// Per output, the next cube's name, or nil where the path ends.
+    public var next: [String?]
+    /// Per state map, what to do with its entries when the cube is replaced and the
+    /// layout changed.
+    public var migration: [String: ChainSpec.Migration]
+    public var location: SourceLocation
+}
+
+/// The desired state: every chain the spec directory declares.
+public struct DesiredState: Sendable {
+    public var chains: [ChainSpec]
+}
+
+/// Names that become pin directories: letters, digits, '-', '_', starting with a letter or digit.
+func isValidName(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first, name.count <= 63,
+          CharacterClass.alphanumeric(first) else { return false }
+    return name.unicodeScalars.allSatisfy { CharacterClass.alphanumeric($0) || $0 == "-" || $0 == "_" }
+}
+
+enum CharacterClass {
+    static func alphanumeric(_ c: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c)
+    }
+}
+
+/// Decodes Chain documents.
+struct ChainDecoder {
+    let cubeTypes: [String: CubeTypeSchema]
+
+    static let documentKeys = ["apiVersion", "kind", "metadata", "spec"]
+    static let specKeys = ["attach", "defaultVerdict", "onMissingCube", "suspend", "cubes"]
+    static let cubeKeys = ["name", "type", "config", "next", "outputs", "migration"]
+
+    func decode(_ document: YAMLNode, diagnostics d: inout Diagnostics) -> ChainSpec? {
+        guard let top = MappingReader(document, context: "document", allowed: Self.documentKeys, diagnostics: &d)
+        else { return nil }
+        if let version = top.required("apiVersion", diagnostics: &d) {
+            _ = version.choice("apiVersion", ["tailor/v1"], diagnostics: &d)
+        }
+        if let kind = top.required("kind", diagnostics: &d) { _ = kind.choice("kind", ["Chain"], diagnostics: &d) }
+        var name: String?
+        var labels: [String: String] = [:]
+        if let metadata = top.required("metadata", diagnostics: &d),
+           let meta = MappingReader(metadata, context: "metadata", allowed: ["name", "labels"], diagnostics: &d) {
+            if let node = meta.required("name", diagnostics: &d), let text = node.string("metadata.name", diagnostics: &d) {
+                if isValidName(text) { name = text } else {
+                    d.error("chain name '\(text)' must be 1-63 letters, digits, '-' or '_', starting with a letter "
+                            + "or digit (it names a bpffs directory)", at: node.location)
+                }
+            }
+            if let node = meta["labels"],
+               let reader = MappingReader(node, context: "metadata.labels",
+                                          allowed: labelKeys(node), diagnostics: &d) {
+                for (key, value) in reader.entries {
+                    if let text = value.string("label \(key)", diagnostics: &d) { labels[key] = text }
+                }
+            }
+        }
+        guard let specNode = top.required("spec", diagnostics: &d),
+              let spec = MappingReader(specNode, context: "spec", allowed: Self.specKeys, diagnostics: &d)
+        else { return nil }
+        let attach = spec.required("attach", diagnostics: &d).flatMap { decodeAttach($0, &d) }
+        let verdict = spec["defaultVerdict"].map {
+            $0.choice("defaultVerdict", ChainSpec.Verdict.allCases.map(\.rawValue), diagnostics: &d)
+                .flatMap(ChainSpec.Verdict.init(rawValue:))
+        } ?? .pass
+        let missing = spec["onMissingCube"].map {
+            $0.choice("onMissingCube", ChainSpec.MissingCube.allCases.map(\.rawValue), diagnostics: &d)
+                .flatMap(ChainSpec.MissingCube.init(rawValue:))
+        } ?? .failClosed
+        let suspend = spec["suspend"].map { $0.boolean("suspend", diagnostics: &d) } ?? false
+        let cubes = spec.required("cubes", diagnostics: &d).flatMap { decodeCubes($0, &d) }
+        guard let name, let attach, let verdict, let missing, let suspend, let cubes else { return nil }
+        return ChainSpec(name: name, labels: labels, attach: attach, defaultVerdict: verdict, onMissingCube: missing,
+                         suspend: suspend, cubes: cubes, location: document.location)
+    }
+
+    /// Labels are free-form: every key is allowed (duplicates are still errors).
+    private func labelKeys(_ node: YAMLNode) -> [String] {
+        guard case .mapping(let pairs) = node.value else { return [] }
+        return pairs.compactMap { if case .scalar(let key) = $0.key.value { key } else { nil } }
+    }
+
+    private func decodeAttach(_ node: YAMLNode, _ d: inout Diagnostics) -> ChainSpec.Attach? {
+        guard let reader = MappingReader(node, context: "attach", allowed: ["interface", "namespace", "hook", "mode"],
+                                         diagnostics: &d) else { return nil }
+        let interface = reader.required("interface", diagnostics: &d).flatMap { node -> String? in
+            guard let text = node.string("attach.interface", diagnostics: &d) else { return nil }
+            guard !text.isEmpty, text.utf8.count <= 15, !text.contains("/"), !text.contains(" ") else {
+                d.error("interface name '\(text)' is not valid: 1-15 characters, no '/' or spaces", at: node.location)
+                return nil
+            }
+            return text
+        }
+        let namespace = reader["namespace"].flatMap { node -> String? in
+            guard let text = node.string("attach.namespace", diagnostics: &d) else { return nil }
+            guard isValidName(text) else {
+                d.error("namespace name '\(text)' is not valid", at: node.location)
+                return nil
+            }
+            return text
+        }
+        let hook = reader.required("hook", diagnostics: &d).flatMap {
+            $0.choice("attach.hook", ChainSpec.Hook.allCases.map(\.rawValue), diagnostics: &d)
+                .flatMap(ChainSpec.Hook.init(rawValue:))
+        }
+        var mode = ChainSpec.XDPMode.native
+        if let node = reader["mode"] {
+            if hook != nil && hook != .xdp {
+                d.error("attach.mode applies to the xdp hook only", at: node.location)
+            } else if let chosen = node.choice("attach.mode", ChainSpec.XDPMode.allCases.map(\.rawValue),
+                                               diagnostics: &d).flatMap(ChainSpec.XDPMode.init(rawValue:)) {
+                mode = chosen
+            }
+        }
+        guard let interface, let hook else { return nil }
+        if reader["namespace"] != nil && namespace == nil { return nil }
+        return ChainSpec.Attach(interface: interface, namespace: namespace, hook: hook, mode: mode)
+    }
+
+    private struct RawCube {
+        var name: String
+        var type: String
+        var config: ConfigValue
+        var outputs: [String]?
+        var nextNode: YAMLNode?
+        var outputsNode: YAMLNode?
+        var migration: [String: ChainSpec.Migration]
+        var location: SourceLocation
+    }
+
+    private func decodeCubes(_ node: YAMLNode, _ d: inout Diagnostics) -> [CubeSpec]? {
+        guard let items = node.list("cubes", diagnostics: &d) else { return nil }
+        guard !items.isEmpty else {
+            d.error("a chain needs at least one cube", at: node.location)
+            return nil
+        }
+        var raw: [RawCube] = []
+        var names: [String: SourceLocation] = [:]
+        var valid = true
+        for item in items {
+            guard let cube = decodeCube(item, &d) else { valid = false; continue }
+            if let first = names[cube.name] {
+                d.error("duplicate cube name '\(cube.name)' (first at line \(first.line))", at: cube.location)
+                valid = false
+                continue
+            }
+            names[cube.name] = cube.location
+            raw.append(cube)
+        }
+        guard valid else { return nil }
+        // Resolve where each output continues.
+        var cubes: [CubeSpec] = []
+        for (index, cube) in raw.enumerated() {
+            let following = index + 1 < raw.count ? raw[index + 1].name : nil
+            guard let next = successors(of: cube, following: following, known: names, &d) else { valid = false; continue }
+            cubes.append(CubeSpec(name: cube.name, type: cube.type, config: cube.config, next: next,
+                                  migration: cube.migration, location: cube.location))
+        }
+        return valid ? cubes : nil
+    }
+
+    private func decodeCube(_ node: YAMLNode, _ d: inout Diagnostics) -> RawCube? {
+        guard let reader = MappingReader(node, context: "cube", allowed: Self.cubeKeys, diagnostics: &d) else { return nil }
+        let name = reader.required("name", diagnostics: &d).flatMap { node -> String? in
+            guard let text = node.string("cube name", diagnostics: &d) else { return nil }
+            guard isValidName(text), text != "end" else {
+                d.error("cube name '\(text)' must be 1-63 letters, digits, '-' or '_' (and not 'end')",
+                        at: node.location)
+                return nil
+            }
+            return text
+        }
+        let typeNode = reader.required("type", diagnostics: &d)
+        let schema = typeNode.flatMap { node -> CubeTypeSchema? in
+            guard let type = node.choice("cube type", cubeTypes.keys.sorted(), diagnostics: &d) else { return nil }
+            return cubeTypes[type]
+        }
+        var config: ConfigValue?
+        if let schema {
+            let what = "config of \(schema.name) cube" + (name.map { " '\($0)'" } ?? "")
+            if let configNode = reader["config"] {
+                config = ConfigValidator.object(configNode, schema.config, what: what, diagnostics: &d)
+            } else if let missing = schema.config.first(where: \.required) {
+                d.error("\(schema.name) cube needs a config with '\(missing.name)'", at: node.location)
+            } else {
+                config = .object([:])
+            }
+        }
+        var migration: [String: ChainSpec.Migration] = [:]
+        if let migrationNode = reader["migration"] {
+            let keys: [String] = if case .mapping(let pairs) = migrationNode.value {
+                pairs.compactMap { if case .scalar(let key) = $0.key.value { key } else { nil } }
+            } else { [] }
+            if let policies = MappingReader(migrationNode, context: "migration", allowed: keys, diagnostics: &d) {
+                for (map, policy) in policies.entries {
+                    if let chosen = policy.choice("migration of \(map)", ChainSpec.Migration.allCases.map(\.rawValue),
+                                                  diagnostics: &d).flatMap(ChainSpec.Migration.init(rawValue:)) {
+                        migration[map] = chosen
+                    }
+                }
+            }
+        }
+        guard let name, let schema, let config else { return nil }
+        return RawCube(name: name, type: schema.name, config: config, outputs: schema.outputNames(config),
+                       nextNode: reader["next"], outputsNode: reader["outputs"], migration: migration,
+                       location: node.location)
+    }
+
+    /// The cube each output continues to: `next:` for single-output cubes (default:
+    /// the following cube, or the end after the last), `outputs:` for cubes that
+    /// name several outputs.
+    private func successors(of cube: RawCube, following: String?, known: [String: SourceLocation],
+                            _ d: inout Diagnostics) -> [String?]? {
+        func target(_ node: YAMLNode, _ what: String) -> String?? {
+            guard let text = node.string(what, diagnostics: &d) else { return nil }
+            if text == "end" { return .some(nil) }
+            guard known[text] != nil else {
+                let hint = suggestion(for: text, among: known.keys.sorted() + ["end"]).map { " (did you mean '\($0)'?)" } ?? ""
+                d.error("\(what) '\(text)' is not a cube of this chain\(hint)", at: node.location)
+                return nil
+            }
+            if text == cube.name {
+                d.error("cube '\(cube.name)' cannot continue to itself", at: node.location)
+                return nil
+            }
+            return .some(text)
+        }
+        guard let outputs = cube.outputs else {
+            if let node = cube.outputsNode {
+                d.error("\(cube.type) cubes have one output: use 'next', not 'outputs'", at: node.location)
+                return nil
+            }
+            guard let node = cube.nextNode else { return [following] }
+            return target(node, "next of cube '\(cube.name)'").map { [$0] }
+        }
+        if let node = cube.nextNode {
+            d.error("\(cube.type) cubes name their outputs: use 'outputs', not 'next'", at: node.location)
+            return nil
+        }
+        guard let node = cube.outputsNode,
+              let reader = MappingReader(node, context: "outputs of cube '\(cube.name)'", allowed: outputs,
+                                         diagnostics: &d)
+        else {
+            if cube.outputsNode == nil {
+                d.error("cube '\(cube.name)' must map each of its outputs (\(outputs.joined(separator: ", "))) "
+                        + "to a cube or 'end' under 'outputs'", at: cube.location)
+            }
+            return nil
+        }
+        var result: [String?] = []
+        for output in outputs {
+            guard let value = reader[output] else {
+                d.error("output '\(output)' of cube '\(cube.name)' is not mapped to a cube or 'end'", at: node.location)
+                return nil
+            }
+            guard let resolved = target(value, "output '\(output)' of cube '\(cube.name)'") else { return nil }
+            result.append(resolved)
+        }
+        return result
+    }
+}

@@ -1,0 +1,111 @@
+/// Reads a YAML mapping strictly: each key once, only known keys, every problem
+/// reported with its position and, for a misspelt key, the key that was meant.
+struct MappingReader {
+    let node: YAMLNode
+    let context: String
+    private var values: [String: YAMLNode] = [:]
+    private var order: [(String, YAMLNode)] = []
+
+    /// Nil (with an error) when `node` is not a mapping.
+    init?(_ node: YAMLNode, context: String, allowed: [String], diagnostics: inout Diagnostics) {
+        guard case .mapping(let pairs) = node.value else {
+            diagnostics.error("expected a mapping for \(context), found \(node.kindName)", at: node.location)
+            return nil
+        }
+        self.node = node
+        self.context = context
+        for (key, value) in pairs {
+            guard case .scalar(let name) = key.value else {
+                diagnostics.error("keys in \(context) must be plain names, found \(key.kindName)", at: key.location)
+                continue
+            }
+            if let first = values[name] {
+                diagnostics.error("duplicate key '\(name)' in \(context) (first at line \(first.location.line))",
+                                  at: key.location)
+                continue
+            }
+            guard allowed.contains(name) else {
+                let hint = suggestion(for: name, among: allowed).map { " (did you mean '\($0)'?)" } ?? ""
+                diagnostics.error("unknown field '\(name)' in \(context)\(hint)", at: key.location)
+                continue
+            }
+            values[name] = value
+            order.append((name, value))
+        }
+    }
+
+    subscript(_ key: String) -> YAMLNode? { values[key] }
+
+    /// The value of a key that must be there.
+    func required(_ key: String, diagnostics: inout Diagnostics) -> YAMLNode? {
+        guard let value = values[key] else {
+            diagnostics.error("missing required field '\(key)' in \(context)", at: node.location)
+            return nil
+        }
+        return value
+    }
+
+    /// Keys and values in file order.
+    var entries: [(String, YAMLNode)] { order }
+}
+
+extension YAMLNode {
+    /// The scalar's text, or nil (with an error) for anything else.
+    func string(_ what: String, diagnostics: inout Diagnostics) -> String? {
+        guard case .scalar(let text) = value, !isNull else {
+            diagnostics.error("expected a string for \(what), found \(isNull ? "nothing" : kindName)", at: location)
+            return nil
+        }
+        return text
+    }
+
+    /// An integer in `range` (decimal, or 0x hex), or nil with an error.
+    func integer(_ what: String, in range: ClosedRange<Int>, diagnostics: inout Diagnostics) -> Int? {
+        guard case .scalar(let text) = value, !isQuoted else {
+            diagnostics.error("expected an integer for \(what), found \(kindName)", at: location)
+            return nil
+        }
+        let parsed = text.hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
+        guard let parsed else {
+            diagnostics.error("expected an integer for \(what), found \(kindName)", at: location)
+            return nil
+        }
+        guard range.contains(parsed) else {
+            diagnostics.error("\(what) must be between \(range.lowerBound) and \(range.upperBound), not \(parsed)",
+                              at: location)
+            return nil
+        }
+        return parsed
+    }
+
+    /// true/false, or nil with an error.
+    func boolean(_ what: String, diagnostics: inout Diagnostics) -> Bool? {
+        if case .scalar(let text) = value, !isQuoted {
+            if text == "true" { return true }
+            if text == "false" { return false }
+        }
+        diagnostics.error("expected true or false for \(what), found \(kindName)", at: location)
+        return nil
+    }
+
+    /// One of `choices`, with a did-you-mean when close to one.
+    func choice(_ what: String, _ choices: [String], diagnostics: inout Diagnostics) -> String? {
+        guard let text = string(what, diagnostics: &diagnostics) else { return nil }
+        guard choices.contains(text) else {
+            let hint = suggestion(for: text, among: choices).map { " (did you mean '\($0)'?)" } ?? ""
+            diagnostics.error("\(what) must be one of \(choices.joined(separator: ", ")), not '\(text)'\(hint)",
+                              at: location)
+            return nil
+        }
+        return text
+    }
+
+    /// The items of a list, or nil with an error.
+    func list(_ what: String, diagnostics: inout Diagnostics) -> [YAMLNode]? {
+        guard case .sequence(let items) = value else {
+            diagnostics.error("expected a list for \(what), found \(kindName)", at: location)
+            return nil
+        }
+        return items
+    }
+}

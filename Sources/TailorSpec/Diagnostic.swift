@@ -1,0 +1,90 @@
+/// A place in a spec file, 1-based, as compilers print it.
+public struct SourceLocation: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.file, a.line, a.column) < (b.file, b.line, b.column) }
+}
+
+/// One finding about the specs: an error makes them invalid, a warning does not.
+public struct Diagnostic: Sendable, Hashable, Codable, CustomStringConvertible {
+    public enum Severity: String, Sendable, Hashable, Codable { case error, warning }
+
+    public var severity: Severity
+    public var location: SourceLocation
+    public var message: String
+
+    public init(_ severity: Severity, _ message: String, at location: SourceLocation) {
+        self.severity = severity
+        self.location = location
+        self.message = message
+    }
+
+    /// `file:line:col: error: message`, as compilers print it.
+    public var description: String { "\(location): \(severity.rawValue): \(message)" }
+}
+
+/// Diagnostics collected over a whole run: every error is reported, not only the first.
+public struct Diagnostics: Sendable {
+    public private(set) var all: [Diagnostic] = []
+
+    public init() {}
+
+    public mutating func error(_ message: String, at location: SourceLocation) {
+        all.append(Diagnostic(.error, message, at: location))
+    }
+
+    public mutating func warning(_ message: String, at location: SourceLocation) {
+        all.append(Diagnostic(.warning, message, at: location))
+    }
+
+    public mutating func append(contentsOf other: Diagnostics) { all += other.all }
+
+    public var hasErrors: Bool { all.contains { $0.severity == .error } }
+
+    /// Sorted by file and position, as the run reports them.
+    public var sorted: [Diagnostic] { all.sorted { ($0.location, $0.message) < ($1.location, $1.message) } }
+}
+
+/// The candidate closest to `word` by edit distance (a swap of two neighbouring
+/// letters counts as one edit), if close enough to be a likely typo; ties go to the
+/// candidate sharing the longest prefix with `word`.
+func suggestion(for word: String, among candidates: [String]) -> String? {
+    let target = word.lowercased()
+    let scored = candidates.map { candidate -> (String, Int, Int) in
+        let lower = candidate.lowercased()
+        let prefix = zip(target, lower).prefix { $0 == $1 }.count
+        return (candidate, editDistance(target, lower), -prefix)
+    }
+    guard let best = scored.min(by: { ($0.1, $0.2) < ($1.1, $1.2) }), best.1 <= max(2, word.count / 3),
+          best.1 < word.count
+    else { return nil }
+    return best.0
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and
+/// transpositions of adjacent characters each cost one.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+    var d = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
+    for i in 0...a.count { d[i][0] = i }
+    for j in 0...b.count { d[0][j] = j }
+    for i in 1...a.count {
+        for j in 1...b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+        }
+    }
+    return d[a.count][b.count]
+}

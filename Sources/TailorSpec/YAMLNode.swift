@@ -1,0 +1,31 @@
+/// A YAML node with the place it came from: what the decoder works on, so every
+/// error can point at `file:line:col`.
+public struct YAMLNode: Sendable {
+    public enum Value: Sendable {
+        case scalar(String)
+        case sequence([YAMLNode])
+        case mapping([(key: YAMLNode, value: YAMLNode)])
+    }
+
+    public var value: Value
+    public var location: SourceLocation
+    /// Whether a scalar was quoted: a quoted "80" is a string, a plain 80 a number.
+    public var isQuoted: Bool
+    /// Nodes in this subtree, aliases expanded: what walking it costs.
+    public var size: Int
+
+    /// What the node is, for "expected X, found Y" messages.
+    public var kindName: String {
+        switch value {
+        case .scalar(let text): isQuoted ? "the string \"\(text)\"" : "'\(text)'"
+        case .sequence: "a list"
+        case .mapping: "a mapping"
+        }
+    }
+
+    /// A plain `null`, `~` or empty scalar.
+    public var isNull: Bool {
+        if case .scalar(let text) = value, !isQuoted { return ["", "~", "null", "Null", "NULL"].contains(text) }
+        return false
+    }
+}

@@ -1,0 +1,193 @@
+import CYAML
+
+/// Limits that keep hostile input from costing more than a bad file should.
+public struct SpecLimits: Sendable {
+    /// Largest spec file read.
+    public var fileBytes = 4 << 20
+    /// Deepest nesting of lists and mappings.
+    public var depth = 64
+    /// Aliases (`*name`) allowed in one file.
+    public var aliases = 64
+    /// Nodes in one document once aliases are expanded (alias bombs).
+    public var expandedNodes = 100_000
+
+    public init() {}
+}
+
+/// Parses YAML text with libyaml into positioned node trees, one per document.
+/// Rejects what a chain spec never needs and an attacker would use: tags,
+/// anchors shared across documents, alias bombs, deep nesting, NUL bytes and
+/// text that is not UTF-8.
+public enum YAMLReader {
+    public static func documents(
+        _ bytes: [UInt8], file: String, limits: SpecLimits = SpecLimits(), diagnostics: inout Diagnostics
+    ) -> [YAMLNode] {
+        let start = SourceLocation(file: file, line: 1, column: 1)
+        guard bytes.count <= limits.fileBytes else {
+            diagnostics.error("file is \(bytes.count) bytes; spec files may be at most \(limits.fileBytes)", at: start)
+            return []
+        }
+        if let nul = bytes.firstIndex(of: 0) {
+            diagnostics.error("file contains a NUL byte", at: location(of: nul, in: bytes, file: file))
+            return []
+        }
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            diagnostics.error("file is not valid UTF-8", at: start)
+            return []
+        }
+        var builder = TreeBuilder(file: file, limits: limits)
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else {
+            diagnostics.error("cannot start the YAML parser (out of memory)", at: start)
+            return []
+        }
+        defer { yaml_parser_delete(&parser) }
+        bytes.withUnsafeBufferPointer { buffer in
+            yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
+            var event = yaml_event_t()
+            while builder.failure == nil {
+                guard yaml_parser_parse(&parser, &event) == 1 else {
+                    let problem = parser.problem.map { String(cString: $0) } ?? "invalid YAML"
+                    let context = parser.context.map { String(cString: $0) + ": " } ?? ""
+                    builder.fail(context + problem, at: parser.problem_mark)
+                    break
+                }
+                let done = event.type == YAML_STREAM_END_EVENT
+                builder.handle(event)
+                yaml_event_delete(&event)
+                if done { break }
+            }
+        }
+        if let (message, location) = builder.failure {
+            diagnostics.error(message, at: location)
+            return []
+        }
+        return builder.documents
+    }
+
+    static func location(of index: Int, in bytes: [UInt8], file: String) -> SourceLocation {
+        let before = bytes[..<index]
+        let line = before.filter { $0 == 10 }.count + 1
+        let column = index - (before.lastIndex(of: 10).map { $0 + 1 } ?? 0) + 1
+        return SourceLocation(file: file, line: line, column: column)
+    }
+}
+
+/// Turns libyaml's event stream into node trees.
+private struct TreeBuilder {
+    enum Open {
+        case sequence([YAMLNode], SourceLocation, anchor: String?)
+        case mapping([YAMLNode], SourceLocation, anchor: String?)
+    }
+
+    let file: String
+    let limits: SpecLimits
+    var documents: [YAMLNode] = []
+    var stack: [Open] = []
+    var anchors: [String: YAMLNode] = [:]
+    var aliases = 0
+    var root: YAMLNode?
+    var failure: (String, SourceLocation)?
+
+    init(file: String, limits: SpecLimits) {
+        self.file = file
+        self.limits = limits
+    }
+
+    func location(_ mark: yaml_mark_t) -> SourceLocation {
+        SourceLocation(file: file, line: mark.line + 1, column: mark.column + 1)
+    }
+
+    mutating func fail(_ message: String, at mark: yaml_mark_t) {
+        if failure == nil { failure = (message, location(mark)) }
+    }
+
+    static func text(_ pointer: UnsafeMutablePointer<yaml_char_t>?, length: Int? = nil) -> String? {
+        guard let pointer else { return nil }
+        let count = length ?? strlen(UnsafeRawPointer(pointer).assumingMemoryBound(to: CChar.self))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
+
+    /// Explicit tags (`!foo`, `!!binary`) have no meaning in a chain spec.
+    mutating func checkTag(_ tag: UnsafeMutablePointer<yaml_char_t>?, at mark: yaml_mark_t) -> Bool {
+        guard let tag = Self.text(tag) else { return true }
+        fail("YAML tag '\(tag)' is not allowed in a spec; write plain values", at: mark)
+        return false
+    }
+
+    mutating func handle(_ event: yaml_event_t) {
+        let mark = event.start_mark
+        switch event.type {
+        case YAML_DOCUMENT_START_EVENT:
+            // Anchors do not reach across documents.
+            anchors = [:]
+            root = nil
+        case YAML_DOCUMENT_END_EVENT:
+            if let root { documents.append(root) }
+        case YAML_SCALAR_EVENT:
+            let scalar = event.data.scalar
+            guard checkTag(scalar.tag, at: mark) else { return }
+            let style = scalar.style
+            let node = YAMLNode(
+                value: .scalar(Self.text(scalar.value, length: scalar.length) ?? ""), location: location(mark),
+                isQuoted: style == YAML_SINGLE_QUOTED_SCALAR_STYLE || style == YAML_DOUBLE_QUOTED_SCALAR_STYLE,
+                size: 1)
+            add(node, anchor: Self.text(scalar.anchor), at: mark)
+        case YAML_ALIAS_EVENT:
+            aliases += 1
+            guard aliases <= limits.aliases else {
+                return fail("more than \(limits.aliases) aliases in one file", at: mark)
+            }
+            let name = Self.text(event.data.alias.anchor) ?? ""
+            guard var node = anchors[name] else {
+                return fail("alias *\(name) refers to no anchor in this document", at: mark)
+            }
+            node.location = location(mark)
+            add(node, anchor: nil, at: mark)
+        case YAML_SEQUENCE_START_EVENT:
+            guard checkTag(event.data.sequence_start.tag, at: mark) else { return }
+            push(.sequence([], location(mark), anchor: Self.text(event.data.sequence_start.anchor)), at: mark)
+        case YAML_MAPPING_START_EVENT:
+            guard checkTag(event.data.mapping_start.tag, at: mark) else { return }
+            push(.mapping([], location(mark), anchor: Self.text(event.data.mapping_start.anchor)), at: mark)
+        case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
+            guard let open = stack.popLast() else { return }
+            switch open {
+            case .sequence(let items, let location, let anchor):
+                add(YAMLNode(value: .sequence(items), location: location, isQuoted: false,
+                             size: items.reduce(1) { $0 + $1.size }), anchor: anchor, at: mark)
+            case .mapping(let items, let location, let anchor):
+                var pairs: [(key: YAMLNode, value: YAMLNode)] = []
+                for index in stride(from: 0, to: items.count - 1, by: 2) { pairs.append((items[index], items[index + 1])) }
+                add(YAMLNode(value: .mapping(pairs), location: location, isQuoted: false,
+                             size: items.reduce(1) { $0 + $1.size }), anchor: anchor, at: mark)
+            }
+        default:
+            break
+        }
+    }
+
+    mutating func push(_ open: Open, at mark: yaml_mark_t) {
+        guard stack.count < limits.depth else {
+            return fail("nesting deeper than \(limits.depth) levels", at: mark)
+        }
+        stack.append(open)
+    }
+
+    mutating func add(_ node: YAMLNode, anchor: String?, at mark: yaml_mark_t) {
+        guard node.size <= limits.expandedNodes else {
+            return fail("document expands to more than \(limits.expandedNodes) nodes (alias bomb?)", at: mark)
+        }
+        if let anchor { anchors[anchor] = node }
+        switch stack.popLast() {
+        case .sequence(var items, let location, let anchor):
+            items.append(node)
+            stack.append(.sequence(items, location, anchor: anchor))
+        case .mapping(var items, let location, let anchor):
+            items.append(node)
+            stack.append(.mapping(items, location, anchor: anchor))
+        case nil:
+            root = node
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+import TailorCubes
+@testable import TailorSpec
+
+let fixtures = Bundle.module.resourceURL!.appendingPathComponent("Fixtures")
+let loader = SpecLoader(cubeTypes: CubeType.schemas)
+
+/// Every diagnostic of loading `path`, blueprint errors included, as `validate` reports them.
+func diagnose(_ paths: [String]) -> (DesiredState?, [Diagnostic]) {
+    let (state, diagnostics) = loader.load(paths)
+    var all = diagnostics
+    for chain in state?.chains ?? [] { _ = chain.datapath(diagnostics: &all) }
+    return (all.hasErrors ? nil : state, all.sorted)
+}
+
+func badFixtures() throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: fixtures.appendingPathComponent("bad").path)
+        .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+}
+
+@Suite("spec corpus")
+struct SpecCorpusTests {
+    @Test("each bad spec is rejected with its expected message at its position", arguments: try badFixtures())
+    func badSpec(name: String) throws {
+        let file = fixtures.appendingPathComponent("bad/\(name).yaml").path
+        let expected = try String(contentsOfFile: fixtures.appendingPathComponent("bad/\(name).expect").path,
+                                  encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let (state, diagnostics) = diagnose([file])
+        #expect(state == nil, "\(name) was accepted")
+        let rendered = diagnostics.map { "\($0.location.line):\($0.location.column): \($0.message)" }
+        #expect(rendered.contains { $0.contains(expected) }, "expected \(expected), got \(rendered)")
+        #expect(diagnostics.allSatisfy { $0.location.file == file })
+    }
+
+    @Test("the corpus has at least 80 bad specs")
+    func corpusSize() throws {
+        #expect(try badFixtures().count >= 80)
+    }
+
+    @Test("good specs and the examples load without a diagnostic and become datapath chains")
+    func goodSpecs() throws {
+        let (state, diagnostics) = diagnose([fixtures.appendingPathComponent("good").path])
+        #expect(diagnostics.map(\.message) == ["cube 'second' is never reached from the chain's first cube"])
+        let chains = try #require(state).chains
+        #expect(chains.map(\.name).sorted() == ["edge", "ingress-count", "skip", "v6"])
+        let skip = try #require(chains.first { $0.name == "skip" })
+        #expect(skip.cubes.map(\.next) == [["third"], ["third"], [nil]])
+        #expect(skip.suspend && skip.defaultVerdict == .drop && skip.onMissingCube == .failOpen)
+        #expect(skip.cubes[2].migration == ["counters": .reset])
+        let v6 = try #require(chains.first { $0.name == "v6" })
+        #expect(v6.labels == ["team": "net", "tier": "edge"])
+        #expect(v6.attach.namespace == "ns1" && v6.attach.mode == .generic)
+        var diagnosticsAgain = Diagnostics()
+        let (settings, topology) = try #require(v6.datapath(diagnostics: &diagnosticsAgain))
+        #expect(settings.defaultVerdict == .pass && topology.entry == "only-v6")
+        #expect(topology.nodes["only-v6"]?.blueprint.tables["rules"]?.count == 2)
+    }
+
+    @Test("the same spec always gives the same blueprint digests")
+    func stableDigests() throws {
+        let path = fixtures.appendingPathComponent("good/edge-filter.yaml").path
+        let digests = (0..<2).map { _ -> [String] in
+            var d = Diagnostics()
+            let chain = loader.load([path]).0?.chains.first
+            return chain?.datapath(diagnostics: &d)?.1.nodes.values.map(\.blueprint.digest).sorted() ?? []
+        }
+        #expect(!digests[0].isEmpty && digests[0] == digests[1])
+    }
+}
+
+@Suite("spec directories and cross-file checks")
+struct SpecDirectoryTests {
+    /// A fresh directory with `files` (relative path -> text); removed afterwards.
+    func withDirectory(_ files: [String: String], _ body: (String) throws -> Void) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-spec-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (path, text) in files {
+            let full = (dir as NSString).appendingPathComponent(path)
+            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            try text.write(toFile: full, atomically: true, encoding: .utf8)
+        }
+        try body(dir)
+    }
+
+    static func chain(_ name: String, interface: String = "eth0", hook: String = "xdp", cubes: String? = nil) -> String {
+        "apiVersion: tailor/v1\nkind: Chain\nmetadata: {name: \(name)}\nspec:\n  attach: {interface: \(interface), hook: \(hook)}\n"
+            + "  cubes:\n" + (cubes ?? "    - {name: a, type: counter}\n")
+    }
+
+    @Test("chain names are unique across files, and one chain per hook")
+    func crossFile() throws {
+        try withDirectory(["a.yaml": Self.chain("same"), "sub/b.yml": Self.chain("same", interface: "eth1"),
+                           "c.yaml": Self.chain("other")]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            let messages = diagnostics.map(\.message)
+            #expect(messages.contains { $0.hasPrefix("duplicate chain name 'same' (first at ") })
+            #expect(messages.contains { $0.contains("which chain 'same' already uses") })
+        }
+    }
+
+    @Test("hidden files and other extensions are skipped")
+    func skipped() throws {
+        try withDirectory(["a.yaml": Self.chain("a"), ".hidden.yaml": "garbage: [", ".git/x.yaml": "garbage: [",
+                           "notes.txt": "garbage: ["]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(diagnostics.isEmpty)
+            #expect(state?.chains.map(\.name) == ["a"])
+        }
+    }
+
+    @Test("a symlink leading out of the spec directory is refused")
+    func symlinkEscape() throws {
+        try withDirectory(["a.yaml": Self.chain("a")]) { outside in
+            try withDirectory(["b.yaml": Self.chain("b", interface: "eth1")]) { dir in
+                try FileManager.default.createSymbolicLink(atPath: dir + "/evil.yaml", withDestinationPath: outside + "/a.yaml")
+                let (state, diagnostics) = diagnose([dir])
+                #expect(state == nil)
+                #expect(diagnostics.contains { $0.message.hasPrefix("leads outside the spec directory") })
+            }
+        }
+    }
+
+    @Test("a world-writable spec directory is warned about")
+    func worldWritable() throws {
+        try withDirectory(["a.yaml": Self.chain("a")]) { dir in
+            try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: dir)
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state != nil)
+            #expect(diagnostics.contains { $0.severity == .warning && $0.message.contains("world-writable") })
+        }
+    }
+
+    @Test("a path longer than 32 cubes is refused; an unreachable cube is warned about")
+    func pathLength() throws {
+        let long = (0..<33).map { "    - {name: c\($0), type: counter}\n" }.joined()
+        let skip = "    - {name: a, type: counter, next: end}\n    - {name: b, type: counter}\n"
+        try withDirectory(["long.yaml": Self.chain("long", cubes: long),
+                           "skip.yaml": Self.chain("skip", interface: "eth1", cubes: skip)]) { dir in
+            let (_, diagnostics) = diagnose([dir])
+            #expect(diagnostics.contains { $0.message.contains("has a path of 33 cubes; the kernel allows at most 32") })
+            #expect(diagnostics.contains { $0.severity == .warning && $0.message.contains("'b' is never reached") })
+        }
+    }
+
+    @Test("a file over the size limit is refused without being parsed")
+    func oversized() throws {
+        try withDirectory(["big.yaml": "# " + String(repeating: "x", count: 4 << 20) + "\n"]) { dir in
+            let (_, diagnostics) = diagnose([dir])
+            #expect(diagnostics.contains { $0.message.hasPrefix("file is 4194305 bytes") })
+        }
+    }
+
+    @Test("every error of a run is reported, sorted by file and position")
+    func allErrorsSorted() throws {
+        try withDirectory(["b.yaml": Self.chain("b", hook: "xpd"), "a.yaml": Self.chain("a", hook: "tcc")]) { dir in
+            let (_, diagnostics) = diagnose([dir])
+            #expect(diagnostics.count == 2)
+            #expect(diagnostics.map { ($0.location.file as NSString).lastPathComponent } == ["a.yaml", "b.yaml"])
+        }
+    }
+
+    @Test("a missing path is an error")
+    func missingPath() {
+        let (_, diagnostics) = diagnose(["/nonexistent/specs"])
+        #expect(diagnostics.first?.message == "no such file or directory")
+    }
+}
