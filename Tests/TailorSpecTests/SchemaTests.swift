@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+import TailorCubes
+@testable import TailorSpec
+
+/// The repository root, found from this file's path.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+@Suite("JSON Schema")
+struct SchemaTests {
+    static let schemaFile = repositoryRoot.appendingPathComponent("schemas/tailor-v1.schema.json")
+
+    @Test("schemas/tailor-v1.schema.json is what `tailor schema` generates (regenerate: tailor schema > schemas/tailor-v1.schema.json)")
+    func committedSchemaIsCurrent() throws {
+        let committed = try String(contentsOf: Self.schemaFile, encoding: .utf8)
+        #expect(committed == (try JSONSchema.text(cubeTypes: CubeType.schemas)))
+    }
+
+    /// Bad fixtures whose fault the schema can express (YAML 1.1 readers such as
+    /// PyYAML turn `yes`/`on` into booleans, so those fixtures are not listed).
+    static let expressible = [
+        "api-version", "kind", "missing-kind", "missing-spec", "missing-metadata", "unknown-top-key", "typo-top-key",
+        "missing-name", "bad-chain-name", "unknown-metadata-key", "unknown-spec-key", "missing-attach", "missing-cubes",
+        "empty-cubes", "cubes-not-list", "bad-hook", "missing-hook", "missing-interface", "long-interface",
+        "interface-slash", "bad-mode", "bad-namespace", "unknown-attach-key", "bad-default-verdict", "bad-on-missing",
+        "quoted-suspend", "cube-missing-name", "cube-missing-type", "cube-unknown-type", "cube-unknown-key",
+        "cube-name-end", "cube-name-slash", "cube-not-mapping", "migration-bad-policy", "tag-missing-config",
+        "tag-missing-id", "tag-id-zero", "tag-id-big", "tag-id-string", "tag-unknown-config", "counter-config-field",
+        "config-not-mapping", "filter-rules-not-list", "filter-missing-action", "filter-bad-action",
+        "filter-typo-match", "filter-bad-port", "filter-bad-proto", "filter-proto-300", "filter-flag-unknown",
+        "filter-bad-default", "filter-too-many-rules",
+    ]
+
+    @Test("python jsonschema accepts every good spec and example, and rejects the bad ones it can express")
+    func crossCheck() throws {
+        let fixtures = Bundle.module.resourceURL!.appendingPathComponent("Fixtures")
+        var good = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appendingPathComponent("specs").path)
+            .filter { $0.hasSuffix(".yaml") }.map { repositoryRoot.appendingPathComponent("specs/\($0)").path }
+        good += try FileManager.default.contentsOfDirectory(atPath: fixtures.appendingPathComponent("good").path)
+            .map { fixtures.appendingPathComponent("good/\($0)").path }
+        let bad = Self.expressible.map { fixtures.appendingPathComponent("bad/\($0).yaml").path }
+        let script = """
+            import json, sys, yaml, jsonschema
+            schema = json.load(open(sys.argv[1]))
+            jsonschema.Draft202012Validator.check_schema(schema)
+            validator = jsonschema.Draft202012Validator(schema)
+            mode, failures = None, []
+            for arg in sys.argv[2:]:
+                if arg in ("--good", "--bad"):
+                    mode = arg
+                    continue
+                docs = [d for d in yaml.safe_load_all(open(arg)) if d is not None]
+                errors = [e for d in docs for e in validator.iter_errors(d)]
+                if mode == "--good" and errors:
+                    failures.append(f"{arg}: rejected: {errors[0].message}")
+                if mode == "--bad" and not errors:
+                    failures.append(f"{arg}: accepted")
+            print("\\n".join(failures))
+            sys.exit(1 if failures else 0)
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script, Self.schemaFile.path, "--good"] + good + ["--bad"] + bad
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "python3 with jsonschema and pyyaml is required: \(text)")
+    }
+}
