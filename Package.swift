@@ -23,8 +23,7 @@ let package = Package(
         .target(name: "CShims", dependencies: ["CLibBPF"]),
 
         // The datapath's BPF objects (bpf/), compiled by clang and embedded in the binary.
-        .executableTarget(name: "BPFEmbed"),
-        .plugin(name: "BPFCompiler", capability: .buildTool(), dependencies: ["BPFEmbed"]),
+        .plugin(name: "BPFCompiler", capability: .buildTool()),
         .target(name: "TailorObjects", plugins: ["BPFCompiler"]),
 
         // Spec files -> desired state: libyaml node tree with positions, strict decoding,
@@ -63,6 +62,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+
+        // libFuzzer target for the spec parser and decoder (docs/spec.md); a corpus
+        // replayer in ordinary builds.
+        .executableTarget(
+            name: "TailorSpecFuzz",
+            dependencies: ["TailorSpec", "TailorCubes"],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
         // Shared by every kernel test: namespaces, veth pairs, pin roots, packets, traffic.

@@ -176,7 +176,9 @@ private struct TreeBuilder {
 
     mutating func add(_ node: YAMLNode, anchor: String?, at mark: yaml_mark_t) {
         guard node.size <= limits.expandedNodes else {
-            return fail("document expands to more than \(limits.expandedNodes) nodes (alias bomb?)", at: mark)
+            let hint = aliases > 0 ? " once its \(aliases) aliases are expanded" : ""
+            return fail("document has more than \(limits.expandedNodes) nodes\(hint); split it into several chains "
+                        + "or files", at: mark)
         }
         if let anchor { anchors[anchor] = node }
         switch stack.popLast() {
