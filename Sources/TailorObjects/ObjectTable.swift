@@ -5,18 +5,18 @@ import Foundation
 /// always runs the objects it was built with. The plugin generates one table per
 /// target that uses it (`datapathObjects` here).
 public struct EmbeddedObjects: Sendable {
-    private let base64: [String: String]
+    private let objects: [String: [UInt8]]
 
-    /// Called only by the generated code.
-    public init(base64: [String: String]) { self.base64 = base64 }
+    /// Called only by the generated code; decodes every object once.
+    public init(base64: [String: String]) {
+        objects = base64.compactMapValues { Data(base64Encoded: $0).map { [UInt8]($0) } }
+    }
 
     /// Names of the objects: their source file names without `.c`.
-    public var names: [String] { base64.keys.sorted() }
+    public var names: [String] { objects.keys.sorted() }
 
     /// The ELF bytes of the object compiled from `<name>.c`, or nil if there is none.
-    public func bytes(named name: String) -> [UInt8]? {
-        base64[name].flatMap { Data(base64Encoded: $0) }.map { [UInt8]($0) }
-    }
+    public func bytes(named name: String) -> [UInt8]? { objects[name] }
 }
 
 /// The datapath's objects: cubes and chain roots.

@@ -32,9 +32,18 @@ public struct SpecLoader: Sendable {
     /// Decodes one file's documents (the bytes given, for tests and fuzzing).
     public func decode(_ bytes: [UInt8], file: String, diagnostics: inout Diagnostics) -> [ChainSpec] {
         let decoder = ChainDecoder(cubeTypes: cubeTypes)
-        return YAMLReader.documents(bytes, file: file, limits: limits, diagnostics: &diagnostics).compactMap {
-            decoder.decode($0, diagnostics: &diagnostics)
+        var fileDiagnostics = Diagnostics()
+        var chains: [ChainSpec] = []
+        for document in YAMLReader.documents(bytes, file: file, limits: limits, diagnostics: &fileDiagnostics) {
+            if let chain = decoder.decode(document, diagnostics: &fileDiagnostics) { chains.append(chain) }
+            if fileDiagnostics.all.count >= limits.errorsPerFile {
+                fileDiagnostics.error("too many errors in this file; stopped after \(limits.errorsPerFile)",
+                                      at: document.location)
+                break
+            }
         }
+        diagnostics.append(contentsOf: fileDiagnostics)
+        return chains
     }
 
     private func load(file: String, _ diagnostics: inout Diagnostics) -> [ChainSpec] {

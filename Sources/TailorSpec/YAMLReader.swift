@@ -10,6 +10,10 @@ public struct SpecLimits: Sendable {
     public var aliases = 64
     /// Nodes in one document once aliases are expanded (alias bombs).
     public var expandedNodes = 100_000
+    /// Documents in one file.
+    public var documents = 1000
+    /// Errors reported for one file before giving up on it, as compilers do.
+    public var errorsPerFile = 100
 
     public init() {}
 }
@@ -119,6 +123,9 @@ private struct TreeBuilder {
         let mark = event.start_mark
         switch event.type {
         case YAML_DOCUMENT_START_EVENT:
+            guard documents.count < limits.documents else {
+                return fail("more than \(limits.documents) documents in one file", at: mark)
+            }
             // Anchors do not reach across documents.
             anchors = [:]
             root = nil

@@ -72,7 +72,7 @@ struct BenchSpec: ParsableCommand {
         }
         var index = 0
         var chains = ""
-        while chains.utf8.count < mib - 800 {
+        while index < 1000 && chains.utf8.count < mib - 1200 {
             index += 1
             chains += """
                 ---
@@ -89,13 +89,16 @@ struct BenchSpec: ParsableCommand {
                         rules:
                           - {match: {src: 10.\(index % 256).0.0/16, proto: tcp, dport: 22}, action: drop}
                           - {match: {dst: "fd00::/8", proto: udp, dport: 1000-2000}, action: drop}
+                          - {match: {src: 192.168.\(index % 256).0/24, proto: tcp, tcpFlags: {mask: [syn, ack], set: [syn]}}, action: pass}
+                          - {match: {src: "fd00:\(index % 65535)::/32", proto: icmpv6}, action: pass}
+                          - {match: {proto: udp, sport: 53, dport: 1024-65535}, action: pass}
                     - {name: seen, type: tag, config: {id: \(index % 65535 + 1)}}
 
                 """
         }
         var random = SystemRandomNumberGenerator()
         return [
-            ("1,000+ valid chains", Array(chains.utf8)),
+            ("1,000 valid chains", Array(chains.utf8)),
             ("one huge label map", fill({ "    l\($0): value\n" },
                                         header: "apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: x\n  labels:\n")),
             ("one long scalar", Array(("name: \"" + String(repeating: "x", count: mib - 16) + "\"\n").utf8)),
