@@ -28,10 +28,7 @@ let package = Package(
 
         // Spec files -> desired state: libyaml node tree with positions, strict decoding,
         // cube config schemas, semantic checks, diagnostics.
-        .target(
-            name: "TailorSpec",
-            dependencies: ["CYAML", .product(name: "Crypto", package: "swift-crypto")]
-        ),
+        .target(name: "TailorSpec", dependencies: ["CYAML"]),
 
         // libbpf, netlink attach points and network namespaces, typed and owned.
         .target(

@@ -222,26 +222,24 @@ public struct BPFObject: ~Copyable {
 
     /// A loaded program, held by its own descriptor so it outlives this object.
     public func program(named program: String) throws(KernelError) -> Program {
-        let fd = bpf_program__fd(try programHandle(program))
-        guard fd >= 0 else {
-            throw KernelError(.notFound, operation: "take program \(program) from", object: "object \(name)",
-                              detail: "it is not loaded")
-        }
-        let copy = try check(fcntl(fd, F_DUPFD_CLOEXEC, 3), "duplicate descriptor of program \(program) in",
-                             "object \(name)")
-        return Program(adopting: copy, name: "\(name)/\(program)")
+        let fd = try ownDescriptor(bpf_program__fd(try programHandle(program)), of: "program \(program)",
+                                   missing: "it is not loaded")
+        return Program(adopting: fd, name: "\(name)/\(program)")
     }
 
     /// A created map, held by its own descriptor so it outlives this object.
     public func map(named mapName: String) throws(KernelError) -> BPFMap {
-        let fd = bpf_map__fd(try mapHandle(mapName))
+        let fd = try ownDescriptor(bpf_map__fd(try mapHandle(mapName)), of: "map \(mapName)",
+                                   missing: "it is not created; load the object first")
+        return try BPFMap(adopting: fd, label: mapName)
+    }
+
+    /// A duplicate of libbpf's descriptor `fd` for `what`, which the caller owns.
+    private func ownDescriptor(_ fd: Int32, of what: String, missing: String) throws(KernelError) -> Int32 {
         guard fd >= 0 else {
-            throw KernelError(.notFound, operation: "take map \(mapName) from", object: "object \(name)",
-                              detail: "it is not created; load the object first")
+            throw KernelError(.notFound, operation: "take \(what) from", object: "object \(name)", detail: missing)
         }
-        let copy = try check(fcntl(fd, F_DUPFD_CLOEXEC, 3), "duplicate descriptor of map \(mapName) in",
-                             "object \(name)")
-        return try BPFMap(adopting: copy, label: mapName)
+        return try check(fcntl(fd, F_DUPFD_CLOEXEC, 3), "duplicate descriptor of \(what) in", "object \(name)")
     }
 
     /// The object's type information, copied so it outlives this object.
