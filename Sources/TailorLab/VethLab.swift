@@ -34,14 +34,19 @@ public struct VethLab: Sendable {
     public let a: Side
     public let b: Side
 
+    /// The lab with these names, whether or not it exists (to remove one).
+    public static func named(namespacePrefix: String, interfacePrefix: String) -> VethLab {
+        VethLab(a: Side(namespace: .named(namespacePrefix + "a"), interfaceName: interfacePrefix + "a",
+                        ipv4: "10.99.0.1", ipv6: "fd00:99::1", mac: "02:00:00:99:00:01"),
+                b: Side(namespace: .named(namespacePrefix + "b"), interfaceName: interfacePrefix + "b",
+                        ipv4: "10.99.0.2", ipv6: "fd00:99::2", mac: "02:00:00:99:00:02"))
+    }
+
     /// Creates namespaces `<namespacePrefix>a`/`b` and veth ends `<interfacePrefix>a`/`b`
     /// (interface names have at most 15 characters). Removes what it made if a step fails.
     public static func create(namespacePrefix: String, interfacePrefix: String, ipv6: Bool = false) throws -> VethLab {
-        let a = Side(namespace: .named(namespacePrefix + "a"), interfaceName: interfacePrefix + "a",
-                     ipv4: "10.99.0.1", ipv6: "fd00:99::1", mac: "02:00:00:99:00:01")
-        let b = Side(namespace: .named(namespacePrefix + "b"), interfaceName: interfacePrefix + "b",
-                     ipv4: "10.99.0.2", ipv6: "fd00:99::2", mac: "02:00:00:99:00:02")
-        let lab = VethLab(a: a, b: b)
+        let lab = named(namespacePrefix: namespacePrefix, interfacePrefix: interfacePrefix)
+        let (a, b) = (lab.a, lab.b)
         do {
             for side in [a, b] { try run("ip", ["netns", "add", side.namespaceName]) }
             try run("ip", ["-n", a.namespaceName, "link", "add", a.interfaceName, "address", a.mac,

@@ -6,6 +6,6 @@ struct Tailor: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tailor",
         abstract: "Declarative, GitOps-style controller for chains of eBPF network functions.",
-        subcommands: [Validate.self, Schema.self, Bench.self]
+        subcommands: [Validate.self, Schema.self, Lab.self, Bench.self]
     )
 }
