@@ -1,3 +1,6 @@
+import Crypto
+import Foundation
+
 /// The verdict at the end of a chain's paths, and for an empty slot.
 public enum Verdict: String, Sendable, Hashable, Codable {
     case pass, drop
@@ -87,5 +90,25 @@ public struct Topology: Sendable, Equatable {
         }
         if let entry { visit(entry) }
         return order
+    }
+}
+
+extension Topology {
+    /// sha256 over the chain's settings and every reachable cube's name, blueprint
+    /// digest and next cubes, in a canonical order: two desired chains with the same
+    /// digest build the same datapath. The meta record keeps it, so a plan can tell at
+    /// a glance whether a chain is already what the specs say.
+    public func digest(settings: ChainSettings) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var hasher = SHA256()
+        hasher.update(data: (try? encoder.encode(settings)) ?? Data())
+        hasher.update(data: Array("entry=\(entry ?? "")".utf8))
+        for cube in reachable.sorted() {
+            guard let node = nodes[cube] else { continue }
+            let next = node.next.map { $0 ?? "-" }.joined(separator: ",")
+            hasher.update(data: Array("\n\(cube) \(node.blueprint.digest) \(next)".utf8))
+        }
+        return hexDigest(hasher.finalize())
     }
 }

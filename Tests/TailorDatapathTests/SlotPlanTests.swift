@@ -132,3 +132,24 @@ struct SlotPlanTests {
         #expect(error?.message == "cube a continues to ghost, which is not in the chain")
     }
 }
+
+@Suite("desired chain digest")
+struct DigestTests {
+    let hook = ChainHook(interface: "eth0", kind: .xdp(.native))
+
+    @Test("the digest changes with settings, blueprints and wiring, and with nothing else")
+    func digest() {
+        let settings = ChainSettings(name: "c", hook: hook)
+        let base = line(["a", "b"]).digest(settings: settings)
+        #expect(line(["a", "b"]).digest(settings: settings) == base)
+        #expect(line(["b", "a"]).digest(settings: settings) != base)
+        #expect(line(["a", "b"], versions: ["b": 2]).digest(settings: settings) != base)
+        var dropping = settings
+        dropping.defaultVerdict = .drop
+        #expect(line(["a", "b"]).digest(settings: dropping) != base)
+        // A cube no path reaches is not part of the datapath.
+        var extra = line(["a", "b"])
+        extra.nodes["orphan"] = .init(blueprint: blueprint(9), next: [nil])
+        #expect(extra.digest(settings: settings) == base)
+    }
+}
