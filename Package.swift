@@ -47,7 +47,13 @@ let package = Package(
         ),
 
         // Each cube type's control plane: configuration -> rodata and table entries.
-        .target(name: "TailorCubes", dependencies: ["TailorDatapath", "TailorObjects", "TailorSpec"]),
+        .target(
+            name: "TailorCubes",
+            dependencies: [
+                "TailorDatapath", "TailorKernel", "TailorObjects", "TailorSpec",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
 
         // The built-in lab: network namespaces joined by veth pairs.
         .target(name: "TailorLab", dependencies: ["TailorKernel"]),

@@ -1,11 +1,26 @@
 import TailorDatapath
 import TailorObjects
 
-/// Errors in turning a cube's configuration into a blueprint.
+import TailorSpec
+
+/// Errors in turning a cube's configuration into a blueprint, with the place in the
+/// spec when one is known (else the cube's own).
 public struct CubeConfigError: Error, Sendable, CustomStringConvertible {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public let location: SourceLocation?
+    public init(_ message: String, at location: SourceLocation? = nil) {
+        self.message = message
+        self.location = location
+    }
     public var description: String { message }
+}
+
+/// What a cube type's control plane gets: the validated config and where it came from.
+public struct CubeSource: Sendable {
+    public var config: ConfigValue
+    /// The spec file declaring the cube, and the spec directory it must not leave.
+    public var file: String
+    public var specRoot: String
 }
 
 /// Shared by the built-in cubes' control planes.

@@ -5,12 +5,13 @@ import TailorSpec
 /// plane (config -> blueprint). Adding a type is one file and one line here.
 public struct CubeType: Sendable {
     public let schema: CubeTypeSchema
-    public let blueprint: @Sendable (ConfigValue) throws -> CubeBlueprint
+    public let blueprint: @Sendable (CubeSource) throws -> CubeBlueprint
 
     public static let builtIn: [CubeType] = [
         CubeType(schema: Counter.schema, blueprint: { _ in try Counter.blueprint() }),
-        CubeType(schema: Tag.schema, blueprint: Tag.blueprint(config:)),
-        CubeType(schema: Filter.schema, blueprint: Filter.blueprint(config:)),
+        CubeType(schema: Tag.schema, blueprint: { try Tag.blueprint(config: $0.config) }),
+        CubeType(schema: Filter.schema, blueprint: { try Filter.blueprint(config: $0.config) }),
+        CubeType(schema: ObjectCube.schema, blueprint: ObjectCube.blueprint(source:)),
     ]
 
     public static var schemas: [CubeTypeSchema] { builtIn.map(\.schema) }
@@ -28,9 +29,12 @@ extension ChainSpec {
                 continue
             }
             do {
-                var blueprint = try type.blueprint(cube.config)
+                var blueprint = try type.blueprint(
+                    CubeSource(config: cube.config, file: cube.location.file, specRoot: specRoot))
                 blueprint.outputs = cube.next.count
                 nodes[cube.name] = Topology.Node(blueprint: blueprint, next: cube.next)
+            } catch let error as CubeConfigError {
+                diagnostics.error("cube '\(cube.name)': \(error.message)", at: error.location ?? cube.location)
             } catch {
                 diagnostics.error("cube '\(cube.name)': \(error)", at: cube.location)
             }

@@ -34,6 +34,23 @@ public struct BTFField: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(typeName) \(name) @\(offset) (\(size) bytes)" }
 }
 
+/// What a BTF type is, after typedefs and qualifiers: enough to encode a value of it.
+public indirect enum BTFShape: Sendable, Equatable {
+    case integer(size: Int, signed: Bool)
+    case array(element: UInt32, count: Int)
+    case structure(size: Int, fields: [BTFMember])
+    case enumeration(size: Int, values: [String: Int64])
+    case other(String)
+}
+
+/// A member of a struct for encoding: where it is and what type it has.
+public struct BTFMember: Sendable, Equatable {
+    public var name: String
+    public var offset: Int
+    public var type: UInt32
+    public var bitfieldSize: Int?
+}
+
 /// Type information of an object or of a live map (`struct btf`), owned by this value.
 public final class BTF {
     private let handle: OpaquePointer
@@ -136,6 +153,49 @@ public final class BTF {
             tags[name(target), default: []].append(name(t))
         }
         return tags
+    }
+
+    /// The shape of type `id`, typedefs and qualifiers looked through.
+    public func shape(of id: UInt32) -> BTFShape {
+        let resolvedID = resolved(id)
+        guard let t = type(resolvedID) else { return .other("void") }
+        switch kind(t) {
+        case .int:
+            let encoding = btf_int_encoding(t)
+            return .integer(size: Int(t.pointee.size), signed: encoding & UInt8(BTF_INT_SIGNED) != 0)
+        case .array:
+            guard let array = btf_array(t) else { return .other("array") }
+            return .array(element: array.pointee.type, count: Int(array.pointee.nelems))
+        case .struct, .union:
+            guard let members = btf_members(t) else { return .other(typeName(id)) }
+            return .structure(size: Int(t.pointee.size), fields: (0..<Int(btf_vlen(t))).map { index in
+                let bitfield = Int(btf_member_bitfield_size(t, UInt32(index)))
+                return BTFMember(
+                    name: btf__name_by_offset(handle, members[index].name_off).map { String(cString: $0) } ?? "",
+                    offset: Int(btf_member_bit_offset(t, UInt32(index))) / 8, type: members[index].type,
+                    bitfieldSize: bitfield == 0 ? nil : bitfield)
+            })
+        case .enum:
+            guard let values = btf_enum(t) else { return .other(typeName(id)) }
+            return .enumeration(size: Int(t.pointee.size), values: Dictionary(
+                (0..<Int(btf_vlen(t))).map { index in
+                    (btf__name_by_offset(handle, values[index].name_off).map { String(cString: $0) } ?? "",
+                     Int64(values[index].val))
+                }, uniquingKeysWith: { a, _ in a }))
+        default:
+            return .other(typeName(id))
+        }
+    }
+
+    /// The type of the `const volatile` global `variable` in the `.rodata` section.
+    public func rodataVariableType(_ variable: String) -> UInt32? {
+        guard let section = typeID(named: ".rodata", kind: .datasec), let t = type(section),
+              let infos = btf_var_secinfos(t) else { return nil }
+        for index in 0..<Int(btf_vlen(t)) {
+            guard let variableType = type(infos[index].type), name(variableType) == variable else { continue }
+            return variableType.pointee.type
+        }
+        return nil
     }
 
     /// The fields of `struct name`.

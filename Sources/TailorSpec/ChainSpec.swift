@@ -1,3 +1,5 @@
+import Foundation
+
 /// A chain as the operator declared it, validated.
 public struct ChainSpec: Sendable {
     public enum Hook: String, Sendable, CaseIterable { case xdp, tcIngress = "tc-ingress", tcEgress = "tc-egress" }
@@ -23,6 +25,9 @@ public struct ChainSpec: Sendable {
     public var suspend: Bool
     public var cubes: [CubeSpec]
     public var location: SourceLocation
+    /// The spec directory the chain was loaded from: files a cube names (objects)
+    /// must lie inside it.
+    public var specRoot: String
 
     /// The entry cube: the first in the list.
     public var entry: String? { cubes.first?.name }
@@ -108,7 +113,8 @@ struct ChainDecoder {
         let cubes = spec.required("cubes", diagnostics: &d).flatMap { decodeCubes($0, &d) }
         guard let name, let attach, let verdict, let missing, let suspend, let cubes else { return nil }
         return ChainSpec(name: name, labels: labels, attach: attach, defaultVerdict: verdict, onMissingCube: missing,
-                         suspend: suspend, cubes: cubes, location: document.location)
+                         suspend: suspend, cubes: cubes, location: document.location,
+                         specRoot: (document.location.file as NSString).deletingLastPathComponent)
     }
 
     /// Labels are free-form: every key is allowed (duplicates are still errors).

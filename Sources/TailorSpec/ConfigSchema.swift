@@ -17,6 +17,9 @@ public indirect enum ConfigType: Sendable {
     case ipProtocol
     case list(ConfigType, maxItems: Int)
     case object([ConfigField])
+    /// Any YAML, kept with its positions for the cube type to interpret (the
+    /// `object` type encodes table entries through the object's BTF).
+    case yaml(description: String)
 }
 
 /// One field of a cube config.
@@ -45,6 +48,7 @@ public indirect enum ConfigValue: Sendable, Hashable {
     case ipProtocol(UInt8)
     case list([ConfigValue])
     case object([String: ConfigValue])
+    case node(YAMLNode)
 
     /// A field of an object value.
     public subscript(_ field: String) -> ConfigValue? {
@@ -59,6 +63,7 @@ public indirect enum ConfigValue: Sendable, Hashable {
     public var portsValue: ClosedRange<UInt16>? { if case .ports(let v) = self { v } else { nil } }
     public var protocolValue: UInt8? { if case .ipProtocol(let v) = self { v } else { nil } }
     public var listValue: [ConfigValue]? { if case .list(let v) = self { v } else { nil } }
+    public var nodeValue: YAMLNode? { if case .node(let v) = self { v } else { nil } }
 }
 
 /// What a cube type looks like to the spec: its config and its outputs.
@@ -127,6 +132,8 @@ enum ConfigValidator {
             return values.contains { $0 == nil } ? nil : .list(values.compactMap { $0 })
         case .object(let fields):
             return object(node, fields, what: what, diagnostics: &diagnostics)
+        case .yaml:
+            return .node(node)
         }
     }
 

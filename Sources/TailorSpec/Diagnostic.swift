@@ -58,7 +58,7 @@ public struct Diagnostics: Sendable {
 /// The candidate closest to `word` by edit distance (a swap of two neighbouring
 /// letters counts as one edit), if close enough to be a likely typo; ties go to the
 /// candidate sharing the longest prefix with `word`.
-func suggestion(for word: String, among candidates: [String]) -> String? {
+public func suggestion(for word: String, among candidates: [String]) -> String? {
     let target = word.lowercased()
     let scored = candidates.map { candidate -> (String, Int, Int) in
         let lower = candidate.lowercased()

@@ -91,6 +91,7 @@ public enum JSONSchema {
         case .ipProtocol:
             result = ["anyOf": [["enum": .array(ConfigValidator.protocols.keys.sorted().map { .string($0) })],
                                 ["type": "integer", "minimum": 0, "maximum": 255]]]
+        case .yaml(let description): result = ["description": .string(description)]
         case .list(let element, let maxItems):
             result = ["type": "array", "items": schema(element), "maxItems": .int(maxItems)]
         case .object(let fields):

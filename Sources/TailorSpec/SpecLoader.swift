@@ -21,8 +21,15 @@ public struct SpecLoader: Sendable {
         var diagnostics = Diagnostics()
         var chains: [ChainSpec] = []
         for path in paths {
+            var isDirectory: ObjCBool = false
+            let root = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+                ? path : (path as NSString).deletingLastPathComponent
             for file in specFiles(path, &diagnostics) {
-                chains += load(file: file, &diagnostics)
+                chains += load(file: file, &diagnostics).map { chain in
+                    var chain = chain
+                    chain.specRoot = root.isEmpty ? "." : root
+                    return chain
+                }
             }
         }
         check(chains, &diagnostics)

@@ -1,6 +1,6 @@
 /// A YAML node with the place it came from: what the decoder works on, so every
 /// error can point at `file:line:col`.
-public struct YAMLNode: Sendable {
+public struct YAMLNode: Sendable, Hashable {
     public enum Value: Sendable {
         case scalar(String)
         case sequence([YAMLNode])
@@ -27,5 +27,23 @@ public struct YAMLNode: Sendable {
     public var isNull: Bool {
         if case .scalar(let text) = value, !isQuoted { return ["", "~", "null", "Null", "NULL"].contains(text) }
         return false
+    }
+}
+
+extension YAMLNode {
+    public static func == (a: YAMLNode, b: YAMLNode) -> Bool {
+        guard a.location == b.location, a.isQuoted == b.isQuoted else { return false }
+        switch (a.value, b.value) {
+        case (.scalar(let x), .scalar(let y)): return x == y
+        case (.sequence(let x), .sequence(let y)): return x == y
+        case (.mapping(let x), .mapping(let y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(location)
+        hasher.combine(size)
     }
 }

@@ -1,0 +1,112 @@
+import Crypto
+import Foundation
+import TailorDatapath
+import TailorKernel
+import TailorSpec
+
+/// object: any BPF object built against the cube ABI, given by path and sha256,
+/// with its rodata and table entries written in YAML by field name and encoded
+/// through the object's own BTF (see BTFEncoder).
+public enum ObjectCube {
+    public static let schema = CubeTypeSchema(
+        name: "object",
+        doc: "A BPF object file (with BTF, built against tailor/cube.h) given by path and sha256.",
+        config: [
+            ConfigField("path", .string, required: true,
+                        doc: "The object file, relative to the spec file; it must lie inside the spec directory."),
+            ConfigField("sha256", .string, required: true, doc: "sha256 of the file, 64 hex digits."),
+            ConfigField("rodata", .yaml(description: "`const volatile` globals by name, encoded through BTF."),
+                        doc: "`const volatile` globals by name."),
+            ConfigField("tables", .yaml(description: "Map name -> list of {key, value}, encoded through BTF."),
+                        doc: "Entries of the object's table maps (TAILOR_TABLE)."),
+        ])
+
+    public static func blueprint(source: CubeSource) throws -> CubeBlueprint {
+        let config = source.config
+        let path = try resolve(config["path"]?.stringValue ?? "", source: source)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CubeConfigError("cannot read the object file \(path)")
+        }
+        let bytes = [UInt8](data)
+        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let declared = config["sha256"]?.stringValue?.lowercased() ?? ""
+        guard declared.count == 64, declared.allSatisfy(\.isHexDigit) else {
+            throw CubeConfigError("sha256 must be 64 hex digits")
+        }
+        guard declared == digest else {
+            throw CubeConfigError("the object file \(path) has sha256 \(digest), not the \(declared) the spec pins")
+        }
+        let object = try BPFObject(bytes: bytes, name: path)
+        let btf = try object.btf()
+        let encoder = BTFEncoder(btf: btf)
+        var rodata: [String: [UInt8]] = [:]
+        if let node = config["rodata"]?.nodeValue {
+            for (name, value) in try pairs(node, "rodata") {
+                guard let type = btf.rodataVariableType(name) else {
+                    throw CubeConfigError("the object has no `const volatile` global '\(name)'", at: value.location)
+                }
+                rodata[name] = try encoder.encode(value, as: type, what: name)
+            }
+        }
+        var tables: [String: [TableEntry]] = [:]
+        if let node = config["tables"]?.nodeValue {
+            let tags = btf.variableTags()
+            let maps = object.maps
+            for (name, list) in try pairs(node, "tables") {
+                guard let map = maps.first(where: { $0.name == name && !$0.isInternal }) else {
+                    throw CubeConfigError("the object has no map '\(name)'", at: list.location)
+                }
+                guard tags[name]?.contains(where: { $0.hasPrefix("tailor:table") }) == true else {
+                    throw CubeConfigError("map '\(name)' is not marked TAILOR_TABLE: the controller fills only tables",
+                                          at: list.location)
+                }
+                guard !map.type.isPerCPU, map.keyType != 0, map.valueType != 0 else {
+                    throw CubeConfigError("map '\(name)' is per-CPU or has no BTF key/value types; "
+                                          + "the spec cannot fill it", at: list.location)
+                }
+                guard case .sequence(let items) = list.value else {
+                    throw CubeConfigError("expected a list of {key, value} entries for table '\(name)'",
+                                          at: list.location)
+                }
+                guard items.count <= map.maxEntries else {
+                    throw CubeConfigError("table '\(name)' holds \(map.maxEntries) entries; \(items.count) are given",
+                                          at: list.location)
+                }
+                tables[name] = try items.map { item in
+                    let fields = Dictionary(try pairs(item, "a \(name) entry"), uniquingKeysWith: { a, _ in a })
+                    guard let key = fields["key"], let value = fields["value"], fields.count == 2 else {
+                        throw CubeConfigError("each entry of table '\(name)' has exactly 'key' and 'value'",
+                                              at: item.location)
+                    }
+                    return TableEntry(key: try encoder.encode(key, as: map.keyType, what: "\(name) key"),
+                                      value: try encoder.encode(value, as: map.valueType, what: "\(name) value"))
+                }
+            }
+        }
+        return CubeBlueprint(type: "object", object: bytes, rodata: rodata, tables: tables)
+    }
+
+    /// The object's path, relative to the spec file, refused when it leaves the spec directory.
+    static func resolve(_ path: String, source: CubeSource) throws -> String {
+        let directory = (source.file as NSString).deletingLastPathComponent
+        let candidate = path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+        let resolved = URL(fileURLWithPath: candidate).resolvingSymlinksInPath().standardizedFileURL.path
+        let root = URL(fileURLWithPath: source.specRoot).resolvingSymlinksInPath().standardizedFileURL.path
+        guard resolved.hasPrefix(root + "/") else {
+            throw CubeConfigError("object path '\(path)' leads outside the spec directory \(root)")
+        }
+        return resolved
+    }
+
+    private static func pairs(_ node: YAMLNode, _ what: String) throws -> [(String, YAMLNode)] {
+        guard case .mapping(let pairs) = node.value else {
+            throw CubeConfigError("expected a mapping for \(what), found \(node.kindName)", at: node.location)
+        }
+        return try pairs.map { key, value in
+            guard case .scalar(let name) = key.value else {
+                throw CubeConfigError("keys of \(what) must be plain names", at: key.location)
+            }
+            return (name, value)
+        }
+    }
+}
