@@ -3,7 +3,8 @@
 struct MappingReader {
     let node: YAMLNode
     let context: String
-    private var values: [String: YAMLNode] = [:]
+    /// Keys and values in file order; mappings in specs are small, so a linear
+    /// search beats hashing every key.
     private var order: [(String, YAMLNode)] = []
 
     /// Nil (with an error) when `node` is not a mapping.
@@ -19,7 +20,7 @@ struct MappingReader {
                 diagnostics.error("keys in \(context) must be plain names, found \(key.kindName)", at: key.location)
                 continue
             }
-            if let first = values[name] {
+            if let first = self[name] {
                 diagnostics.error("duplicate key '\(name)' in \(context) (first at line \(first.location.line))",
                                   at: key.location)
                 continue
@@ -29,16 +30,15 @@ struct MappingReader {
                 diagnostics.error("unknown field '\(name)' in \(context)\(hint)", at: key.location)
                 continue
             }
-            values[name] = value
             order.append((name, value))
         }
     }
 
-    subscript(_ key: String) -> YAMLNode? { values[key] }
+    subscript(_ key: String) -> YAMLNode? { order.first { $0.0 == key }?.1 }
 
     /// The value of a key that must be there.
     func required(_ key: String, diagnostics: inout Diagnostics) -> YAMLNode? {
-        guard let value = values[key] else {
+        guard let value = self[key] else {
             diagnostics.error("missing required field '\(key)' in \(context)", at: node.location)
             return nil
         }
