@@ -55,6 +55,12 @@ let package = Package(
             ]
         ),
 
+        // Observe (kernel -> observed state), plan (pure), apply (the only kernel writer).
+        .target(
+            name: "TailorReconcile",
+            dependencies: ["TailorDatapath", "TailorKernel", "TailorSpec", "TailorCubes"]
+        ),
+
         // The built-in lab: network namespaces joined by veth pairs.
         .target(name: "TailorLab", dependencies: ["TailorKernel"]),
 
@@ -62,6 +68,7 @@ let package = Package(
             name: "tailor",
             dependencies: [
                 "TailorKernel", "TailorObjects", "TailorSpec", "TailorDatapath", "TailorCubes", "TailorLab",
+                "TailorReconcile",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -94,6 +101,12 @@ let package = Package(
         .testTarget(
             name: "TailorCubesTests",
             dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorSpec", "TailorTestKit"]
+        ),
+        .testTarget(
+            name: "TailorReconcileTests",
+            dependencies: [
+                "TailorReconcile", "TailorDatapath", "TailorKernel", "TailorCubes", "TailorLab", "TailorTestKit",
+            ]
         ),
         .testTarget(
             name: "TailorKernelTests",

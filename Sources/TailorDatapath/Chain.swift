@@ -39,6 +39,11 @@ public struct CubeCounters: Sendable, Equatable {
     /// packet that did not end here was handed on, and a miss ends here too.
     public var forwarded: UInt64 { packets &- passed &- dropped &+ missed }
 
+    /// Reads a pinned `tailor_counters` map.
+    public init(pinnedAt path: String) throws {
+        try self.init(reading: BPFMap(pinnedAt: path))
+    }
+
     /// Reads a `tailor_counters` map: five u64 per CPU.
     init(reading map: BPFMap) throws {
         guard let buffer = try map.lookup([0, 0, 0, 0]) else { return }
@@ -151,6 +156,26 @@ public final class Chain {
             throw error
         }
         return chain
+    }
+
+    /// Loads every cube of a chain that does not exist yet, so the kernel verifier
+    /// checks them all, against throwaway chain maps: nothing is pinned, attached or
+    /// kept. A rejected program throws with the verifier's log.
+    public static func verify(_ settings: ChainSettings, topology: Topology) throws {
+        guard let rootBytes = DatapathObjects.all.bytes(named: "root") else {
+            throw DatapathError("this tailor binary was built without the chain root object")
+        }
+        var object = try BPFObject(bytes: rootBytes, name: "root of \(settings.name)")
+        try object.loadOnly([CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")])
+        try CubeInstance.wire(&object, next: [0], settings: settings)
+        try object.load()
+        let shared = SharedMaps(progs: try object.map(named: ABI.progs), meta: try object.map(named: ABI.meta))
+        let plan = try SlotPlan.make(live: [:], desired: topology, capacity: ABI.progSlots)
+        for (cube, wiring) in plan.load {
+            guard let node = topology.nodes[cube] else { continue }
+            _ = try CubeInstance.load(node.blueprint, as: cube, hook: settings.hook, wiring: wiring,
+                                      settings: settings, shared: shared, carry: [:])
+        }
     }
 
     /// Adopts a chain an earlier controller built, from its pins and meta record,
@@ -291,6 +316,12 @@ public final class Chain {
         ])
         return CommitReport(loaded: prepared.instances.keys.sorted(), retired: plan.retire.keys.sorted(),
                             commitSlot: plan.commitSlot, commit: committed - start, grace: graceDone - committed)
+    }
+
+    /// Records what the chain was applied from (spec digest, git revision) in its meta record.
+    public func setProvenance(specDigest: String?, gitRevision: String?) throws {
+        provenance = (specDigest, gitRevision)
+        try meta.write(record)
     }
 
     /// Prepares and commits in one call.

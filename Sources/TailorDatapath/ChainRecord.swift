@@ -17,6 +17,12 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     /// Map name -> role, as the object's BTF said at load.
     public var maps: [String: MapRole]
 
+    public init(type: String, slot: Int, next: [Int?], digest: String, objectDigest: String, program: UInt32,
+                maps: [String: MapRole]) {
+        (self.type, self.slot, self.next, self.digest, self.objectDigest, self.program, self.maps) =
+            (type, slot, next, digest, objectDigest, program, maps)
+    }
+
     var live: LiveInstance { LiveInstance(slot: slot, digest: digest, next: next) }
 }
 
@@ -75,5 +81,12 @@ struct MetaMap {
         let length = Int(value.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }.littleEndian)
         guard length > 0, length + 4 <= value.count else { return nil }
         return try JSONDecoder().decode(ChainRecord.self, from: Data(value[4..<4 + length]))
+    }
+}
+
+/// Reads a chain's meta record from its pin, for observing without adopting.
+public enum MetaRecordReader {
+    public static func read(_ pin: String) throws -> ChainRecord? {
+        try MetaMap(map: BPFMap(pinnedAt: pin)).read()
     }
 }

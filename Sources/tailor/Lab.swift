@@ -18,9 +18,17 @@ struct Lab: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create the lab namespaces and veth pair.")
 
         func run() throws {
-            let lab = try VethLab.create(namespacePrefix: "tailor-lab-", interfacePrefix: "tl-")
-            print("Lab up: \(lab.a.namespaceName) \(lab.a.interfaceName) \(lab.a.ipv4) <-> "
-                  + "\(lab.b.ipv4) \(lab.b.interfaceName) \(lab.b.namespaceName)")
+            let existing = Lab.lab()
+            if (try? existing.b.interface()) != nil {
+                return print("Lab already up: \(describe(existing))")
+            }
+            existing.destroy()  // a half-made lab from an interrupted run
+            print("Lab up: " + describe(try VethLab.create(namespacePrefix: "tailor-lab-", interfacePrefix: "tl-")))
+        }
+
+        func describe(_ lab: VethLab) -> String {
+            "\(lab.a.namespaceName) \(lab.a.interfaceName) \(lab.a.ipv4) <-> \(lab.b.ipv4) \(lab.b.interfaceName) "
+                + lab.b.namespaceName
         }
     }
 

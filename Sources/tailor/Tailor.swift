@@ -6,6 +6,9 @@ struct Tailor: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tailor",
         abstract: "Declarative, GitOps-style controller for chains of eBPF network functions.",
-        subcommands: [Validate.self, Schema.self, Lab.self, Bench.self]
+        subcommands: [
+            Validate.self, PlanCommand.self, ApplyCommand.self, StatusCommand.self, DestroyCommand.self, Lab.self,
+            Schema.self, Bench.self,
+        ]
     )
 }

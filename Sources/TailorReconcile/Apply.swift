@@ -1,0 +1,71 @@
+import TailorDatapath
+import TailorKernel
+
+/// The only code that changes the kernel: carries out a plan, chain by chain, each
+/// chain through the datapath's prepare/commit (one write per chain).
+public struct Executor {
+    public let pinRoot: PinRoot
+
+    public init(pinRoot: PinRoot) { self.pinRoot = pinRoot }
+
+    /// What an apply did, in the plan's terms.
+    public struct Report: Sendable, Equatable {
+        public var added = 0, changed = 0, replaced = 0, removed = 0
+    }
+
+    /// Loads every new or changed program of the plan so the verifier checks it,
+    /// before anything changes. Prepared instances are dropped again.
+    public func verify(_ plan: Plan, desired: [DesiredChain]) throws {
+        let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for change in plan.chains {
+            guard let chain = byName[change.name] else { continue }
+            switch change.action {
+            case .create, .replace:
+                try Chain.verify(chain.settings, topology: chain.topology)
+            case .update:
+                _ = try Chain.open(change.name, pinRoot: pinRoot).prepare(chain.topology)
+            case .destroy, .none, .skip:
+                break
+            }
+        }
+    }
+
+    /// Carries out `plan`. Chains are independent: each is created, changed or
+    /// removed with its own commit.
+    public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
+        let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var report = Report()
+        for change in plan.chains {
+            switch change.action {
+            case .create:
+                guard let chain = byName[change.name] else { continue }
+                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot)
+                    .setProvenance(specDigest: chain.digest, gitRevision: nil)
+            case .update:
+                guard let chain = byName[change.name] else { continue }
+                let live = try Chain.open(change.name, pinRoot: pinRoot)
+                try live.apply(chain.topology)
+                try live.setProvenance(specDigest: chain.digest, gitRevision: nil)
+            case .replace:
+                guard let chain = byName[change.name] else { continue }
+                try Chain.open(change.name, pinRoot: pinRoot).destroy()
+                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot)
+                    .setProvenance(specDigest: chain.digest, gitRevision: nil)
+            case .destroy:
+                try Chain.open(change.name, pinRoot: pinRoot).destroy()
+            case .none, .skip:
+                continue
+            }
+            for cube in change.cubes {
+                switch cube.action {
+                case .add: report.added += 1
+                case .relink: report.changed += 1
+                case .replace: report.replaced += 1
+                case .remove: report.removed += 1
+                case .keep: break
+                }
+            }
+        }
+        return report
+    }
+}

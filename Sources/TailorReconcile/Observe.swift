@@ -1,0 +1,122 @@
+import Foundation
+import TailorDatapath
+import TailorKernel
+
+/// Something in the kernel that is not what tailor last committed.
+public enum Drift: Sendable, Equatable, CustomStringConvertible {
+    /// The chain has no readable meta record: not tailor's, or broken.
+    case metaMissing(String)
+    /// A change was being committed when the controller stopped.
+    case interruptedApply
+    /// The root is not attached to its hook, or another program is.
+    case rootDetached
+    case hookTaken(by: ProgramID)
+    /// A slot a cube should occupy is empty, or holds another program.
+    case slotEmpty(cube: String, slot: Int)
+    case programSwapped(cube: String, slot: Int, found: ProgramID)
+    /// A pin tailor made is gone.
+    case pinMissing(String)
+
+    public var description: String {
+        switch self {
+        case .metaMissing(let why): "meta record unreadable: \(why)"
+        case .interruptedApply: "an earlier apply was interrupted"
+        case .rootDetached: "the root program is not attached to its hook"
+        case .hookTaken(let id): "the hook is held by another program (\(id))"
+        case .slotEmpty(let cube, let slot): "slot \(slot) of cube \(cube) is empty"
+        case .programSwapped(let cube, let slot, let found): "slot \(slot) of cube \(cube) holds \(found), not tailor's"
+        case .pinMissing(let pin): "pin \(pin) is missing"
+        }
+    }
+
+    /// The kind, for logs and JSON.
+    public var kind: String {
+        switch self {
+        case .metaMissing: "meta-missing"
+        case .interruptedApply: "interrupted-apply"
+        case .rootDetached: "root-detached"
+        case .hookTaken: "hook-taken"
+        case .slotEmpty: "slot-empty"
+        case .programSwapped: "program-swapped"
+        case .pinMissing: "pin-missing"
+        }
+    }
+}
+
+/// A chain as the kernel holds it under tailor's pin root.
+public struct ObservedChain: Sendable {
+    public var name: String
+    /// The meta record, when readable: what tailor last committed.
+    public var record: ChainRecord?
+    /// Program ids per occupied slot of the chain's prog_array.
+    public var slots: [Int: ProgramID]
+    /// Whatever differs from the record.
+    public var drift: [Drift]
+}
+
+/// Reads the observed state from the kernel only: pins, the meta records, the
+/// prog_arrays and the hooks. Never changes anything.
+public enum Observer {
+    public static func observe(pinRoot: PinRoot) -> [ObservedChain] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path) else { return [] }
+        return names.sorted().map { observe($0, pinRoot: pinRoot) }
+    }
+
+    public static func observe(_ name: String, pinRoot: PinRoot) -> ObservedChain {
+        let directory = pinRoot.appending(name)
+        var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [])
+        do {
+            guard let record = try MetaRecordReader.read(directory + "/meta") else {
+                chain.drift.append(.metaMissing("empty"))
+                return chain
+            }
+            chain.record = record
+        } catch {
+            chain.drift.append(.metaMissing("\(error)"))
+            return chain
+        }
+        guard let record = chain.record else { return chain }
+        if record.pending != nil { chain.drift.append(.interruptedApply) }
+        let slots = try? ProgramArray(pinnedAt: directory + "/progs").occupiedSlots()
+        if slots == nil { chain.drift.append(.pinMissing("progs")) }
+        chain.slots = slots ?? [:]
+        for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
+            if !pinRoot.exists(directory + "/cubes/\(cube)/prog") { chain.drift.append(.pinMissing("cubes/\(cube)/prog")) }
+            guard slots != nil else { continue }
+            if let found = chain.slots[cubeRecord.slot] {
+                if found.rawValue != cubeRecord.program {
+                    chain.drift.append(.programSwapped(cube: cube, slot: cubeRecord.slot, found: found))
+                }
+            } else {
+                chain.drift.append(.slotEmpty(cube: cube, slot: cubeRecord.slot))
+            }
+        }
+        let root = try? Program(pinnedAt: directory + "/root").info().id
+        if root == nil { chain.drift.append(.pinMissing("root")) }
+        do {
+            let attached = try attachedProgram(record.settings.hook)
+            if let attached, let root, attached != root {
+                chain.drift.append(.hookTaken(by: attached))
+            } else if attached == nil {
+                chain.drift.append(.rootDetached)
+            }
+        } catch {
+            // The interface or its namespace is gone: nothing can be attached.
+            chain.drift.append(.rootDetached)
+        }
+        return chain
+    }
+
+    /// The program on a chain's hook, or nil when there is none.
+    static func attachedProgram(_ hook: ChainHook) throws -> ProgramID? {
+        let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
+        switch hook.kind {
+        case .xdp(let mode):
+            return try XDP.query(interface)[mode == .native ? .native : .generic]
+        case .tcIngress:
+            return try TC.query(interface, direction: .ingress)
+        case .tcEgress:
+            return try TC.query(interface, direction: .egress)
+        }
+    }
+}

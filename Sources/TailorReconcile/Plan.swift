@@ -1,0 +1,179 @@
+import TailorDatapath
+
+/// A chain as the specs want it, in the datapath's terms.
+public struct DesiredChain: Sendable {
+    public var settings: ChainSettings
+    public var topology: Topology
+    /// `Topology.digest(settings:)`: equal digests build equal datapaths.
+    public var digest: String
+    /// A suspended chain is left as it is in the kernel.
+    public var suspend: Bool
+
+    public init(settings: ChainSettings, topology: Topology, suspend: Bool = false) {
+        self.settings = settings
+        self.topology = topology
+        self.digest = topology.digest(settings: settings)
+        self.suspend = suspend
+    }
+}
+
+/// What will happen to one cube.
+public struct CubeChange: Sendable, Equatable, Codable {
+    public enum Action: String, Sendable, Codable {
+        case add, replace, relink, remove, keep
+    }
+    public var name: String
+    public var type: String
+    public var action: Action
+    /// Why: the attribute that forces a replacement, or what a relink changes.
+    public var reasons: [String]
+}
+
+/// What will happen to one chain.
+public struct ChainChange: Sendable, Equatable, Codable {
+    public enum Action: String, Sendable, Codable {
+        case create, update, replace, destroy, none
+        /// Not tailor's to change: suspended in the spec, or unreadable state.
+        case skip
+    }
+    public var name: String
+    public var action: Action
+    public var hook: String
+    public var reasons: [String]
+    public var cubes: [CubeChange]
+    /// Drift observe found, shown first.
+    public var drift: [String]
+}
+
+/// The plan: per chain what changes and why, and totals over cubes.
+public struct Plan: Sendable, Equatable, Codable {
+    public static let formatVersion = 1
+
+    public struct Summary: Sendable, Equatable, Codable {
+        public var add = 0, change = 0, replace = 0, destroy = 0
+    }
+
+    public var formatVersion = Plan.formatVersion
+    public var chains: [ChainChange]
+    public var summary: Summary
+
+    /// No chain changes (drift alone is shown but changes nothing yet).
+    public var isEmpty: Bool { chains.allSatisfy { $0.action == .none || $0.action == .skip } }
+}
+
+/// The planner: a pure function of (desired, observed) -> plan.
+public enum Planner {
+    public static func plan(desired: [DesiredChain], observed: [ObservedChain], prune: Bool = true) -> Plan {
+        var changes: [ChainChange] = []
+        let observedByName = Dictionary(observed.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let desiredNames = Set(desired.map(\.settings.name))
+        for chain in desired.sorted(by: { $0.settings.name < $1.settings.name }) {
+            changes.append(plan(chain, observedByName[chain.settings.name]))
+        }
+        for chain in observed where !desiredNames.contains(chain.name) {
+            guard let record = chain.record else {
+                changes.append(ChainChange(name: chain.name, action: .skip, hook: "?",
+                                           reasons: ["not a chain tailor can read; left alone"], cubes: [],
+                                           drift: chain.drift.map(\.description)))
+                continue
+            }
+            let cubes = record.cubes.keys.sorted().map {
+                CubeChange(name: $0, type: record.cubes[$0]?.type ?? "?", action: prune ? .remove : .keep, reasons: [])
+            }
+            changes.append(ChainChange(
+                name: chain.name, action: prune ? .destroy : .skip, hook: record.settings.hook.description,
+                reasons: [prune ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
+                cubes: cubes, drift: chain.drift.map(\.description)))
+        }
+        changes.sort { $0.name < $1.name }
+        var summary = Plan.Summary()
+        for change in changes where change.action != .skip {
+            for cube in change.cubes {
+                switch cube.action {
+                case .add: summary.add += 1
+                case .relink: summary.change += 1
+                case .replace: summary.replace += 1
+                case .remove: summary.destroy += 1
+                case .keep: break
+                }
+            }
+        }
+        return Plan(chains: changes, summary: summary)
+    }
+
+    static func plan(_ desired: DesiredChain, _ observed: ObservedChain?) -> ChainChange {
+        let name = desired.settings.name
+        let hook = desired.settings.hook.description
+        let reachable = desired.topology.reachable
+        let type = { (cube: String) in desired.topology.nodes[cube]?.blueprint.type ?? "?" }
+        guard let observed else {
+            return ChainChange(name: name, action: desired.suspend ? .skip : .create, hook: hook,
+                               reasons: desired.suspend ? ["suspended in the spec"] : [],
+                               cubes: reachable.map { CubeChange(name: $0, type: type($0), action: .add, reasons: []) },
+                               drift: [])
+        }
+        let drift = observed.drift.map(\.description)
+        guard let record = observed.record else {
+            return ChainChange(name: name, action: .skip, hook: hook,
+                               reasons: ["the pinned chain has no readable meta record; remove it by hand"],
+                               cubes: [], drift: drift)
+        }
+        if desired.suspend {
+            return ChainChange(name: name, action: .skip, hook: hook, reasons: ["suspended in the spec"], cubes: [],
+                               drift: drift)
+        }
+        // Hook and verdicts are baked into every instance: a change rebuilds the chain.
+        let old = record.settings, new = desired.settings
+        var forced: [String] = []
+        if old.hook != new.hook { forced.append("hook: \(old.hook) -> \(new.hook)") }
+        if old.defaultVerdict != new.defaultVerdict {
+            forced.append("defaultVerdict: \(old.defaultVerdict.rawValue) -> \(new.defaultVerdict.rawValue)")
+        }
+        if old.onEmptySlot != new.onEmptySlot {
+            forced.append("onMissingCube: fail-\(old.onEmptySlot == .pass ? "open" : "closed") -> "
+                          + "fail-\(new.onEmptySlot == .pass ? "open" : "closed")")
+        }
+        if !forced.isEmpty {
+            let removed = record.cubes.keys.filter { !reachable.contains($0) }.sorted()
+            return ChainChange(
+                name: name, action: .replace, hook: hook,
+                reasons: forced.map { "\($0) (forces replacement of the chain; its state starts empty)" },
+                cubes: reachable.map { CubeChange(name: $0, type: type($0), action: .replace, reasons: ["chain replaced"]) }
+                    + removed.map { CubeChange(name: $0, type: record.cubes[$0]?.type ?? "?", action: .remove, reasons: []) },
+                drift: drift)
+        }
+        let cubeAtSlot = Dictionary(record.cubes.map { ($0.value.slot, $0.key) }, uniquingKeysWith: { a, _ in a })
+        var cubes: [CubeChange] = []
+        for cube in reachable {
+            guard let node = desired.topology.nodes[cube] else { continue }
+            guard let live = record.cubes[cube] else {
+                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .add, reasons: []))
+                continue
+            }
+            if live.digest != node.blueprint.digest {
+                let reason = live.objectDigest != node.blueprint.objectDigest
+                    ? "object changed" : "config changed (rodata or tables)"
+                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .replace, reasons: [reason]))
+                continue
+            }
+            let liveNext = live.next.map { $0.flatMap { cubeAtSlot[$0] } }
+            if liveNext != node.next {
+                let show = { (names: [String?]) in names.map { $0 ?? "end" }.joined(separator: ", ") }
+                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .relink,
+                                        reasons: ["next: \(show(liveNext)) -> \(show(node.next))"]))
+                continue
+            }
+            cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .keep, reasons: []))
+        }
+        for cube in record.cubes.keys.sorted() where !reachable.contains(cube) {
+            cubes.append(CubeChange(name: cube, type: record.cubes[cube]?.type ?? "?", action: .remove, reasons: []))
+        }
+        var entryMoved: [String] = []
+        if let entry = desired.topology.entry, record.cubes[entry]?.slot != 0 {
+            entryMoved = ["entry: \(cubeAtSlot[0] ?? "none") -> \(entry)"]
+        }
+        let changed = cubes.contains { $0.action != .keep } || !entryMoved.isEmpty
+        return ChainChange(name: name, action: changed ? .update : .none, hook: hook, reasons: entryMoved,
+                           cubes: cubes, drift: drift)
+    }
+}

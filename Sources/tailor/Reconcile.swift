@@ -1,0 +1,191 @@
+import ArgumentParser
+import Foundation
+import TailorCubes
+import TailorDatapath
+import TailorKernel
+import TailorReconcile
+import TailorSpec
+
+/// Options every command that touches the kernel shares.
+struct KernelOptions: ParsableArguments {
+    @Option(help: "bpffs directory tailor pins its chains under.")
+    var bpffs = PinRoot.defaultPath
+
+    func pinRoot() throws -> PinRoot {
+        let root = try PinRoot(bpffs)
+        try root.makeDirectory(root.path)
+        return root
+    }
+}
+
+/// Options of `plan` and `apply`.
+struct PlanOptions: ParsableArguments {
+    @Argument(help: "Spec files or directories.")
+    var paths: [String]
+
+    @Flag(help: "Keep chains that are no longer in the specs instead of removing them.")
+    var noPrune = false
+
+    @Option(help: "Output format: text or json.")
+    var output: OutputFormat = .text
+
+    @Option(help: "Colour: auto, always or never.")
+    var color: ColorChoice = .auto
+
+    @Flag(name: .shortAndLong, help: "Show unchanged cubes too.")
+    var verbose = false
+
+    /// The desired state, or exit 1 after printing the spec's errors.
+    func desired() throws -> [DesiredChain] {
+        let (state, diagnostics) = SpecLoader(cubeTypes: CubeType.schemas).load(paths)
+        var all = diagnostics
+        var chains: [DesiredChain] = []
+        for chain in state?.chains ?? [] {
+            if let (settings, topology) = chain.datapath(diagnostics: &all) {
+                chains.append(DesiredChain(settings: settings, topology: topology, suspend: chain.suspend))
+            }
+        }
+        for diagnostic in all.sorted { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
+        if all.hasErrors { throw ExitCode(1) }
+        return chains
+    }
+
+    func show(_ plan: Plan) throws {
+        if output == .json {
+            try printJSON(plan)
+        } else {
+            print(PlanText.render(plan, color: color.enabled(forDescriptor: STDOUT_FILENO), verbose: verbose))
+        }
+    }
+}
+
+/// `tailor plan PATH...`: what apply would do, with every new program verified.
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show what apply would change; every new or changed program is loaded so the verifier checks it.",
+        discussion: "Exit status: 0 no changes (or changes without --detailed-exitcode), 2 changes with "
+            + "--detailed-exitcode, 1 error."
+    )
+
+    @OptionGroup var options: PlanOptions
+    @OptionGroup var kernel: KernelOptions
+
+    @Flag(help: "Exit 2 when there are changes.")
+    var detailedExitcode = false
+
+    func run() throws {
+        let desired = try options.desired()
+        let pinRoot = try kernel.pinRoot()
+        let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot), prune: !options.noPrune)
+        try Executor(pinRoot: pinRoot).verify(plan, desired: desired)
+        try options.show(plan)
+        if detailedExitcode && !plan.isEmpty { throw ExitCode(2) }
+    }
+}
+
+/// `tailor apply PATH...`: make the kernel match the specs.
+struct ApplyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Make the kernel match the specs: plan, verify, then change each chain with one commit."
+    )
+
+    @OptionGroup var options: PlanOptions
+    @OptionGroup var kernel: KernelOptions
+
+    func run() throws {
+        let desired = try options.desired()
+        let pinRoot = try kernel.pinRoot()
+        let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot), prune: !options.noPrune)
+        let executor = Executor(pinRoot: pinRoot)
+        try executor.verify(plan, desired: desired)
+        try options.show(plan)
+        guard !plan.isEmpty else { return }
+        let report = try executor.apply(plan, desired: desired)
+        if options.output == .text {
+            print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
+                  + "\(report.removed) removed.")
+        }
+    }
+}
+
+/// `tailor status`: the chains in the kernel, their cubes and counters, and drift.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the chains in the kernel: hook, cubes, slots, counters, drift.")
+
+    @OptionGroup var kernel: KernelOptions
+
+    @Option(help: "Output format: text or json.")
+    var output: OutputFormat = .text
+
+    struct CubeStatus: Encodable {
+        var name: String, type: String, slot: Int, program: UInt32
+        var packets: UInt64?, passed: UInt64?, dropped: UInt64?, missed: UInt64?
+    }
+
+    struct ChainStatus: Encodable {
+        var name: String, hook: String, state: String, specDigest: String?, gitRevision: String?
+        var cubes: [CubeStatus], drift: [String]
+    }
+
+    func run() throws {
+        let pinRoot = try kernel.pinRoot()
+        let chains = Observer.observe(pinRoot: pinRoot).map { observed -> ChainStatus in
+            let record = observed.record
+            let cubes = (record?.cubes ?? [:]).sorted { $0.value.slot < $1.value.slot }.map { name, cube in
+                let counters = try? CubeCounters(pinnedAt: pinRoot.appending(observed.name, "cubes", name, "maps",
+                                                                              "tailor_counters"))
+                return CubeStatus(name: name, type: cube.type, slot: cube.slot, program: cube.program,
+                                  packets: counters?.packets, passed: counters?.passed, dropped: counters?.dropped,
+                                  missed: counters?.missed)
+            }
+            return ChainStatus(name: observed.name, hook: record?.settings.hook.description ?? "?",
+                               state: observed.drift.isEmpty ? "Synced" : "Drifted",
+                               specDigest: record?.specDigest, gitRevision: record?.gitRevision, cubes: cubes,
+                               drift: observed.drift.map(\.description))
+        }
+        if output == .json { return try printJSON(chains) }
+        if chains.isEmpty { return print("No chains under \(pinRoot.path).") }
+        for chain in chains {
+            print("chain \(chain.name)  \(chain.state)  \(chain.hook)"
+                  + (chain.specDigest.map { "  spec \($0.prefix(12))" } ?? ""))
+            for drift in chain.drift { print("  drift: \(drift)") }
+            print(table(["  cube", "type", "slot", "prog", "packets", "passed", "dropped", "missed"],
+                        chain.cubes.map { cube in
+                            ["  " + cube.name, cube.type, "\(cube.slot)", "\(cube.program)",
+                             cube.packets.map(String.init) ?? "?", cube.passed.map(String.init) ?? "?",
+                             cube.dropped.map(String.init) ?? "?", cube.missed.map(String.init) ?? "?"]
+                        }))
+        }
+    }
+}
+
+/// `tailor destroy CHAIN...|--all`: detach and remove chains tailor made.
+struct DestroyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "destroy", abstract: "Detach and remove chains (only tailor's own, under the pin root).")
+
+    @OptionGroup var kernel: KernelOptions
+
+    @Argument(help: "Chains to remove.")
+    var chains: [String] = []
+
+    @Flag(help: "Remove every chain under the pin root.")
+    var all = false
+
+    func validate() throws {
+        guard all != !chains.isEmpty else { throw ValidationError("name chains to destroy, or give --all") }
+    }
+
+    func run() throws {
+        let pinRoot = try kernel.pinRoot()
+        let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.record != nil }.map(\.name) : chains
+        for name in names {
+            try Chain.open(name, pinRoot: pinRoot).destroy()
+            print("Destroyed chain \(name).")
+        }
+        if names.isEmpty { print("No chains to destroy.") }
+    }
+}

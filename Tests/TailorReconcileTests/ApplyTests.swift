@@ -1,0 +1,74 @@
+import Testing
+import TailorCubes
+import TailorDatapath
+import TailorKernel
+import TailorLab
+@testable import TailorReconcile
+import TailorTestKit
+
+@Suite("observe, plan and apply on the real kernel", .kernel)
+struct ApplyTests {
+    func chains(_ lab: Lab, tagID: UInt16 = 1, counters: Bool = true) throws -> [DesiredChain] {
+        let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+        var cubes: [(String, CubeBlueprint)] = [("tag", try Tag.blueprint(id: tagID))]
+        if counters { cubes.append(("count", try Counter.blueprint())) }
+        return [DesiredChain(settings: ChainSettings(name: "edge", hook: hook), topology: .line(cubes))]
+    }
+
+    @Test("apply creates, a second plan is empty, a change updates in place keeping state, prune destroys")
+    func lifecycle() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let executor = Executor(pinRoot: root)
+                var desired = try chains(lab)
+                var plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
+                try executor.verify(plan, desired: desired)
+                #expect(try executor.apply(plan, desired: desired) == Executor.Report(added: 2))
+
+                let observed = Observer.observe(pinRoot: root)
+                #expect(observed.map(\.name) == ["edge"] && observed[0].drift.isEmpty)
+                #expect(observed[0].record?.specDigest == desired[0].digest)
+                #expect(Planner.plan(desired: desired, observed: observed).isEmpty)
+                #expect(try Traffic.udp(in: lab, count: 10) == 10)
+
+                desired = try chains(lab, tagID: 2)
+                plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
+                #expect(plan.summary == Plan.Summary(replace: 1))
+                try executor.verify(plan, desired: desired)
+                #expect(try executor.apply(plan, desired: desired) == Executor.Report(replaced: 1))
+                #expect(try Traffic.udp(in: lab, count: 5) == 5)
+                let counters = try CubeCounters(pinnedAt: root.appending("edge", "cubes", "tag", "maps", "tailor_counters"))
+                #expect(counters.packets == 15)  // the replaced tag kept its counters
+                #expect(Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root)).isEmpty)
+
+                plan = Planner.plan(desired: [], observed: Observer.observe(pinRoot: root))
+                #expect(try executor.apply(plan, desired: []) == Executor.Report(removed: 2))
+                #expect(Observer.observe(pinRoot: root).isEmpty)
+            }
+        }
+    }
+
+    @Test("observe reports an emptied slot, a swapped program and a detached root")
+    func drift() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let desired = try chains(lab)
+                _ = try Executor(pinRoot: root).apply(Planner.plan(desired: desired, observed: []), desired: desired)
+                let slots = try ProgramArray(pinnedAt: root.appending("edge", "progs"))
+                let record = try #require(Observer.observe("edge", pinRoot: root).record)
+                let count = try #require(record.cubes["count"]), tag = try #require(record.cubes["tag"])
+                try slots.clear(count.slot)
+                try slots.set(tag.slot, to: Program(pinnedAt: root.appending("edge", "cubes", "count", "prog")))
+                let interface = try lab.b.interface()
+                try TC.detach(from: interface, direction: .ingress,
+                              expected: try Program(pinnedAt: root.appending("edge", "root")).info().id)
+                let drift = Observer.observe("edge", pinRoot: root).drift
+                #expect(drift.contains(.slotEmpty(cube: "count", slot: count.slot)))
+                #expect(drift.contains(.programSwapped(cube: "tag", slot: tag.slot,
+                                                       found: ProgramID(rawValue: count.program))))
+                #expect(drift.contains(.rootDetached))
+                try root.removeTree(root.appending("edge"))
+            }
+        }
+    }
+}

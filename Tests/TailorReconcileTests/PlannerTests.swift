@@ -1,0 +1,165 @@
+import Testing
+import TailorDatapath
+import TailorKernel
+@testable import TailorReconcile
+
+let hook = ChainHook(interface: "eth0", kind: .xdp(.native))
+
+func blueprint(_ object: UInt8, config: UInt8 = 0, type: String = "test") -> CubeBlueprint {
+    CubeBlueprint(type: type, object: [object], rodata: config == 0 ? [:] : ["x": [config]])
+}
+
+func desired(_ name: String, _ cubes: [(String, CubeBlueprint)], settings: ChainSettings? = nil,
+             suspend: Bool = false) -> DesiredChain {
+    DesiredChain(settings: settings ?? ChainSettings(name: name, hook: hook), topology: .line(cubes), suspend: suspend)
+}
+
+func desired(_ cubes: [(String, CubeBlueprint)], settings: ChainSettings? = nil, suspend: Bool = false) -> DesiredChain {
+    desired("c", cubes, settings: settings, suspend: suspend)
+}
+
+/// The chain as tailor would have committed `chain`: its record, no drift.
+func observed(_ chain: DesiredChain, drift: [Drift] = []) throws -> ObservedChain {
+    let plan = try SlotPlan.make(live: [:], desired: chain.topology, capacity: 256)
+    let cubes = plan.result.mapValues { live in
+        CubeRecord(type: "test", slot: live.slot, next: live.next, digest: live.digest,
+                   objectDigest: chain.topology.nodes.values.first { $0.blueprint.digest == live.digest }?
+                       .blueprint.objectDigest ?? "", program: UInt32(100 + live.slot), maps: [:])
+    }
+    return ObservedChain(
+        name: chain.settings.name,
+        record: ChainRecord(settings: chain.settings, specDigest: chain.digest, cubes: cubes),
+        slots: Dictionary(uniqueKeysWithValues: cubes.values.map { ($0.slot, ProgramID(rawValue: $0.program)) }),
+        drift: drift)
+}
+
+@Suite("planner: desired x observed -> plan")
+struct PlannerTests {
+    @Test("a chain not in the kernel is created with all its cubes")
+    func create() {
+        let plan = Planner.plan(desired: [desired([("a", blueprint(1)), ("b", blueprint(2))])], observed: [])
+        #expect(plan.chains.map(\.action) == [.create])
+        #expect(plan.chains[0].cubes.map(\.action) == [.add, .add])
+        #expect(plan.summary == Plan.Summary(add: 2))
+        #expect(!plan.isEmpty)
+    }
+
+    @Test("the applied state plans nothing")
+    func idempotent() throws {
+        let chain = desired([("a", blueprint(1)), ("b", blueprint(2))])
+        let plan = Planner.plan(desired: [chain], observed: [try observed(chain)])
+        #expect(plan.isEmpty && plan.chains.map(\.action) == [.none])
+        #expect(plan.summary == Plan.Summary())
+    }
+
+    @Test("a changed object or config replaces the cube and says which")
+    func replace() throws {
+        let live = try observed(desired([("a", blueprint(1)), ("b", blueprint(2))]))
+        let code = Planner.plan(desired: [desired([("a", blueprint(1)), ("b", blueprint(3))])], observed: [live])
+        #expect(code.chains[0].cubes[1] == CubeChange(name: "b", type: "test", action: .replace, reasons: ["object changed"]))
+        let config = Planner.plan(desired: [desired([("a", blueprint(1)), ("b", blueprint(2, config: 9))])],
+                                  observed: [live])
+        #expect(config.chains[0].cubes[1].reasons == ["config changed (rodata or tables)"])
+        #expect(config.summary == Plan.Summary(replace: 1))
+    }
+
+    @Test("adding, removing and reordering cubes update the chain in place")
+    func topologyChanges() throws {
+        let live = try observed(desired([("a", blueprint(1)), ("b", blueprint(2)), ("c", blueprint(3))]))
+        let insert = Planner.plan(desired: [desired([("a", blueprint(1)), ("x", blueprint(9)), ("b", blueprint(2)),
+                                                     ("c", blueprint(3))])], observed: [live])
+        #expect(insert.chains[0].action == .update)
+        #expect(insert.chains[0].cubes.map(\.action) == [.relink, .add, .keep, .keep])
+        #expect(insert.chains[0].cubes[0].reasons == ["next: b -> x"])
+        let remove = Planner.plan(desired: [desired([("a", blueprint(1)), ("c", blueprint(3))])], observed: [live])
+        #expect(remove.chains[0].cubes.map(\.action) == [.relink, .keep, .remove])
+        #expect(remove.summary == Plan.Summary(change: 1, destroy: 1))
+        let reorder = Planner.plan(desired: [desired([("a", blueprint(1)), ("c", blueprint(3)), ("b", blueprint(2))])],
+                                   observed: [live])
+        #expect(reorder.chains[0].cubes.map(\.action) == [.relink, .relink, .relink])
+    }
+
+    @Test("a new entry cube is called out")
+    func newEntry() throws {
+        let live = try observed(desired([("a", blueprint(1))]))
+        let plan = Planner.plan(desired: [desired([("x", blueprint(9)), ("a", blueprint(1))])], observed: [live])
+        #expect(plan.chains[0].reasons == ["entry: a -> x"])
+        #expect(plan.chains[0].cubes.map(\.action) == [.add, .keep])
+    }
+
+    @Test("a hook or verdict change replaces the whole chain, and says its state starts empty")
+    func settingsForceReplacement() throws {
+        let live = try observed(desired([("a", blueprint(1)), ("b", blueprint(2))]))
+        var moved = ChainSettings(name: "c", hook: ChainHook(interface: "eth1", kind: .tcIngress))
+        let plan = Planner.plan(desired: [desired([("a", blueprint(1))], settings: moved)], observed: [live])
+        #expect(plan.chains[0].action == .replace)
+        #expect(plan.chains[0].reasons.first?.hasPrefix("hook: xdp (native) on eth0 -> tc-ingress on eth1") == true)
+        #expect(plan.chains[0].cubes.map(\.action) == [.replace, .remove])
+        moved = ChainSettings(name: "c", hook: hook, defaultVerdict: .drop)
+        let verdict = Planner.plan(desired: [desired([("a", blueprint(1)), ("b", blueprint(2))], settings: moved)],
+                                   observed: [live])
+        #expect(verdict.chains[0].reasons.first?.hasPrefix("defaultVerdict: pass -> drop") == true)
+    }
+
+    @Test("chains gone from the specs are destroyed, or kept with --no-prune")
+    func prune() throws {
+        let live = try observed(desired("old", [("a", blueprint(1))]))
+        let pruned = Planner.plan(desired: [], observed: [live])
+        #expect(pruned.chains.map(\.action) == [.destroy] && pruned.summary == Plan.Summary(destroy: 1))
+        let kept = Planner.plan(desired: [], observed: [live], prune: false)
+        #expect(kept.chains.map(\.action) == [.skip] && kept.isEmpty)
+    }
+
+    @Test("suspended chains and unreadable pinned state are left alone")
+    func skipped() throws {
+        let chain = desired([("a", blueprint(1))], suspend: true)
+        #expect(Planner.plan(desired: [chain], observed: []).chains.map(\.action) == [.skip])
+        let foreign = ObservedChain(name: "weird", record: nil, slots: [:], drift: [.metaMissing("empty")])
+        let plan = Planner.plan(desired: [], observed: [foreign])
+        #expect(plan.chains.map(\.action) == [.skip] && plan.isEmpty)
+        #expect(plan.chains[0].drift == ["meta record unreadable: empty"])
+    }
+
+    @Test("several chains are planned independently and listed by name")
+    func severalChains() throws {
+        let keep = desired("b", [("a", blueprint(1))])
+        let plan = Planner.plan(desired: [desired("c", [("a", blueprint(1))]), keep],
+                                observed: [try observed(keep), try observed(desired("a", [("z", blueprint(5))]))])
+        #expect(plan.chains.map(\.name) == ["a", "b", "c"])
+        #expect(plan.chains.map(\.action) == [.destroy, .none, .create])
+    }
+
+    @Test("drift is carried into the plan and shown first")
+    func drift() throws {
+        let chain = desired([("a", blueprint(1))])
+        let plan = Planner.plan(desired: [chain], observed: [try observed(chain, drift: [.slotEmpty(cube: "a", slot: 0)])])
+        #expect(plan.chains[0].drift == ["slot 0 of cube a is empty"])
+        let text = PlanText.render(plan, color: false)
+        #expect(text.hasPrefix("Drift found in the kernel:\n  chain c: slot 0 of cube a is empty"))
+    }
+
+    @Test("the text plan has a legend, the reasons and a summary line")
+    func text() throws {
+        let live = try observed(desired([("a", blueprint(1)), ("b", blueprint(2))]))
+        let plan = Planner.plan(desired: [desired([("a", blueprint(1)), ("b", blueprint(3))]),
+                                          desired("n", [("x", blueprint(4))])], observed: [live])
+        #expect(PlanText.render(plan, color: false) == """
+            Symbols: + create  ~ update in place  -/+ replace  - destroy
+
+              # chain "c" will be updated in place (xdp (native) on eth0)
+              ~ chain "c" {
+                  -/+ cube "b" (test)   # object changed (forces replacement)
+                    (1 unchanged cube hidden)
+                }
+
+              # chain "n" will be created (xdp (native) on eth0)
+              + chain "n" {
+                  + cube "x" (test)
+                }
+
+            Plan: 1 to add, 0 to change, 1 to replace, 0 to destroy.
+            """)
+        #expect(PlanText.render(Planner.plan(desired: [], observed: []), color: false)
+                == "No changes. The kernel matches the specs.")
+    }
+}
