@@ -11,10 +11,19 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "bpffs directory tailor pins its chains under.")
     var bpffs = PinRoot.defaultPath
 
+    @Option(help: "Seconds to wait for another tailor holding the pin root.")
+    var lockTimeout = 30.0
+
     func pinRoot() throws -> PinRoot {
         let root = try PinRoot(bpffs)
         try root.makeDirectory(root.path)
         return root
+    }
+
+    /// The pin root, locked against other controllers for as long as the lock lives.
+    func lockedPinRoot() throws -> (PinRoot, PinRootLock) {
+        let root = try pinRoot()
+        return (root, try PinRootLock(root, timeout: lockTimeout))
     }
 }
 
@@ -76,7 +85,8 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         let desired = try options.desired()
-        let pinRoot = try kernel.pinRoot()
+        let (pinRoot, lock) = try kernel.lockedPinRoot()
+        defer { withExtendedLifetime(lock) {} }
         let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot), prune: !options.noPrune)
         try Executor(pinRoot: pinRoot).verify(plan, desired: desired)
         try options.show(plan)
@@ -96,7 +106,8 @@ struct ApplyCommand: ParsableCommand {
 
     func run() throws {
         let desired = try options.desired()
-        let pinRoot = try kernel.pinRoot()
+        let (pinRoot, lock) = try kernel.lockedPinRoot()
+        defer { withExtendedLifetime(lock) {} }
         let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot), prune: !options.noPrune)
         let executor = Executor(pinRoot: pinRoot)
         try executor.verify(plan, desired: desired)
@@ -180,7 +191,8 @@ struct DestroyCommand: ParsableCommand {
     }
 
     func run() throws {
-        let pinRoot = try kernel.pinRoot()
+        let (pinRoot, lock) = try kernel.lockedPinRoot()
+        defer { withExtendedLifetime(lock) {} }
         let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.record != nil }.map(\.name) : chains
         for name in names {
             try Chain.open(name, pinRoot: pinRoot).destroy()

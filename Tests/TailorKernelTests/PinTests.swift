@@ -45,6 +45,18 @@ struct PinTests {
         }
     }
 
+    @Test("one controller at a time: a second lock on the pin root waits, then fails clearly")
+    func lock() async throws {
+        try await TestPinRoot.with { root in
+            var first: PinRootLock? = try PinRootLock(root)
+            let error = #expect(throws: KernelError.self) { try PinRootLock(root, timeout: 0.2) }
+            #expect(error?.description.contains("another tailor (apply or the daemon) holds it") == true)
+            withExtendedLifetime(first) {}
+            first = nil
+            _ = try PinRootLock(root, timeout: 0.2)
+        }
+    }
+
     @Test("a pin root must be on bpffs")
     func rootOnBPFFS() throws {
         try KernelEnvironment.require()
