@@ -109,6 +109,11 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "TailorCLITests",
+            dependencies: ["TailorTestKit"],
+            exclude: ["Goldens"]
+        ),
+        .testTarget(
             name: "TailorKernelTests",
             dependencies: ["TailorKernel", "TailorObjects", "TailorLab", "TailorTestKit"]
         ),
