@@ -209,14 +209,48 @@ public final class Chain {
         return chain
     }
 
-    private func attachRoot() throws {
+    /// Puts back what someone changed by hand, from this chain's own pins: a cube's
+    /// program into its slot where the slot is empty or holds another program (one
+    /// write per slot), and the root onto its hook when it was detached. A hook held
+    /// by another program is left alone unless `takeover` is set. Returns what it did.
+    @discardableResult
+    public func repair(takeover: Bool = false) throws -> [String] {
+        var done: [String] = []
+        for (cube, instance) in instances.sorted(by: { $0.key < $1.key }) {
+            let slot = instance.record.slot
+            let current = try progs.program(at: slot)
+            if current?.rawValue != instance.record.program {
+                try progs.set(slot, to: instance.program)
+                done.append("slot \(slot) of cube \(cube) rewritten from its pin")
+            }
+        }
+        let rootID = try root.info().id
+        let attached = try attachedProgram()
+        if attached == nil {
+            try attachRoot()
+            done.append("root re-attached to \(settings.hook)")
+        } else if let attached, attached != rootID {
+            guard takeover else {
+                throw DatapathError("chain \(settings.name): \(settings.hook) is held by \(attached), not tailor's "
+                    + "root; use --takeover to replace it")
+            }
+            try attachRoot(replacing: attached)
+            done.append("root took \(settings.hook) over from \(attached)")
+        }
+        return done
+    }
+
+    /// The program on the chain's hook, or nil.
+    func attachedProgram() throws -> ProgramID? { try settings.hook.attachedProgram(on: interface) }
+
+    private func attachRoot(replacing expected: ProgramID? = nil) throws {
         switch settings.hook.kind {
         case .xdp(let mode):
-            try XDP.attach(root, to: interface, mode: mode == .native ? .native : .generic, replacing: nil)
+            try XDP.attach(root, to: interface, mode: mode == .native ? .native : .generic, replacing: expected)
         case .tcIngress, .tcEgress:
             try TC.createHook(on: interface)
             try TC.attach(root, to: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
-                          replacing: nil)
+                          replacing: expected)
         }
     }
 

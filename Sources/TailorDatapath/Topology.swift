@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import TailorKernel
 
 /// The verdict at the end of a chain's paths, and for an empty slot.
 public enum Verdict: String, Sendable, Hashable, Codable {
@@ -42,6 +43,21 @@ public struct ChainHook: Sendable, Hashable, Codable, CustomStringConvertible {
         case .tcEgress: "tc-egress"
         }
         return "\(hook) on \(interface)" + (namespace.map { " in netns \($0)" } ?? "")
+    }
+}
+
+extension ChainHook {
+    /// The program attached to this hook now, or nil when there is none.
+    public func attachedProgram() throws -> ProgramID? {
+        try attachedProgram(on: NetworkInterface.lookup(interface, in: namespace.map(NetworkNamespace.named)))
+    }
+
+    func attachedProgram(on interface: NetworkInterface) throws -> ProgramID? {
+        switch kind {
+        case .xdp(let mode): try XDP.query(interface)[mode == .native ? .native : .generic]
+        case .tcIngress: try TC.query(interface, direction: .ingress)
+        case .tcEgress: try TC.query(interface, direction: .egress)
+        }
     }
 }
 

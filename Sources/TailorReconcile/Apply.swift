@@ -10,7 +10,7 @@ public struct Executor {
 
     /// What an apply did, in the plan's terms.
     public struct Report: Sendable, Equatable {
-        public var added = 0, changed = 0, replaced = 0, removed = 0
+        public var added = 0, changed = 0, replaced = 0, removed = 0, repaired = 0
     }
 
     /// Loads every new or changed program of the plan so the verifier checks it,
@@ -24,7 +24,7 @@ public struct Executor {
                 try Chain.verify(chain.settings, topology: chain.topology)
             case .update:
                 _ = try Chain.open(change.name, pinRoot: pinRoot).prepare(chain.topology)
-            case .destroy, .none, .skip:
+            case .destroy, .none, .skip, .repair:
                 break
             }
         }
@@ -44,8 +44,12 @@ public struct Executor {
             case .update:
                 guard let chain = byName[change.name] else { continue }
                 let live = try Chain.open(change.name, pinRoot: pinRoot)
+                // Drift first, so the change starts from the chain tailor committed.
+                if change.repairsDrift { try live.repair() }
                 try live.apply(chain.topology)
                 try live.setProvenance(specDigest: chain.digest, gitRevision: nil)
+            case .repair:
+                try Chain.open(change.name, pinRoot: pinRoot).repair()
             case .replace:
                 guard let chain = byName[change.name] else { continue }
                 try Chain.open(change.name, pinRoot: pinRoot).destroy()
@@ -56,6 +60,7 @@ public struct Executor {
             case .none, .skip:
                 continue
             }
+            if change.repairsDrift { report.repaired += 1 }
             for cube in change.cubes {
                 switch cube.action {
                 case .add: report.added += 1

@@ -29,6 +29,14 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Whether `Chain.repair` puts it back from the chain's own pins.
+    public var isRepairable: Bool {
+        switch self {
+        case .slotEmpty, .programSwapped, .rootDetached: true
+        case .metaMissing, .interruptedApply, .hookTaken, .pinMissing: false
+        }
+    }
+
     /// The kind, for logs and JSON.
     public var kind: String {
         switch self {
@@ -94,7 +102,7 @@ public enum Observer {
         let root = try? Program(pinnedAt: directory + "/root").info().id
         if root == nil { chain.drift.append(.pinMissing("root")) }
         do {
-            let attached = try attachedProgram(record.settings.hook)
+            let attached = try record.settings.hook.attachedProgram()
             if let attached, let root, attached != root {
                 chain.drift.append(.hookTaken(by: attached))
             } else if attached == nil {
@@ -105,18 +113,5 @@ public enum Observer {
             chain.drift.append(.rootDetached)
         }
         return chain
-    }
-
-    /// The program on a chain's hook, or nil when there is none.
-    static func attachedProgram(_ hook: ChainHook) throws -> ProgramID? {
-        let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
-        switch hook.kind {
-        case .xdp(let mode):
-            return try XDP.query(interface)[mode == .native ? .native : .generic]
-        case .tcIngress:
-            return try TC.query(interface, direction: .ingress)
-        case .tcEgress:
-            return try TC.query(interface, direction: .egress)
-        }
     }
 }

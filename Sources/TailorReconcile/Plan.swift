@@ -33,6 +33,8 @@ public struct CubeChange: Sendable, Equatable, Codable {
 public struct ChainChange: Sendable, Equatable, Codable {
     public enum Action: String, Sendable, Codable {
         case create, update, replace, destroy, none
+        /// Unchanged in the specs, but drift is put back from the chain's pins.
+        case repair
         /// Not tailor's to change: suspended in the spec, or unreadable state.
         case skip
     }
@@ -43,6 +45,8 @@ public struct ChainChange: Sendable, Equatable, Codable {
     public var cubes: [CubeChange]
     /// Drift observe found, shown first.
     public var drift: [String]
+    /// Whether apply repairs the drift (slots and hook put back from the pins).
+    public var repairsDrift = false
 }
 
 /// The plan: per chain what changes and why, and totals over cubes.
@@ -50,7 +54,7 @@ public struct Plan: Sendable, Equatable, Codable {
     public static let formatVersion = 1
 
     public struct Summary: Sendable, Equatable, Codable {
-        public var add = 0, change = 0, replace = 0, destroy = 0
+        public var add = 0, change = 0, replace = 0, destroy = 0, repair = 0
     }
 
     public var formatVersion = Plan.formatVersion
@@ -87,6 +91,7 @@ public enum Planner {
         }
         changes.sort { $0.name < $1.name }
         var summary = Plan.Summary()
+        for change in changes where change.repairsDrift { summary.repair += 1 }
         for change in changes where change.action != .skip {
             for cube in change.cubes {
                 switch cube.action {
@@ -173,7 +178,12 @@ public enum Planner {
             entryMoved = ["entry: \(cubeAtSlot[0] ?? "none") -> \(entry)"]
         }
         let changed = cubes.contains { $0.action != .keep } || !entryMoved.isEmpty
-        return ChainChange(name: name, action: changed ? .update : .none, hook: hook, reasons: entryMoved,
-                           cubes: cubes, drift: drift)
+        let repairable = !observed.drift.isEmpty && observed.drift.allSatisfy(\.isRepairable)
+        var reasons = entryMoved
+        if !observed.drift.isEmpty && !repairable {
+            reasons.append("drift that tailor cannot put back by itself: destroy and re-apply the chain")
+        }
+        return ChainChange(name: name, action: changed ? .update : (repairable ? .repair : .none), hook: hook,
+                           reasons: reasons, cubes: cubes, drift: drift, repairsDrift: repairable)
     }
 }

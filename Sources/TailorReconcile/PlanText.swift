@@ -37,12 +37,14 @@ public enum PlanText {
             case .update: (symbol(.relink), "will be updated in place")
             case .replace: (symbol(.replace), "must be replaced")
             case .destroy: (symbol(.remove), "will be destroyed")
+            case .repair: (symbol(.relink), "will be repaired from its pins")
             case .skip: (" ", "is skipped")
             case .none: (" ", "is unchanged")
             }
             lines.append("  # chain \"\(chain.name)\" \(verb) (\(chain.hook))")
             for reason in chain.reasons { lines.append("  # " + reason) }
-            guard chain.action != .skip else {
+            guard chain.action != .skip, chain.action != .repair else {
+                if chain.action == .repair { for drift in chain.drift { lines.append("  \(mark) repair: \(drift)") } }
                 lines.append("")
                 continue
             }
@@ -59,7 +61,7 @@ public enum PlanText {
         }
         let s = plan.summary
         lines.append(paint("1", "Plan:") + " \(s.add) to add, \(s.change) to change, \(s.replace) to replace, "
-                     + "\(s.destroy) to destroy.")
+                     + "\(s.destroy) to destroy" + (s.repair > 0 ? ", \(s.repair) to repair." : "."))
         return lines.joined(separator: "\n")
     }
 }

@@ -116,7 +116,7 @@ struct ApplyCommand: ParsableCommand {
         let report = try executor.apply(plan, desired: desired)
         if options.output == .text {
             print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
-                  + "\(report.removed) removed.")
+                  + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))
         }
     }
 }

@@ -48,7 +48,7 @@ struct ApplyTests {
         }
     }
 
-    @Test("observe reports an emptied slot, a swapped program and a detached root")
+    @Test("observe reports an emptied slot, a swapped program and a detached root; apply puts them back")
     func drift() async throws {
         try await Lab.with { lab in
             try await TestPinRoot.with { root in
@@ -67,7 +67,17 @@ struct ApplyTests {
                 #expect(drift.contains(.programSwapped(cube: "tag", slot: tag.slot,
                                                        found: ProgramID(rawValue: count.program))))
                 #expect(drift.contains(.rootDetached))
-                try root.removeTree(root.appending("edge"))
+
+                let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
+                #expect(plan.chains.map(\.action) == [.repair] && plan.summary == Plan.Summary(repair: 1))
+                #expect(PlanText.render(plan, color: false).contains("~ repair: slot \(count.slot) of cube count is empty"))
+                #expect(try Executor(pinRoot: root).apply(plan, desired: desired) == Executor.Report(repaired: 1))
+                #expect(Observer.observe("edge", pinRoot: root).drift.isEmpty)
+                #expect(Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root)).isEmpty)
+                #expect(try Traffic.udp(in: lab, count: 5) == 5)
+                let counters = try CubeCounters(pinnedAt: root.appending("edge", "cubes", "count", "maps", "tailor_counters"))
+                #expect(counters.packets == 5)
+                try Chain.open("edge", pinRoot: root).destroy()
             }
         }
     }
