@@ -121,7 +121,11 @@ public final class Chain {
     /// Creates the chain: loads its root, fills its slots with `topology`, pins
     /// everything, and only then attaches the root, so the first packet already
     /// sees the whole chain. Undoes all of it if any step fails.
-    public static func create(_ settings: ChainSettings, topology: Topology, pinRoot: PinRoot) throws -> Chain {
+    /// With `takeover`, a program someone else attached to the hook is replaced
+    /// (atomically, expecting exactly that program); without it, creation fails.
+    public static func create(
+        _ settings: ChainSettings, topology: Topology, pinRoot: PinRoot, takeover: Bool = false
+    ) throws -> Chain {
         let directory = pinRoot.appending(settings.name)
         guard !pinRoot.exists(directory) else {
             throw DatapathError("chain \(settings.name) already exists at \(directory)")
@@ -150,7 +154,7 @@ public final class Chain {
             try chain.meta.map.pin(at: directory + "/meta")
             try chain.meta.write(chain.record)
             _ = try chain.commit(chain.prepare(topology))
-            try chain.attachRoot()
+            try chain.attachRoot(replacing: takeover ? chain.attachedProgram() : nil)
         } catch {
             try? pinRoot.removeTree(directory)
             throw error

@@ -5,8 +5,13 @@ import TailorKernel
 /// chain through the datapath's prepare/commit (one write per chain).
 public struct Executor {
     public let pinRoot: PinRoot
+    /// Replace a foreign program found on a chain's hook instead of failing.
+    public let takeover: Bool
 
-    public init(pinRoot: PinRoot) { self.pinRoot = pinRoot }
+    public init(pinRoot: PinRoot, takeover: Bool = false) {
+        self.pinRoot = pinRoot
+        self.takeover = takeover
+    }
 
     /// What an apply did, in the plan's terms.
     public struct Report: Sendable, Equatable {
@@ -39,21 +44,21 @@ public struct Executor {
             switch change.action {
             case .create:
                 guard let chain = byName[change.name] else { continue }
-                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot)
+                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot, takeover: takeover)
                     .setProvenance(specDigest: chain.digest, gitRevision: nil)
             case .update:
                 guard let chain = byName[change.name] else { continue }
                 let live = try Chain.open(change.name, pinRoot: pinRoot)
                 // Drift first, so the change starts from the chain tailor committed.
-                if change.repairsDrift { try live.repair() }
+                if change.repairsDrift { try live.repair(takeover: takeover) }
                 try live.apply(chain.topology)
                 try live.setProvenance(specDigest: chain.digest, gitRevision: nil)
             case .repair:
-                try Chain.open(change.name, pinRoot: pinRoot).repair()
+                try Chain.open(change.name, pinRoot: pinRoot).repair(takeover: takeover)
             case .replace:
                 guard let chain = byName[change.name] else { continue }
                 try Chain.open(change.name, pinRoot: pinRoot).destroy()
-                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot)
+                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot, takeover: takeover)
                     .setProvenance(specDigest: chain.digest, gitRevision: nil)
             case .destroy:
                 try Chain.open(change.name, pinRoot: pinRoot).destroy()

@@ -29,11 +29,12 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Whether `Chain.repair` puts it back from the chain's own pins.
+    /// Whether `Chain.repair` puts it back from the chain's own pins (a taken hook
+    /// only with --takeover; without it the apply stops with the reason).
     public var isRepairable: Bool {
         switch self {
-        case .slotEmpty, .programSwapped, .rootDetached: true
-        case .metaMissing, .interruptedApply, .hookTaken, .pinMissing: false
+        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken: true
+        case .metaMissing, .interruptedApply, .pinMissing: false
         }
     }
 

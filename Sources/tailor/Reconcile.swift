@@ -104,12 +104,15 @@ struct ApplyCommand: ParsableCommand {
     @OptionGroup var options: PlanOptions
     @OptionGroup var kernel: KernelOptions
 
+    @Flag(help: "Replace a program someone else attached to a chain's hook (otherwise apply stops).")
+    var takeover = false
+
     func run() throws {
         let desired = try options.desired()
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
         let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot), prune: !options.noPrune)
-        let executor = Executor(pinRoot: pinRoot)
+        let executor = Executor(pinRoot: pinRoot, takeover: takeover)
         try executor.verify(plan, desired: desired)
         try options.show(plan)
         guard !plan.isEmpty else { return }

@@ -82,3 +82,33 @@ struct ApplyTests {
         }
     }
 }
+
+@Suite("foreign programs on a hook", .kernel)
+struct TakeoverTests {
+    @Test("a hook used by a foreign program is not taken without --takeover, and is with it")
+    func takeover() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                var foreignObject = try BPFObject(bytes: Fixtures.datapathObject("counter"), name: "foreign")
+                try foreignObject.loadOnly(["counter_xdp"])
+                try foreignObject.load()
+                let foreign = try foreignObject.program(named: "counter_xdp")
+                let interface = try lab.b.interface()
+                try XDP.attach(foreign, to: interface, mode: .native, replacing: nil)
+                let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .xdp(.native))
+                let desired = [DesiredChain(settings: ChainSettings(name: "x", hook: hook),
+                                            topology: .line([("t", try Tag.blueprint(id: 1))]))]
+                let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
+                let refused = #expect(throws: KernelError.self) {
+                    _ = try Executor(pinRoot: root).apply(plan, desired: desired)
+                }
+                #expect(refused?.code == .staleExpectation)
+                #expect(try XDP.query(interface).native == foreign.info().id)
+                #expect(!root.exists(root.appending("x")))
+                _ = try Executor(pinRoot: root, takeover: true).apply(plan, desired: desired)
+                #expect(try XDP.query(interface).native == Program(pinnedAt: root.appending("x", "root")).info().id)
+                try Chain.open("x", pinRoot: root).destroy()
+            }
+        }
+    }
+}
