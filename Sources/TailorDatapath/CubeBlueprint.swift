@@ -49,8 +49,11 @@ public struct CubeBlueprint: Sendable, Equatable {
         }
         for (name, entries) in tables.sorted(by: { $0.key < $1.key }) {
             hasher.update(data: Array("t\(name)=\(entries.count):".utf8))
-            for entry in entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-                hasher.update(data: entry.key + entry.value)
+            // Entry order does not change a table's meaning; sort only when needed.
+            let ordered = zip(entries, entries.dropFirst()).allSatisfy { !$1.key.lexicographicallyPrecedes($0.key) }
+            for entry in ordered ? entries : entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                hasher.update(data: entry.key)
+                hasher.update(data: entry.value)
             }
         }
         return hexDigest(hasher.finalize())

@@ -115,6 +115,11 @@ extension Topology {
     /// digest build the same datapath. The meta record keeps it, so a plan can tell at
     /// a glance whether a chain is already what the specs say.
     public func digest(settings: ChainSettings) -> String {
+        digest(settings: settings, cubeDigests: nodes.mapValues(\.blueprint.digest))
+    }
+
+    /// The same, from blueprint digests computed once by the caller.
+    public func digest(settings: ChainSettings, cubeDigests: [String: String]) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         var hasher = SHA256()
@@ -123,7 +128,7 @@ extension Topology {
         for cube in reachable.sorted() {
             guard let node = nodes[cube] else { continue }
             let next = node.next.map { $0 ?? "-" }.joined(separator: ",")
-            hasher.update(data: Array("\n\(cube) \(node.blueprint.digest) \(next)".utf8))
+            hasher.update(data: Array("\n\(cube) \(cubeDigests[cube] ?? "") \(next)".utf8))
         }
         return hexDigest(hasher.finalize())
     }

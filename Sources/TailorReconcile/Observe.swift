@@ -61,6 +61,10 @@ public struct ObservedChain: Sendable {
     public var slots: [Int: ProgramID]
     /// Whatever differs from the record.
     public var drift: [Drift]
+
+    public init(name: String, record: ChainRecord?, slots: [Int: ProgramID], drift: [Drift]) {
+        (self.name, self.record, self.slots, self.drift) = (name, record, slots, drift)
+    }
 }
 
 /// Reads the observed state from the kernel only: pins, the meta records, the

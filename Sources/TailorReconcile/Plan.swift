@@ -2,17 +2,20 @@ import TailorDatapath
 
 /// A chain as the specs want it, in the datapath's terms.
 public struct DesiredChain: Sendable {
-    public var settings: ChainSettings
-    public var topology: Topology
+    public let settings: ChainSettings
+    public let topology: Topology
     /// `Topology.digest(settings:)`: equal digests build equal datapaths.
-    public var digest: String
+    public let digest: String
+    /// Each cube's blueprint digest, computed once (tables can be large).
+    public let cubeDigests: [String: String]
     /// A suspended chain is left as it is in the kernel.
     public var suspend: Bool
 
     public init(settings: ChainSettings, topology: Topology, suspend: Bool = false) {
         self.settings = settings
         self.topology = topology
-        self.digest = topology.digest(settings: settings)
+        self.cubeDigests = topology.nodes.mapValues(\.blueprint.digest)
+        self.digest = topology.digest(settings: settings, cubeDigests: cubeDigests)
         self.suspend = suspend
     }
 }
@@ -155,7 +158,7 @@ public enum Planner {
                 cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .add, reasons: []))
                 continue
             }
-            if live.digest != node.blueprint.digest {
+            if live.digest != desired.cubeDigests[cube] {
                 let reason = live.objectDigest != node.blueprint.objectDigest
                     ? "object changed" : "config changed (rodata or tables)"
                 cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .replace, reasons: [reason]))
