@@ -244,6 +244,27 @@ public final class Chain {
         return done
     }
 
+    /// Writes `cube`'s tables back to `entries` (the blueprint's) after they were
+    /// changed by hand: entries the spec does not name are removed (zeroed in array
+    /// maps), the others rewritten. Entry by entry: the table was already wrong.
+    public func restoreTables(of cube: String, to tables: [String: [TableEntry]]) throws {
+        guard let instance = instances[cube] else { throw DatapathError("chain \(settings.name) has no cube \(cube)") }
+        for (name, role) in instance.record.maps where role.isTable {
+            guard let map = instance.maps[name] else { continue }
+            let want = Dictionary((tables[name] ?? []).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            let have = Dictionary(try map.lookupBatch().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            // Only what differs is written: a table that is right sees no write at all.
+            for (key, value) in have where want[key] == nil && value.contains(where: { $0 != 0 }) {
+                if map.info.type.isArray {
+                    try map.update(key, [UInt8](repeating: 0, count: map.valueBufferSize))
+                } else {
+                    try map.delete(key)
+                }
+            }
+            try map.updateBatch(want.filter { have[$0.key] != $0.value }.map { ($0.key, $0.value) })
+        }
+    }
+
     /// The program on the chain's hook, or nil.
     func attachedProgram() throws -> ProgramID? { try settings.hook.attachedProgram(on: interface) }
 

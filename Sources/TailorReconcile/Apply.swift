@@ -35,6 +35,14 @@ public struct Executor {
         }
     }
 
+    /// Puts back the tables of cubes that stay as they are (a replaced cube gets fresh tables anyway).
+    private func restoreTables(_ live: Chain, _ chain: DesiredChain) throws {
+        for (cube, record) in live.record.cubes where record.digest == chain.cubeDigests[cube] {
+            guard let node = chain.topology.nodes[cube], !node.blueprint.tables.isEmpty else { continue }
+            try live.restoreTables(of: cube, to: node.blueprint.tables)
+        }
+    }
+
     /// Carries out `plan`. Chains are independent: each is created, changed or
     /// removed with its own commit.
     public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
@@ -50,11 +58,16 @@ public struct Executor {
                 guard let chain = byName[change.name] else { continue }
                 let live = try Chain.open(change.name, pinRoot: pinRoot)
                 // Drift first, so the change starts from the chain tailor committed.
-                if change.repairsDrift { try live.repair(takeover: takeover) }
+                if change.repairsDrift {
+                    try live.repair(takeover: takeover)
+                    try restoreTables(live, chain)
+                }
                 try live.apply(chain.topology)
                 try live.setProvenance(specDigest: chain.digest, gitRevision: nil)
             case .repair:
-                try Chain.open(change.name, pinRoot: pinRoot).repair(takeover: takeover)
+                let live = try Chain.open(change.name, pinRoot: pinRoot)
+                try live.repair(takeover: takeover)
+                if let chain = byName[change.name] { try restoreTables(live, chain) }
             case .replace:
                 guard let chain = byName[change.name] else { continue }
                 try Chain.open(change.name, pinRoot: pinRoot).destroy()

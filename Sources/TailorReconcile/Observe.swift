@@ -16,6 +16,9 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     case programSwapped(cube: String, slot: Int, found: ProgramID)
     /// A pin tailor made is gone.
     case pinMissing(String)
+    /// A controller-owned table's entries were changed by hand (found by the planner,
+    /// which knows what the table should hold).
+    case tableChanged(cube: String, map: String, added: Int, changed: Int, removed: Int)
 
     public var description: String {
         switch self {
@@ -26,6 +29,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .slotEmpty(let cube, let slot): "slot \(slot) of cube \(cube) is empty"
         case .programSwapped(let cube, let slot, let found): "slot \(slot) of cube \(cube) holds \(found), not tailor's"
         case .pinMissing(let pin): "pin \(pin) is missing"
+        case .tableChanged(let cube, let map, let added, let changed, let removed):
+            "table \(map) of cube \(cube) was changed by hand (+\(added) ~\(changed) -\(removed) entries)"
         }
     }
 
@@ -33,7 +38,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// only with --takeover; without it the apply stops with the reason).
     public var isRepairable: Bool {
         switch self {
-        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken: true
+        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged: true
         case .metaMissing, .interruptedApply, .pinMissing: false
         }
     }
@@ -48,6 +53,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .slotEmpty: "slot-empty"
         case .programSwapped: "program-swapped"
         case .pinMissing: "pin-missing"
+        case .tableChanged: "table-changed"
         }
     }
 }
@@ -61,9 +67,12 @@ public struct ObservedChain: Sendable {
     public var slots: [Int: ProgramID]
     /// Whatever differs from the record.
     public var drift: [Drift]
+    /// Entries of each cube's controller-owned tables: cube -> map -> entries.
+    public var tables: [String: [String: [TableEntry]]]
 
-    public init(name: String, record: ChainRecord?, slots: [Int: ProgramID], drift: [Drift]) {
-        (self.name, self.record, self.slots, self.drift) = (name, record, slots, drift)
+    public init(name: String, record: ChainRecord?, slots: [Int: ProgramID], drift: [Drift],
+                tables: [String: [String: [TableEntry]]] = [:]) {
+        (self.name, self.record, self.slots, self.drift, self.tables) = (name, record, slots, drift, tables)
     }
 }
 
@@ -77,7 +86,7 @@ public enum Observer {
 
     public static func observe(_ name: String, pinRoot: PinRoot) -> ObservedChain {
         let directory = pinRoot.appending(name)
-        var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [])
+        var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [], tables: [:])
         do {
             guard let record = try MetaRecordReader.read(directory + "/meta") else {
                 chain.drift.append(.metaMissing("empty"))
@@ -95,6 +104,14 @@ public enum Observer {
         chain.slots = slots ?? [:]
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
             if !pinRoot.exists(directory + "/cubes/\(cube)/prog") { chain.drift.append(.pinMissing("cubes/\(cube)/prog")) }
+            for (map, role) in cubeRecord.maps where role.isTable {
+                let pin = directory + "/cubes/\(cube)/maps/\(map)"
+                guard let entries = try? BPFMap(pinnedAt: pin).lookupBatch() else {
+                    chain.drift.append(.pinMissing("cubes/\(cube)/maps/\(map)"))
+                    continue
+                }
+                chain.tables[cube, default: [:]][map] = entries.map { TableEntry(key: $0.key, value: $0.value) }
+            }
             guard slots != nil else { continue }
             if let found = chain.slots[cubeRecord.slot] {
                 if found.rawValue != cubeRecord.program {

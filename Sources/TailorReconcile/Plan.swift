@@ -70,6 +70,24 @@ public struct Plan: Sendable, Equatable, Codable {
 
 /// The planner: a pure function of (desired, observed) -> plan.
 public enum Planner {
+    /// Entries of `live` tables that differ from what the spec put there. Keys the
+    /// spec does not name must be absent or all zero (array maps hold every key).
+    static func tableDrift(_ cube: String, desired: [String: [TableEntry]],
+                           live: [String: [TableEntry]]) -> [Drift] {
+        var drift: [Drift] = []
+        for (map, liveEntries) in live.sorted(by: { $0.key < $1.key }) {
+            let want = Dictionary((desired[map] ?? []).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            let have = Dictionary(liveEntries.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            let added = have.filter { want[$0.key] == nil && $0.value.contains { $0 != 0 } }.count
+            let changed = want.filter { key, value in have[key].map { $0 != value } ?? false }.count
+            let removed = want.filter { key, value in have[key] == nil && value.contains { $0 != 0 } }.count
+            if added + changed + removed > 0 {
+                drift.append(.tableChanged(cube: cube, map: map, added: added, changed: changed, removed: removed))
+            }
+        }
+        return drift
+    }
+
     public static func plan(desired: [DesiredChain], observed: [ObservedChain], prune: Bool = true) -> Plan {
         var changes: [ChainChange] = []
         let observedByName = Dictionary(observed.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -120,7 +138,13 @@ public enum Planner {
                                cubes: reachable.map { CubeChange(name: $0, type: type($0), action: .add, reasons: []) },
                                drift: [])
         }
-        let drift = observed.drift.map(\.description)
+        var observedDrift = observed.drift
+        for cube in reachable {
+            guard let node = desired.topology.nodes[cube], observed.record?.cubes[cube]?.digest == desired.cubeDigests[cube]
+            else { continue }
+            observedDrift += tableDrift(cube, desired: node.blueprint.tables, live: observed.tables[cube] ?? [:])
+        }
+        let drift = observedDrift.map(\.description)
         guard let record = observed.record else {
             return ChainChange(name: name, action: .skip, hook: hook,
                                reasons: ["the pinned chain has no readable meta record; remove it by hand"],
@@ -181,9 +205,9 @@ public enum Planner {
             entryMoved = ["entry: \(cubeAtSlot[0] ?? "none") -> \(entry)"]
         }
         let changed = cubes.contains { $0.action != .keep } || !entryMoved.isEmpty
-        let repairable = !observed.drift.isEmpty && observed.drift.allSatisfy(\.isRepairable)
+        let repairable = !observedDrift.isEmpty && observedDrift.allSatisfy(\.isRepairable)
         var reasons = entryMoved
-        if !observed.drift.isEmpty && !repairable {
+        if !observedDrift.isEmpty && !repairable {
             reasons.append("drift that tailor cannot put back by itself: destroy and re-apply the chain")
         }
         return ChainChange(name: name, action: changed ? .update : (repairable ? .repair : .none), hook: hook,

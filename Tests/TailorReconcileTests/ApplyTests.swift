@@ -48,6 +48,32 @@ struct ApplyTests {
         }
     }
 
+    @Test("a filter's rules edited by hand are found and written back")
+    func tableDrift() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                let filter = try Filter.blueprint(rules: [.init(proto: 17, destinationPorts: 9999...9999, action: .drop)],
+                                                  defaultAction: .pass)
+                let desired = [DesiredChain(settings: ChainSettings(name: "f", hook: hook), topology: .line([("acl", filter)]))]
+                let executor = Executor(pinRoot: root)
+                _ = try executor.apply(Planner.plan(desired: desired, observed: []), desired: desired)
+                #expect(try Traffic.udp(in: lab, count: 5, port: 9999, timeout: .milliseconds(300)) == 0)
+                // Someone zeroes the drop rule with bpftool.
+                let rules = try BPFMap(pinnedAt: root.appending("f", "cubes", "acl", "maps", "rules"))
+                try rules.update([0, 0, 0, 0], [UInt8](repeating: 0, count: rules.info.valueSize))
+                #expect(try Traffic.udp(in: lab, count: 5, port: 9999) == 5)
+                let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
+                #expect(plan.chains[0].action == .repair)
+                #expect(plan.chains[0].drift == ["table rules of cube acl was changed by hand (+0 ~1 -0 entries)"])
+                #expect(try executor.apply(plan, desired: desired) == Executor.Report(repaired: 1))
+                #expect(try Traffic.udp(in: lab, count: 5, port: 9999, timeout: .milliseconds(300)) == 0)
+                #expect(Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root)).isEmpty)
+                try Chain.open("f", pinRoot: root).destroy()
+            }
+        }
+    }
+
     @Test("observe reports an emptied slot, a swapped program and a detached root; apply puts them back")
     func drift() async throws {
         try await Lab.with { lab in

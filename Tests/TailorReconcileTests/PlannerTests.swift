@@ -163,3 +163,28 @@ struct PlannerTests {
                 == "No changes. The kernel matches the specs.")
     }
 }
+
+@Suite("table drift")
+struct TableDriftTests {
+    let entry = { (k: UInt8, v: UInt8) in TableEntry(key: [k, 0, 0, 0], value: [v, 0]) }
+
+    @Test("entries added, changed and removed by hand are counted; zero entries of array maps are not")
+    func counts() {
+        let desired = ["t": [entry(0, 1), entry(1, 2), entry(2, 3)]]
+        let live = ["t": [entry(0, 1), entry(1, 9), entry(5, 7), entry(6, 0)]]
+        #expect(Planner.tableDrift("c", desired: desired, live: live)
+                == [.tableChanged(cube: "c", map: "t", added: 1, changed: 1, removed: 1)])
+        #expect(Planner.tableDrift("c", desired: desired, live: ["t": desired["t"]! + [entry(9, 0)]]).isEmpty)
+    }
+
+    @Test("a chain whose table drifted is planned as a repair")
+    func repairPlanned() throws {
+        let bp = CubeBlueprint(type: "t", object: [1], tables: ["t": [entry(0, 1)]])
+        let chain = desired([("a", bp)])
+        var live = try observed(chain)
+        live.tables = ["a": ["t": [entry(0, 2)]]]
+        let plan = Planner.plan(desired: [chain], observed: [live])
+        #expect(plan.chains[0].action == .repair)
+        #expect(plan.chains[0].drift == ["table t of cube a was changed by hand (+0 ~1 -0 entries)"])
+    }
+}
