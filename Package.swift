@@ -58,7 +58,10 @@ let package = Package(
         // Observe (kernel -> observed state), plan (pure), apply (the only kernel writer).
         .target(
             name: "TailorReconcile",
-            dependencies: ["TailorDatapath", "TailorKernel", "TailorSpec", "TailorCubes"]
+            dependencies: [
+                "TailorDatapath", "TailorKernel", "TailorSpec", "TailorCubes",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
 
         // The built-in lab: network namespaces joined by veth pairs.

@@ -29,7 +29,7 @@ struct KernelOptions: ParsableArguments {
 
 /// Options of `plan` and `apply`.
 struct PlanOptions: ParsableArguments {
-    @Argument(help: "Spec files or directories.")
+    @Argument(help: "Spec files or directories (apply also takes a plan file saved with plan --out).")
     var paths: [String]
 
     @Flag(help: "Keep chains that are no longer in the specs instead of removing them.")
@@ -83,13 +83,25 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Exit 2 when there are changes.")
     var detailedExitcode = false
 
+    @Option(help: "Save the plan to this file, for `tailor apply FILE`.")
+    var out: String?
+
     func run() throws {
         let desired = try options.desired()
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot), prune: !options.noPrune)
+        let observed = Observer.observe(pinRoot: pinRoot)
+        let plan = Planner.plan(desired: desired, observed: observed, prune: !options.noPrune)
         try Executor(pinRoot: pinRoot).verify(plan, desired: desired)
         try options.show(plan)
+        if let out {
+            let file = PlanFile(paths: options.paths, prune: !options.noPrune, desired: desired, observed: observed,
+                                plan: plan)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(file).write(to: URL(fileURLWithPath: out))
+            FileHandle.standardError.write(Data("Saved the plan to \(out); `tailor apply \(out)` applies exactly it.\n".utf8))
+        }
         if detailedExitcode && !plan.isEmpty { throw ExitCode(2) }
     }
 }
@@ -108,10 +120,20 @@ struct ApplyCommand: ParsableCommand {
     var takeover = false
 
     func run() throws {
+        var options = self.options
+        let saved = try savedPlan()
+        if let saved {
+            options.paths = saved.paths
+            options.noPrune = !saved.prune
+        }
         let desired = try options.desired()
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot), prune: !options.noPrune)
+        let observed = Observer.observe(pinRoot: pinRoot)
+        if let saved, let why = saved.staleness(desired: desired, observed: observed) {
+            throw CommandError("refusing the saved plan: \(why)")
+        }
+        let plan = Planner.plan(desired: desired, observed: observed, prune: !options.noPrune)
         let executor = Executor(pinRoot: pinRoot, takeover: takeover)
         try executor.verify(plan, desired: desired)
         try options.show(plan)
@@ -121,6 +143,20 @@ struct ApplyCommand: ParsableCommand {
             print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
                   + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))
         }
+    }
+}
+
+extension ApplyCommand {
+    /// The plan file given instead of spec paths, if the only argument is one.
+    func savedPlan() throws -> PlanFile? {
+        guard options.paths.count == 1, let data = FileManager.default.contents(atPath: options.paths[0]),
+              data.first == UInt8(ascii: "{"),
+              let file = try? JSONDecoder().decode(PlanFile.self, from: data), file.kind == PlanFile.kind
+        else { return nil }
+        guard file.formatVersion == Plan.formatVersion else {
+            throw CommandError("the saved plan has format \(file.formatVersion); this tailor reads \(Plan.formatVersion)")
+        }
+        return file
     }
 }
 
@@ -203,4 +239,10 @@ struct DestroyCommand: ParsableCommand {
         }
         if names.isEmpty { print("No chains to destroy.") }
     }
+}
+
+/// A failure to report as `Error: message` with exit status 1 (not a usage error).
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

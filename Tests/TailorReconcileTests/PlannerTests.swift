@@ -188,3 +188,23 @@ struct TableDriftTests {
         #expect(plan.chains[0].drift == ["table t of cube a was changed by hand (+0 ~1 -0 entries)"])
     }
 }
+
+@Suite("saved plans")
+struct PlanFileTests {
+    @Test("a saved plan applies only to the same specs and the same live state")
+    func staleness() throws {
+        let chain = desired([("a", blueprint(1))])
+        let live = [try observed(chain)]
+        let file = PlanFile(paths: ["specs"], prune: true, desired: [chain], observed: live,
+                            plan: Planner.plan(desired: [chain], observed: live))
+        #expect(file.staleness(desired: [chain], observed: live) == nil)
+        let edited = desired([("a", blueprint(2))])
+        #expect(file.staleness(desired: [edited], observed: live)?.hasPrefix("the specs changed since the plan was made (chains: c)") == true)
+        var tampered = live
+        tampered[0].slots = [0: ProgramID(rawValue: 999)]
+        #expect(file.staleness(desired: [chain], observed: tampered) == "the live state changed since the plan was made; plan again")
+        var tableEdited = live
+        tableEdited[0].tables = ["a": ["t": [TableEntry(key: [1], value: [1])]]]
+        #expect(file.staleness(desired: [chain], observed: tableEdited) != nil)
+    }
+}

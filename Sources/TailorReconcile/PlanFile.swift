@@ -1,0 +1,69 @@
+import Crypto
+import Foundation
+import TailorDatapath
+
+/// A saved plan (`tailor plan --out FILE`): what was planned, from which specs, and
+/// a fingerprint of the kernel state it was planned against. `tailor apply FILE`
+/// re-reads the same specs and the kernel; if either changed it refuses, else it
+/// applies exactly this plan (the planner is a pure function of the two).
+public struct PlanFile: Codable, Sendable {
+    public static let kind = "tailor-plan"
+    public var kind = PlanFile.kind
+    public var formatVersion = Plan.formatVersion
+    /// Spec paths, absolute.
+    public var paths: [String]
+    public var prune: Bool
+    /// Desired chain -> digest.
+    public var desired: [String: String]
+    /// `Fingerprint.of(observed)` when the plan was made.
+    public var observed: String
+    public var plan: Plan
+
+    public init(paths: [String], prune: Bool, desired: [DesiredChain], observed: [ObservedChain], plan: Plan) {
+        self.paths = paths.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        self.prune = prune
+        self.desired = Dictionary(desired.map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
+        self.observed = Fingerprint.of(observed)
+        self.plan = plan
+    }
+
+    /// Why this saved plan cannot be applied to `desired` and `observed` now, or nil.
+    public func staleness(desired now: [DesiredChain], observed live: [ObservedChain]) -> String? {
+        let digests = Dictionary(now.map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
+        if digests != desired {
+            let changed = Set(digests.keys).union(desired.keys).filter { digests[$0] != desired[$0] }.sorted()
+            return "the specs changed since the plan was made (chains: \(changed.joined(separator: ", "))); plan again"
+        }
+        if Fingerprint.of(live) != observed {
+            return "the live state changed since the plan was made; plan again"
+        }
+        return nil
+    }
+}
+
+/// A digest of the observed state: records, slots, drift and table contents.
+public enum Fingerprint {
+    public static func of(_ chains: [ObservedChain]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var hasher = SHA256()
+        for chain in chains.sorted(by: { $0.name < $1.name }) {
+            hasher.update(data: Array("chain \(chain.name)\n".utf8))
+            if let record = chain.record, let json = try? encoder.encode(record) { hasher.update(data: json) }
+            for (slot, program) in chain.slots.sorted(by: { $0.key < $1.key }) {
+                hasher.update(data: Array("slot \(slot)=\(program.rawValue)\n".utf8))
+            }
+            for drift in chain.drift { hasher.update(data: Array("drift \(drift)\n".utf8)) }
+            for (cube, maps) in chain.tables.sorted(by: { $0.key < $1.key }) {
+                for (map, entries) in maps.sorted(by: { $0.key < $1.key }) {
+                    hasher.update(data: Array("table \(cube)/\(map)\n".utf8))
+                    for entry in entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                        hasher.update(data: entry.key)
+                        hasher.update(data: entry.value)
+                    }
+                }
+            }
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
