@@ -328,53 +328,101 @@ public final class Chain {
         guard !plan.isEmpty else {
             return CommitReport(loaded: [], retired: [], commitSlot: nil, commit: .zero, grace: .zero)
         }
-        var pending = record
+        let before = (instances: instances, record: record)
+        var pending = before.record
         // Every cube of the result is either newly loaded or kept where it is.
         pending.pending = Dictionary(uniqueKeysWithValues: plan.result.keys.compactMap { cube in
             (prepared.instances[cube] ?? instances[cube]).map { (cube, $0.record) }
         })
-        try meta.write(pending)
         let clock = ContinuousClock()
         let start = clock.now
-        var written: [Int] = []
+        var committed = start, graceDone = start
         do {
+            try step("write pending record") { try meta.write(pending) }
             for (cube, instance) in prepared.instances where cube != plan.commitCube {
-                try progs.set(instance.record.slot, to: instance.program)
-                written.append(instance.record.slot)
+                try step("fill slot \(instance.record.slot)") { try progs.set(instance.record.slot, to: instance.program) }
             }
             if let cube = plan.commitCube, let slot = plan.commitSlot, let instance = prepared.instances[cube] {
-                try progs.set(slot, to: instance.program)
+                try step("commit slot \(slot)") { try progs.set(slot, to: instance.program) }
             } else if plan.commitSlot == 0 {
-                try progs.clear(0)
+                try step("empty slot 0") { try progs.clear(0) }
             }
+            committed = clock.now
+            // Packets still on the old path may tail-call the slots being emptied: let
+            // them finish first. An instance replaced in place needs no wait; the kernel
+            // frees it once the last packet using it is done.
+            if !plan.slotsToClear.isEmpty {
+                try step("wait for a grace period") { try grace.wait() }
+                for slot in plan.slotsToClear { try step("empty slot \(slot)") { try progs.clear(slot) } }
+            }
+            graceDone = clock.now
+            for cube in plan.retire.keys { instances[cube] = nil }
+            for (cube, instance) in prepared.instances { instances[cube] = instance }
+            for cube in plan.retire.keys where prepared.instances[cube] == nil {
+                try step("unpin cube \(cube)") { try pinRoot.removeTree(cubeDirectory(cube)) }
+            }
+            for instance in prepared.instances.values { try step("pin cube \(instance.cube)") { try pin(instance) } }
+            try step("write record") { try meta.write(record) }
         } catch {
-            // The fresh slots were unreachable: emptying them restores the old chain exactly.
-            for slot in written { _ = try? progs.clear(slot) }
-            try? meta.write(record)
+            rollBack(to: before, prepared: prepared)
             throw error
         }
-        let committed = clock.now
-        // Packets still on the old path may tail-call the slots being emptied: let
-        // them finish first. An instance replaced in place needs no wait; the kernel
-        // frees it once the last packet using it is done.
-        if !plan.slotsToClear.isEmpty {
-            try grace.wait()
-            for slot in plan.slotsToClear { try progs.clear(slot) }
-        }
-        let graceDone = clock.now
-        for cube in plan.retire.keys { instances[cube] = nil }
-        for (cube, instance) in prepared.instances { instances[cube] = instance }
-        for cube in plan.retire.keys where prepared.instances[cube] == nil {
-            try pinRoot.removeTree(cubeDirectory(cube))
-        }
-        for instance in prepared.instances.values { try pin(instance) }
-        try meta.write(record)
         logger.debug("chain commit", metadata: [
             "chain": "\(settings.name)", "loaded": "\(prepared.instances.keys.sorted())",
             "retired": "\(plan.retire.keys.sorted())", "slot": "\(plan.commitSlot.map(String.init) ?? "-")",
         ])
         return CommitReport(loaded: prepared.instances.keys.sorted(), retired: plan.retire.keys.sorted(),
                             commitSlot: plan.commitSlot, commit: committed - start, grace: graceDone - committed)
+    }
+
+    /// Called before each kernel change of a commit with its name; a test can throw
+    /// from it to fail the commit at that step.
+    @_spi(Testing) public var injectFault: ((String) throws -> Void)?
+
+    private func step(_ name: String, _ body: () throws -> Void) throws {
+        try injectFault?(name)
+        try body()
+    }
+
+    /// Puts the chain back exactly as it was before a failed commit: old instances
+    /// into their slots (the commit slot last, so the old path is whole when packets
+    /// return to it), fresh slots emptied after a grace period, pins and record as
+    /// they were. Best effort: a step that fails here is logged, the rest goes on.
+    private func rollBack(
+        to before: (instances: [String: CubeInstance], record: ChainRecord),
+        prepared: PreparedCommit
+    ) {
+        let attempt = { (what: String, body: () throws -> Void) in
+            do { try body() } catch {
+                self.logger.error("rollback step failed", metadata: ["chain": "\(self.settings.name)",
+                                                                     "step": "\(what)", "error": "\(error)"])
+            }
+        }
+        let oldBySlot = Dictionary(before.instances.values.map { ($0.record.slot, $0) }, uniquingKeysWith: { a, _ in a })
+        let commitSlot = prepared.plan.commitSlot
+        for (slot, instance) in oldBySlot.sorted(by: { $0.key < $1.key }) where slot != commitSlot {
+            attempt("restore slot \(slot)") { try self.progs.set(slot, to: instance.program) }
+        }
+        if let commitSlot {
+            if let instance = oldBySlot[commitSlot] {
+                attempt("restore slot \(commitSlot)") { try self.progs.set(commitSlot, to: instance.program) }
+            } else {
+                attempt("empty slot \(commitSlot)") { _ = try self.progs.clear(commitSlot) }
+            }
+        }
+        let fresh = prepared.instances.values.map(\.record.slot).filter { oldBySlot[$0] == nil && $0 != commitSlot }
+        if !fresh.isEmpty {
+            attempt("wait for a grace period") { try self.grace.wait() }
+            for slot in fresh { attempt("empty slot \(slot)") { _ = try self.progs.clear(slot) } }
+        }
+        instances = before.instances
+        for cube in Set(prepared.instances.keys).union(prepared.plan.retire.keys) {
+            attempt("restore pins of \(cube)") {
+                try self.pinRoot.removeTree(self.cubeDirectory(cube))
+                if let instance = before.instances[cube] { try self.pin(instance) }
+            }
+        }
+        attempt("restore record") { try self.meta.write(before.record) }
     }
 
     /// Records what the chain was applied from (spec digest, git revision) in its meta record.

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+@_spi(Testing) import TailorDatapath
+import TailorKernel
+import TailorLab
+import TailorTestKit
+
+struct InjectedFault: Error {
+    let step: String
+}
+
+/// A counter a closure can bump (the fault hook runs synchronously on this thread).
+final class StepCounter: @unchecked Sendable {
+    var count = 0
+}
+
+/// Everything of a chain an operator could see: slots, pins, record, attachment.
+struct ChainSnapshot: Equatable {
+    var slots: [Int: ProgramID]
+    var pins: [String]
+    var record: ChainRecord?
+    var attached: ProgramID?
+
+    init(_ chain: Chain, root: PinRoot) throws {
+        slots = try ProgramArray(pinnedAt: chain.directory + "/progs").occupiedSlots()
+        let walker = FileManager.default.enumerator(atPath: chain.directory)
+        pins = (walker?.allObjects as? [String] ?? []).sorted()
+        record = try MetaRecordReader.read(chain.directory + "/meta")
+        attached = try chain.settings.hook.attachedProgram()
+    }
+}
+
+@Suite("rollback of a failed commit", .kernel, .serialized)
+struct RollbackTests {
+    static let changes: [(String, [UInt16])] = [
+        ("reorder (path copy)", [1, 3, 2, 4]),
+        ("insert", [1, 2, 5, 3, 4]),
+        ("remove", [1, 3, 4]),
+        ("replace in place", [1, 2, 3, 40]),
+    ]
+
+    static func topology(_ tags: [UInt16]) throws -> Topology {
+        Topology.line(try tags.map { ("t\($0 % 10)", try Blueprints.tag($0)) })
+    }
+
+    @Test("a failure at any step of a commit leaves the chain exactly as it was", arguments: changes.map(\.0))
+    func rollback(change: String) async throws {
+        let tags = try #require(Self.changes.first { $0.0 == change }).1
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let chain = try Chain.create(ChainSettings(name: "rb", hook: lab.hook(.xdp(.native))),
+                                             topology: Self.topology([1, 2, 3, 4]), pinRoot: root)
+                defer { try? chain.destroy() }
+                let packet = PacketBuilder(from: lab.a.ipv4, to: lab.b.ipv4, .udp(sport: 1, dport: 2)).bytes
+                // Count the steps the change takes, go back, then fail at each step in turn.
+                let counter = StepCounter()
+                chain.injectFault = { _ in counter.count += 1 }
+                try chain.apply(Self.topology(tags))
+                chain.injectFault = nil
+                try chain.apply(Self.topology([1, 2, 3, 4]))
+                let before = try ChainSnapshot(chain, root: root)
+                #expect(counter.count >= 3)
+                for failing in 0..<counter.count {
+                    let calls = StepCounter()
+                    chain.injectFault = { name in
+                        defer { calls.count += 1 }
+                        if calls.count == failing { throw InjectedFault(step: name) }
+                    }
+                    let error = #expect(throws: InjectedFault.self, "step \(failing)") {
+                        try chain.apply(Self.topology(tags))
+                    }
+                    let after = try ChainSnapshot(chain, root: root)
+                    #expect(after == before, "after a failure at '\(error?.step ?? "?")'")
+                    #expect(try chain.rootProgram.testRun(packet).returnValue == 2, "after '\(error?.step ?? "?")'")
+                }
+                chain.injectFault = nil
+                try chain.apply(Self.topology(tags))
+                #expect(try ChainSnapshot(chain, root: root) != before)
+            }
+        }
+    }
+}
