@@ -132,19 +132,9 @@ public final class Chain {
         }
         let interface = try NetworkInterface.lookup(
             settings.hook.interface, in: settings.hook.namespace.map(NetworkNamespace.named))
-        guard let rootBytes = DatapathObjects.all.bytes(named: "root") else {
-            throw DatapathError("this tailor binary was built without the chain root object")
-        }
-        var object = try BPFObject(bytes: rootBytes, name: "root of \(settings.name)")
-        try object.loadOnly([CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")])
-        try CubeInstance.wire(&object, next: [0], settings: settings)
-        try object.load()
-        let chain = try Chain(
-            settings: settings, pinRoot: pinRoot,
-            root: object.program(named: CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")),
-            rootCounters: object.map(named: ABI.counters),
-            shared: SharedMaps(progs: object.map(named: ABI.progs), meta: object.map(named: ABI.meta)),
-            meta: MetaMap.create(), interface: interface)
+        let root = try LoadedRoot(settings)
+        let chain = try Chain(settings: settings, pinRoot: pinRoot, root: root.program, rootCounters: root.counters,
+                              shared: root.shared, meta: MetaMap.create(), interface: interface)
         do {
             try pinRoot.makeDirectory(directory + "/cubes")
             try chain.root.pin(at: directory + "/root")
@@ -166,14 +156,7 @@ public final class Chain {
     /// checks them all, against throwaway chain maps: nothing is pinned, attached or
     /// kept. A rejected program throws with the verifier's log.
     public static func verify(_ settings: ChainSettings, topology: Topology) throws {
-        guard let rootBytes = DatapathObjects.all.bytes(named: "root") else {
-            throw DatapathError("this tailor binary was built without the chain root object")
-        }
-        var object = try BPFObject(bytes: rootBytes, name: "root of \(settings.name)")
-        try object.loadOnly([CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")])
-        try CubeInstance.wire(&object, next: [0], settings: settings)
-        try object.load()
-        let shared = SharedMaps(progs: try object.map(named: ABI.progs), meta: try object.map(named: ABI.meta))
+        let shared = try LoadedRoot(settings).shared
         let plan = try SlotPlan.make(live: [:], desired: topology, capacity: ABI.progSlots)
         for (cube, wiring) in plan.load {
             guard let node = topology.nodes[cube] else { continue }
@@ -478,5 +461,27 @@ public final class Chain {
         for slot in try progs.occupiedSlots().keys { try progs.clear(slot) }
         instances = [:]
         try pinRoot.removeTree(directory)
+    }
+}
+
+/// A chain's root program, loaded for its hook with slot 0 as its next, and the maps
+/// it creates for the chain (prog_array, packet metadata) and for itself (counters).
+struct LoadedRoot {
+    let program: Program
+    let counters: BPFMap
+    let shared: SharedMaps
+
+    init(_ settings: ChainSettings) throws {
+        guard let bytes = DatapathObjects.all.bytes(named: "root") else {
+            throw DatapathError("this tailor binary was built without the chain root object")
+        }
+        var object = try BPFObject(bytes: bytes, name: "root of \(settings.name)")
+        let name = try CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")
+        try object.loadOnly([name])
+        try CubeInstance.wire(&object, next: [0], settings: settings)
+        try object.load()
+        program = try object.program(named: name)
+        counters = try object.map(named: ABI.counters)
+        shared = SharedMaps(progs: try object.map(named: ABI.progs), meta: try object.map(named: ABI.meta))
     }
 }

@@ -47,7 +47,7 @@ public struct Executor {
     /// removed with its own commit.
     public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var report = Report()
+        var done = Plan.Summary()
         for change in plan.chains {
             switch change.action {
             case .create:
@@ -78,17 +78,9 @@ public struct Executor {
             case .none, .skip:
                 continue
             }
-            if change.repairsDrift { report.repaired += 1 }
-            for cube in change.cubes {
-                switch cube.action {
-                case .add: report.added += 1
-                case .relink: report.changed += 1
-                case .replace: report.replaced += 1
-                case .remove: report.removed += 1
-                case .keep: break
-                }
-            }
+            done.tally(change)
         }
-        return report
+        return Report(added: done.add, changed: done.change, replaced: done.replace, removed: done.destroy,
+                      repaired: done.repair)
     }
 }

@@ -58,6 +58,20 @@ public struct Plan: Sendable, Equatable, Codable {
 
     public struct Summary: Sendable, Equatable, Codable {
         public var add = 0, change = 0, replace = 0, destroy = 0, repair = 0
+
+        /// Counts a chain's cube changes and its repair.
+        mutating func tally(_ chain: ChainChange) {
+            if chain.repairsDrift { repair += 1 }
+            for cube in chain.cubes {
+                switch cube.action {
+                case .add: add += 1
+                case .relink: change += 1
+                case .replace: replace += 1
+                case .remove: destroy += 1
+                case .keep: break
+                }
+            }
+        }
     }
 
     public var formatVersion = Plan.formatVersion
@@ -112,18 +126,7 @@ public enum Planner {
         }
         changes.sort { $0.name < $1.name }
         var summary = Plan.Summary()
-        for change in changes where change.repairsDrift { summary.repair += 1 }
-        for change in changes where change.action != .skip {
-            for cube in change.cubes {
-                switch cube.action {
-                case .add: summary.add += 1
-                case .relink: summary.change += 1
-                case .replace: summary.replace += 1
-                case .remove: summary.destroy += 1
-                case .keep: break
-                }
-            }
-        }
+        for change in changes where change.action != .skip { summary.tally(change) }
         return Plan(chains: changes, summary: summary)
     }
 
