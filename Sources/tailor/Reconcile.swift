@@ -170,6 +170,9 @@ struct StatusCommand: ParsableCommand {
     @Option(help: "Output format: text or json.")
     var output: OutputFormat = .text
 
+    @Argument(help: "Spec files or directories: compare each chain with them (Synced / OutOfSync / Missing).")
+    var paths: [String] = []
+
     struct CubeStatus: Encodable {
         var name: String, type: String, slot: Int, program: UInt32
         var packets: UInt64?, passed: UInt64?, dropped: UInt64?, missed: UInt64?
@@ -180,9 +183,19 @@ struct StatusCommand: ParsableCommand {
         var cubes: [CubeStatus], drift: [String]
     }
 
+    /// Per chain, the digest the specs want; nil when no specs were given.
+    func desiredDigests() throws -> [String: String]? {
+        guard !paths.isEmpty else { return nil }
+        var options = try PlanOptions.parse(paths)
+        options.output = output
+        return Dictionary(try options.desired().map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
+    }
+
     func run() throws {
         let pinRoot = try kernel.pinRoot()
-        let chains = Observer.observe(pinRoot: pinRoot).map { observed -> ChainStatus in
+        let desired = try desiredDigests()
+        let observedChains = Observer.observe(pinRoot: pinRoot)
+        var chains = observedChains.map { observed -> ChainStatus in
             let record = observed.record
             let cubes = (record?.cubes ?? [:]).sorted { $0.value.slot < $1.value.slot }.map { name, cube in
                 let counters = try? CubeCounters(pinnedAt: pinRoot.appending(observed.name, "cubes", name, "maps",
@@ -191,10 +204,21 @@ struct StatusCommand: ParsableCommand {
                                   packets: counters?.packets, passed: counters?.passed, dropped: counters?.dropped,
                                   missed: counters?.missed)
             }
-            return ChainStatus(name: observed.name, hook: record?.settings.hook.description ?? "?",
-                               state: observed.drift.isEmpty ? "Synced" : "Drifted",
+            let state = if !observed.drift.isEmpty {
+                "Drifted"
+            } else if let desired, desired[observed.name] != record?.specDigest {
+                desired[observed.name] == nil ? "NotInSpecs" : "OutOfSync"
+            } else {
+                "Synced"
+            }
+            return ChainStatus(name: observed.name, hook: record?.settings.hook.description ?? "?", state: state,
                                specDigest: record?.specDigest, gitRevision: record?.gitRevision, cubes: cubes,
                                drift: observed.drift.map(\.description))
+        }
+        let present = Set(observedChains.map(\.name))
+        for name in (desired?.keys.sorted() ?? []) where !present.contains(name) {
+            chains.append(ChainStatus(name: name, hook: "-", state: "Missing", specDigest: nil, gitRevision: nil,
+                                      cubes: [], drift: []))
         }
         if output == .json { return try printJSON(chains) }
         if chains.isEmpty { return print("No chains under \(pinRoot.path).") }

@@ -72,6 +72,8 @@ struct GoldenTests {
             try Golden.check("plan-create-json", ["plan", "specs", "--bpffs", root.path, "--output", "json"],
                              replacing: scrub)
             try Golden.check("status-empty", ["status", "--bpffs", root.path], replacing: scrub)
+            try Golden.check("status-missing", ["status", "specs", "--bpffs", root.path, "--output", "json"],
+                             replacing: scrub)
         }
     }
 }
