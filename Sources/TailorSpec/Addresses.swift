@@ -22,37 +22,62 @@ public struct IPPrefix: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(IPAddress.format(address))/\(length)" }
+
+    /// The prefix with the bits past `length` cleared: what a match on it compares.
+    public var network: IPPrefix {
+        let bytes = address.enumerated().map { index, byte -> UInt8 in
+            let kept = min(max(length - index * 8, 0), 8)
+            return kept == 8 ? byte : byte & ~(UInt8.max >> kept)
+        }
+        return IPPrefix(address: bytes, length: length)
+    }
 }
 
 /// IPv4 and IPv6 address text to and from network-order bytes.
 public enum IPAddress {
     public static func parse(_ text: String) -> [UInt8]? {
-        text.contains(":") ? parseV6(text) : parseV4(text)
+        text.contains(":") ? parseV6(text) : parseV4(Substring(text))
     }
 
-    static func parseV4(_ text: String) -> [UInt8]? {
+    /// Dotted quads only. A leading zero is refused: some tools read "010" as octal
+    /// (8), so a firewall rule must not depend on which reading applies.
+    static func parseV4(_ text: Substring) -> [UInt8]? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 4 else { return nil }
         let bytes = parts.compactMap { part -> UInt8? in
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII), part.allSatisfy(\.isNumber) else { return nil }
+            guard (1...3).contains(part.utf8.count), part.utf8.allSatisfy({ (48...57).contains($0) }),
+                  part.utf8.count == 1 || part.utf8.first != 48 else { return nil }
             return UInt8(part)
         }
         return bytes.count == 4 ? bytes : nil
     }
 
+    /// RFC 4291 text: eight groups, one `::`, and an IPv4 address in the last 32 bits
+    /// (`::ffff:10.0.0.1`).
     static func parseV6(_ text: String) -> [UInt8]? {
+        var text = Substring(text)
+        var v4: [UInt16] = []
+        if let lastColon = text.lastIndex(of: ":"), text[lastColon...].contains(".") {
+            guard let bytes = parseV4(text[text.index(after: lastColon)...]) else { return nil }
+            v4 = [UInt16(bytes[0]) << 8 | UInt16(bytes[1]), UInt16(bytes[2]) << 8 | UInt16(bytes[3])]
+            // Keep a `::` that ends right before the IPv4 part.
+            text = text[...lastColon]
+            if !text.hasSuffix("::") { text = text.dropLast() }
+        }
         let halves = text.components(separatedBy: "::")
         guard halves.count <= 2 else { return nil }
         func groups(_ s: String) -> [UInt16]? {
             if s.isEmpty { return [] }
             let parts = s.split(separator: ":", omittingEmptySubsequences: false)
-            let values = parts.compactMap { part -> UInt16? in part.count <= 4 ? UInt16(part, radix: 16) : nil }
+            let values = parts.compactMap { part -> UInt16? in
+                (1...4).contains(part.utf8.count) && part.allSatisfy(\.isHexDigit) ? UInt16(part, radix: 16) : nil
+            }
             return values.count == parts.count ? values : nil
         }
         guard let head = groups(halves[0]), let tail = halves.count == 2 ? groups(halves[1]) : [] else { return nil }
-        let missing = 8 - head.count - tail.count
+        let missing = 8 - head.count - tail.count - v4.count
         guard halves.count == 2 ? missing >= 1 : missing == 0 else { return nil }
-        let all = head + Array(repeating: 0, count: missing) + tail
+        let all = head + Array(repeating: 0, count: missing) + tail + v4
         return all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
     }
 

@@ -67,6 +67,7 @@ enum CharacterClass {
 /// Decodes Chain documents.
 struct ChainDecoder {
     let cubeTypes: [String: CubeTypeSchema]
+    let maxCubes: Int
 
     static let documentKeys = ["apiVersion", "kind", "metadata", "spec"]
     static let specKeys = ["attach", "defaultVerdict", "onMissingCube", "suspend", "cubes"]
@@ -85,15 +86,14 @@ struct ChainDecoder {
            let meta = MappingReader(metadata, context: "metadata", allowed: ["name", "labels"], diagnostics: &d) {
             if let node = meta.required("name", diagnostics: &d), let text = node.string("metadata.name", diagnostics: &d) {
                 if isValidName(text) { name = text } else {
-                    d.error("chain name '\(text)' must be 1-63 letters, digits, '-' or '_', starting with a letter "
+                    d.error("chain name '\(excerpt(text))' must be 1-63 letters, digits, '-' or '_', starting with a letter "
                             + "or digit (it names a bpffs directory)", at: node.location)
                 }
             }
             if let node = meta["labels"],
-               let reader = MappingReader(node, context: "metadata.labels",
-                                          allowed: labelKeys(node), diagnostics: &d) {
+               let reader = MappingReader(node, context: "metadata.labels", allowed: nil, diagnostics: &d) {
                 for (key, value) in reader.entries {
-                    if let text = value.string("label \(key)", diagnostics: &d) { labels[key] = text }
+                    if let text = value.string("label \(excerpt(key))", diagnostics: &d) { labels[key] = text }
                 }
             }
         }
@@ -117,19 +117,13 @@ struct ChainDecoder {
                          specRoot: (document.location.file as NSString).deletingLastPathComponent)
     }
 
-    /// Labels are free-form: every key is allowed (duplicates are still errors).
-    private func labelKeys(_ node: YAMLNode) -> [String] {
-        guard case .mapping(let pairs) = node.value else { return [] }
-        return pairs.compactMap { if case .scalar(let key) = $0.key.value { key } else { nil } }
-    }
-
     private func decodeAttach(_ node: YAMLNode, _ d: inout Diagnostics) -> ChainSpec.Attach? {
         guard let reader = MappingReader(node, context: "attach", allowed: ["interface", "namespace", "hook", "mode"],
                                          diagnostics: &d) else { return nil }
         let interface = reader.required("interface", diagnostics: &d).flatMap { node -> String? in
             guard let text = node.string("attach.interface", diagnostics: &d) else { return nil }
             guard !text.isEmpty, text.utf8.count <= 15, !text.contains("/"), !text.contains(" ") else {
-                d.error("interface name '\(text)' is not valid: 1-15 characters, no '/' or spaces", at: node.location)
+                d.error("interface name '\(excerpt(text))' is not valid: 1-15 characters, no '/' or spaces", at: node.location)
                 return nil
             }
             return text
@@ -137,7 +131,7 @@ struct ChainDecoder {
         let namespace = reader["namespace"].flatMap { node -> String? in
             guard let text = node.string("attach.namespace", diagnostics: &d) else { return nil }
             guard isValidName(text) else {
-                d.error("namespace name '\(text)' is not valid", at: node.location)
+                d.error("namespace name '\(excerpt(text))' is not valid", at: node.location)
                 return nil
             }
             return text
@@ -177,6 +171,11 @@ struct ChainDecoder {
             d.error("a chain needs at least one cube", at: node.location)
             return nil
         }
+        guard items.count <= maxCubes else {
+            d.error("a chain may have at most \(maxCubes) cubes, this one has \(items.count); split it into "
+                    + "several chains", at: node.location)
+            return nil
+        }
         var raw: [RawCube] = []
         var names: [String: SourceLocation] = [:]
         var valid = true
@@ -207,7 +206,7 @@ struct ChainDecoder {
         let name = reader.required("name", diagnostics: &d).flatMap { node -> String? in
             guard let text = node.string("cube name", diagnostics: &d) else { return nil }
             guard isValidName(text), text != "end" else {
-                d.error("cube name '\(text)' must be 1-63 letters, digits, '-' or '_' (and not 'end')",
+                d.error("cube name '\(excerpt(text))' must be 1-63 letters, digits, '-' or '_' (and not 'end')",
                         at: node.location)
                 return nil
             }
@@ -231,12 +230,9 @@ struct ChainDecoder {
         }
         var migration: [String: ChainSpec.Migration] = [:]
         if let migrationNode = reader["migration"] {
-            let keys: [String] = if case .mapping(let pairs) = migrationNode.value {
-                pairs.compactMap { if case .scalar(let key) = $0.key.value { key } else { nil } }
-            } else { [] }
-            if let policies = MappingReader(migrationNode, context: "migration", allowed: keys, diagnostics: &d) {
+            if let policies = MappingReader(migrationNode, context: "migration", allowed: nil, diagnostics: &d) {
                 for (map, policy) in policies.entries {
-                    if let chosen = policy.choice("migration of \(map)", ChainSpec.Migration.allCases.map(\.rawValue),
+                    if let chosen = policy.choice("migration of \(excerpt(map))", ChainSpec.Migration.allCases.map(\.rawValue),
                                                   diagnostics: &d).flatMap(ChainSpec.Migration.init(rawValue:)) {
                         migration[map] = chosen
                     }
@@ -259,7 +255,7 @@ struct ChainDecoder {
             if text == "end" { return .some(nil) }
             guard known[text] != nil else {
                 let hint = suggestion(for: text, among: known.keys.sorted() + ["end"]).map { " (did you mean '\($0)'?)" } ?? ""
-                d.error("\(what) '\(text)' is not a cube of this chain\(hint)", at: node.location)
+                d.error("\(what) is '\(excerpt(text))', which is not a cube of this chain\(hint)", at: node.location)
                 return nil
             }
             if text == cube.name {

@@ -100,9 +100,16 @@ enum ConfigValidator {
         case .choice(let choices):
             return node.choice(what, choices, diagnostics: &diagnostics).map(ConfigValue.string)
         case .cidr:
-            return parsed(node, what, "a CIDR prefix such as 10.0.0.0/8 or fd00::/16", &diagnostics) {
+            guard let prefix = parsed(node, what, "a CIDR prefix such as 10.0.0.0/8 or fd00::/16", &diagnostics, {
                 IPPrefix($0).map(ConfigValue.prefix)
+            })?.prefixValue else { return nil }
+            // 10.0.0.1/8 matches 10.0.0.0/8: likely a typo for /32, so say so, and
+            // keep the network so both spellings give the same digest.
+            if prefix.network != prefix {
+                diagnostics.warning("\(prefix) has bits set past /\(prefix.length), so \(what) matches all of "
+                                    + "\(prefix.network); write that, or the longer prefix you meant", at: node.location)
             }
+            return .prefix(prefix.network)
         case .ipAddress:
             return parsed(node, what, "an IPv4 or IPv6 address", &diagnostics) { IPAddress.parse($0).map(ConfigValue.address) }
         case .mac:
@@ -168,7 +175,7 @@ enum ConfigValidator {
             return nil
         }
         guard let value = parse(text) else {
-            diagnostics.error("'\(text)' is not \(expected) (\(what))", at: node.location)
+            diagnostics.error("'\(excerpt(text))' is not \(expected) (\(what))", at: node.location)
             return nil
         }
         return value

@@ -7,28 +7,36 @@ struct MappingReader {
     /// search beats hashing every key.
     private var order: [(String, YAMLNode)] = []
 
-    /// Nil (with an error) when `node` is not a mapping.
-    init?(_ node: YAMLNode, context: String, allowed: [String], diagnostics: inout Diagnostics) {
+    /// Nil (with an error) when `node` is not a mapping. `allowed` nil takes any key
+    /// (labels, per-map policies): such mappings can be as long as the file, so their
+    /// duplicates are found by hashing, not by the linear search of the fixed key sets.
+    init?(_ node: YAMLNode, context: String, allowed: [String]?, diagnostics: inout Diagnostics) {
         guard case .mapping(let pairs) = node.value else {
             diagnostics.error("expected a mapping for \(context), found \(node.kindName)", at: node.location)
             return nil
         }
         self.node = node
         self.context = context
-        for (key, value) in pairs {
+        var firstLines: [String: Int] = [:]
+        for (key, value) in pairs where !diagnostics.isFull {
             guard case .scalar(let name) = key.value else {
                 diagnostics.error("keys in \(context) must be plain names, found \(key.kindName)", at: key.location)
                 continue
             }
-            if let first = self[name] {
-                diagnostics.error("duplicate key '\(name)' in \(context) (first at line \(first.location.line))",
+            let firstLine = allowed == nil ? firstLines[name] : self[name]?.location.line
+            if let firstLine {
+                diagnostics.error("duplicate key '\(excerpt(name))' in \(context) (first at line \(firstLine))",
                                   at: key.location)
                 continue
             }
-            guard allowed.contains(name) else {
-                let hint = suggestion(for: name, among: allowed).map { " (did you mean '\($0)'?)" } ?? ""
-                diagnostics.error("unknown field '\(name)' in \(context)\(hint)", at: key.location)
-                continue
+            if let allowed {
+                guard allowed.contains(name) else {
+                    let hint = suggestion(for: name, among: allowed).map { " (did you mean '\($0)'?)" } ?? ""
+                    diagnostics.error("unknown field '\(excerpt(name))' in \(context)\(hint)", at: key.location)
+                    continue
+                }
+            } else {
+                firstLines[name] = key.location.line
             }
             order.append((name, value))
         }
@@ -65,7 +73,8 @@ extension YAMLNode {
             diagnostics.error("expected an integer for \(what), found \(kindName)", at: location)
             return nil
         }
-        let parsed = text.hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
+        let hex = text.dropFirst(2)
+        let parsed = text.hasPrefix("0x") ? (hex.allSatisfy(\.isHexDigit) ? Int(hex, radix: 16) : nil) : Int(text)
         guard let parsed else {
             diagnostics.error("expected an integer for \(what), found \(kindName)", at: location)
             return nil
@@ -93,7 +102,7 @@ extension YAMLNode {
         guard let text = string(what, diagnostics: &diagnostics) else { return nil }
         guard choices.contains(text) else {
             let hint = suggestion(for: text, among: choices).map { " (did you mean '\($0)'?)" } ?? ""
-            diagnostics.error("\(what) must be one of \(choices.joined(separator: ", ")), not '\(text)'\(hint)",
+            diagnostics.error("\(what) must be one of \(choices.joined(separator: ", ")), not '\(excerpt(text))'\(hint)",
                               at: location)
             return nil
         }

@@ -36,18 +36,37 @@ public struct Diagnostic: Sendable, Hashable, Codable, CustomStringConvertible {
 /// Diagnostics collected over a whole run: every error is reported, not only the first.
 public struct Diagnostics: Sendable {
     public private(set) var all: [Diagnostic] = []
+    /// Diagnostics kept before the rest are dropped, as compilers stop after a number
+    /// of errors per file: a file of 50,000 unknown keys must not print 50,000 lines.
+    private let limit: Int
+    /// Whether the limit was reached (the last diagnostic says so): stop reading.
+    public private(set) var isFull = false
 
-    public init() {}
+    public init(limit: Int = .max) {
+        self.limit = limit
+    }
 
     public mutating func error(_ message: String, at location: SourceLocation) {
-        all.append(Diagnostic(.error, message, at: location))
+        add(Diagnostic(.error, message, at: location))
     }
 
     public mutating func warning(_ message: String, at location: SourceLocation) {
-        all.append(Diagnostic(.warning, message, at: location))
+        add(Diagnostic(.warning, message, at: location))
     }
 
-    public mutating func append(contentsOf other: Diagnostics) { all += other.all }
+    private mutating func add(_ diagnostic: Diagnostic) {
+        guard !isFull else { return }
+        guard all.count < limit else {
+            all.append(Diagnostic(.error, "too many errors in this file; stopped after \(limit)", at: diagnostic.location))
+            isFull = true
+            return
+        }
+        all.append(diagnostic)
+    }
+
+    public mutating func append(contentsOf other: Diagnostics) {
+        for diagnostic in other.all { add(diagnostic) }
+    }
 
     public var hasErrors: Bool { all.contains { $0.severity == .error } }
 
@@ -59,6 +78,9 @@ public struct Diagnostics: Sendable {
 /// letters counts as one edit), if close enough to be a likely typo; ties go to the
 /// candidate sharing the longest prefix with `word`.
 public func suggestion(for word: String, among candidates: [String]) -> String? {
+    // A long word is no typo of a short name, and its edit distance would cost
+    // length x length: hostile input gets no suggestion.
+    guard word.utf8.count <= 64 else { return nil }
     let target = word.lowercased()
     let scored = candidates.map { candidate -> (String, Int, Int) in
         let lower = candidate.lowercased()
@@ -69,6 +91,13 @@ public func suggestion(for word: String, among candidates: [String]) -> String? 
           best.1 < word.count
     else { return nil }
     return best.0
+}
+
+/// Spec text quoted in a message, cut to a readable length: a 1 MiB value must
+/// not become a 1 MiB error line.
+func excerpt(_ text: String) -> String {
+    guard text.utf8.count > 64 else { return text }
+    return String(text.prefix(48)) + "... (\(text.utf8.count) bytes)"
 }
 
 /// Optimal string alignment distance: insertions, deletions, substitutions and

@@ -38,16 +38,12 @@ public struct SpecLoader: Sendable {
 
     /// Decodes one file's documents (the bytes given, for tests and fuzzing).
     public func decode(_ bytes: [UInt8], file: String, diagnostics: inout Diagnostics) -> [ChainSpec] {
-        let decoder = ChainDecoder(cubeTypes: cubeTypes)
-        var fileDiagnostics = Diagnostics()
+        let decoder = ChainDecoder(cubeTypes: cubeTypes, maxCubes: limits.cubesPerChain)
+        var fileDiagnostics = Diagnostics(limit: limits.errorsPerFile)
         var chains: [ChainSpec] = []
         for document in YAMLReader.documents(bytes, file: file, limits: limits, diagnostics: &fileDiagnostics) {
             if let chain = decoder.decode(document, diagnostics: &fileDiagnostics) { chains.append(chain) }
-            if fileDiagnostics.all.count >= limits.errorsPerFile {
-                fileDiagnostics.error("too many errors in this file; stopped after \(limits.errorsPerFile)",
-                                      at: document.location)
-                break
-            }
+            if fileDiagnostics.isFull { break }
         }
         diagnostics.append(contentsOf: fileDiagnostics)
         return chains
@@ -65,47 +61,63 @@ public struct SpecLoader: Sendable {
         return decode([UInt8](data), file: file, diagnostics: &diagnostics)
     }
 
-    /// The spec files under `path`, refusing links and `..` that lead outside it.
+    /// The spec files under `path`, refusing links and `..` that lead outside it or
+    /// back into a directory already read (two such links would make the walk
+    /// exponential), and warning about anything in the tree others may write.
     private func specFiles(_ path: String, _ diagnostics: inout Diagnostics) -> [String] {
         let manager = FileManager.default
-        let location = SourceLocation(file: path, line: 1, column: 1)
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            diagnostics.error("no such file or directory", at: location)
+            diagnostics.error("no such file or directory", at: SourceLocation(file: path, line: 1, column: 1))
             return []
         }
         guard isDirectory.boolValue else { return [path] }
-        let root = URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
-        if let attributes = try? manager.attributesOfItem(atPath: path),
-           let mode = attributes[.posixPermissions] as? Int, mode & 0o002 != 0 {
-            diagnostics.warning("the spec directory is world-writable: anyone on this host can change the "
-                                + "datapath; chmod o-w it", at: location)
-        }
+        let root = Self.resolved(path)
         var files: [String] = []
+        var walked: Set<String> = [root]
         var pending = [path]
         while let directory = pending.popLast() {
+            warnIfWorldWritable(directory, &diagnostics)
             guard let names = try? manager.contentsOfDirectory(atPath: directory) else {
                 diagnostics.error("cannot list the directory", at: SourceLocation(file: directory, line: 1, column: 1))
                 continue
             }
             for name in names.sorted() where !name.hasPrefix(".") {
                 let child = (directory as NSString).appendingPathComponent(name)
-                let resolved = URL(fileURLWithPath: child).resolvingSymlinksInPath().standardizedFileURL.path
-                guard resolved == root || resolved.hasPrefix(root + "/") else {
-                    diagnostics.error("leads outside the spec directory (to \(resolved)); specs must live inside it",
-                                      at: SourceLocation(file: child, line: 1, column: 1))
+                let at = SourceLocation(file: child, line: 1, column: 1)
+                let target = Self.resolved(child)
+                guard target == root || target.hasPrefix(root + "/") else {
+                    diagnostics.error("leads outside the spec directory (to \(target)); specs must live inside it", at: at)
                     continue
                 }
                 var childIsDirectory: ObjCBool = false
-                manager.fileExists(atPath: child, isDirectory: &childIsDirectory)
-                if childIsDirectory.boolValue {
+                if manager.fileExists(atPath: child, isDirectory: &childIsDirectory), childIsDirectory.boolValue {
+                    guard walked.insert(target).inserted else {
+                        diagnostics.error("leads back to \(target), which is already read; remove the link", at: at)
+                        continue
+                    }
                     pending.append(child)
                 } else if name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+                    warnIfWorldWritable(child, &diagnostics)
                     files.append(child)
                 }
             }
         }
         return files.sorted()
+    }
+
+    private static func resolved(_ path: String) -> String {
+        URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+    }
+
+    /// Specs program the datapath: a spec file or directory anyone on the host may
+    /// write is as good as root for them. A warning, not an error, so a checkout
+    /// with a loose umask can still be validated; docs/spec.md says why.
+    private func warnIfWorldWritable(_ path: String, _ diagnostics: inout Diagnostics) {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let mode = attributes[.posixPermissions] as? Int, mode & 0o002 != 0 else { return }
+        diagnostics.warning("world-writable: anyone on this host can change the datapath; chmod o-w it",
+                            at: SourceLocation(file: path, line: 1, column: 1))
     }
 
     /// Checks across documents and files: names, hooks, and each chain's graph.
@@ -133,6 +145,7 @@ public struct SpecLoader: Sendable {
     /// No cycles, no path longer than the tail-call limit, every cube reachable.
     private func checkGraph(_ chain: ChainSpec, _ d: inout Diagnostics) {
         let cubes = Dictionary(uniqueKeysWithValues: chain.cubes.map { ($0.name, $0) })
+        // Recursion is as deep as the longest path, which limits.cubesPerChain bounds.
         var depth: [String: Int] = [:]      // longest path starting at a cube, in cubes
         var visiting: Set<String> = []
         var reported = false

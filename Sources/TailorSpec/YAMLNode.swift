@@ -17,7 +17,7 @@ public struct YAMLNode: Sendable, Hashable {
     /// What the node is, for "expected X, found Y" messages.
     public var kindName: String {
         switch value {
-        case .scalar(let text): isQuoted ? "the string \"\(text)\"" : "'\(text)'"
+        case .scalar(let text): isQuoted ? "the string \"\(excerpt(text))\"" : "'\(excerpt(text))'"
         case .sequence: "a list"
         case .mapping: "a mapping"
         }

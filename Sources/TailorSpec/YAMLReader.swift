@@ -14,6 +14,9 @@ public struct SpecLimits: Sendable {
     public var documents = 1000
     /// Errors reported for one file before giving up on it, as compilers do.
     public var errorsPerFile = 100
+    /// Cubes in one chain: half of the chain's 256 prog_array slots, so a change that
+    /// copies every cube of the path still finds free slots for the copies.
+    public var cubesPerChain = 128
 
     public init() {}
 }
@@ -147,7 +150,7 @@ private struct TreeBuilder {
             }
             let name = Self.text(event.data.alias.anchor) ?? ""
             guard var node = anchors[name] else {
-                return fail("alias *\(name) refers to no anchor in this document", at: mark)
+                return fail("alias *\(excerpt(name)) refers to no anchor in this document", at: mark)
             }
             node.location = location(mark)
             add(node, anchor: nil, at: mark)

@@ -58,11 +58,13 @@ struct Validate: ParsableCommand {
 enum ColorChoice: String, ExpressibleByArgument, CaseIterable {
     case auto, always, never
 
+    /// `auto` paints on a terminal unless NO_COLOR is set to a non-empty value
+    /// (no-color.org: an empty NO_COLOR does not count).
     func enabled(forDescriptor fd: Int32) -> Bool {
         switch self {
         case .always: true
         case .never: false
-        case .auto: ProcessInfo.processInfo.environment["NO_COLOR"] == nil && isatty(fd) != 0
+        case .auto: (ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty && isatty(fd) != 0
         }
     }
 }

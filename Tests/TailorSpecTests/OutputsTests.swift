@@ -41,7 +41,7 @@ struct OutputsTests {
         ("- {name: k, type: split, config: {outputs: [a]}, next: end}",
          "split cubes name their outputs: use 'outputs', not 'next'"),
         ("- {name: k, type: split, config: {outputs: [a]}, outputs: {a: nowhere}}",
-         "output 'a' of cube 'k' 'nowhere' is not a cube of this chain"),
+         "output 'a' of cube 'k' is 'nowhere', which is not a cube of this chain"),
     ])
     func errors(cube: String, message: String) {
         // decode() may return what it could read; the errors make the whole load fail.

@@ -29,7 +29,8 @@ struct SchemaTests {
         "tag-missing-id", "tag-id-zero", "tag-id-big", "tag-id-string", "tag-unknown-config", "counter-config-field",
         "config-not-mapping", "filter-rules-not-list", "filter-missing-action", "filter-bad-action",
         "filter-typo-match", "filter-bad-port", "filter-bad-proto", "filter-proto-300", "filter-flag-unknown",
-        "filter-bad-default", "filter-too-many-rules",
+        "filter-bad-default", "filter-too-many-rules", "too-many-cubes", "too-many-errors", "tag-id-hex-negative",
+        "long-value-excerpt",
     ]
 
     @Test("python jsonschema accepts every good spec and example, and rejects the bad ones it can express")

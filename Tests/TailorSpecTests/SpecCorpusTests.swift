@@ -123,6 +123,42 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("a directory linked back into the tree is read once; the links are errors")
+    func directoryLoop() throws {
+        try withDirectory(["a.yaml": Self.chain("a")]) { dir in
+            // Two links back to the root would make an unguarded walk exponential.
+            try FileManager.default.createSymbolicLink(atPath: dir + "/again", withDestinationPath: ".")
+            try FileManager.default.createSymbolicLink(atPath: dir + "/more", withDestinationPath: ".")
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            #expect(diagnostics.map { ($0.location.file as NSString).lastPathComponent } == ["again", "more"])
+            #expect(diagnostics.allSatisfy { $0.message.hasPrefix("leads back to ") })
+        }
+    }
+
+    @Test("a world-writable spec file in a subdirectory is warned about")
+    func worldWritableFile() throws {
+        try withDirectory(["sub/a.yaml": Self.chain("a")]) { dir in
+            try FileManager.default.setAttributes([.posixPermissions: 0o666], ofItemAtPath: dir + "/sub/a.yaml")
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state != nil)
+            #expect(diagnostics.map(\.description) == [
+                "\(dir)/sub/a.yaml:1:1: warning: world-writable: anyone on this host can change the datapath; chmod o-w it",
+            ])
+        }
+    }
+
+    @Test("free-form mappings of tens of thousands of keys load (duplicates found by hashing, not pairwise)")
+    func largeFreeFormMappings() throws {
+        let labels = (0..<40_000).map { "    l\($0): v\n" }.joined()
+        let text = "apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: big\n  labels:\n" + labels
+            + "spec:\n  attach: {interface: eth0, hook: xdp}\n  cubes:\n    - {name: a, type: counter}\n"
+        var diagnostics = Diagnostics()
+        let chains = loader.decode(Array(text.utf8), file: "big.yaml", diagnostics: &diagnostics)
+        #expect(diagnostics.all.isEmpty)
+        #expect(chains.first?.labels.count == 40_000)
+    }
+
     @Test("a world-writable spec directory is warned about")
     func worldWritable() throws {
         try withDirectory(["a.yaml": Self.chain("a")]) { dir in
