@@ -51,11 +51,18 @@ public struct SpecLoader: Sendable {
 
     private func load(file: String, _ diagnostics: inout Diagnostics) -> [ChainSpec] {
         let start = SourceLocation(file: file, line: 1, column: 1)
-        guard let handle = FileHandle(forReadingAtPath: file) else {
-            diagnostics.error("cannot read the file", at: start)
+        // Non-blocking, so a FIFO named like a spec cannot hang the run before fstat refuses it.
+        let descriptor = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            diagnostics.error("cannot read the file: \(String(cString: strerror(errno)))", at: start)
             return []
         }
-        defer { try? handle.close() }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            diagnostics.error("not a regular file; specs are read from regular files only", at: start)
+            return []
+        }
         // Read one byte past the limit, so an oversized file is seen without reading it all.
         let data = (try? handle.read(upToCount: limits.fileBytes + 1)) ?? Data()
         return decode([UInt8](data), file: file, diagnostics: &diagnostics)

@@ -136,6 +136,18 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("a FIFO named like a spec is refused, not waited on")
+    func fifo() throws {
+        try withDirectory(["a.yaml": Self.chain("a")]) { dir in
+            #expect(mkfifo(dir + "/pipe.yaml", 0o644) == 0)
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            #expect(diagnostics.map(\.description) == [
+                "\(dir)/pipe.yaml:1:1: error: not a regular file; specs are read from regular files only",
+            ])
+        }
+    }
+
     @Test("a world-writable spec file in a subdirectory is warned about")
     func worldWritableFile() throws {
         try withDirectory(["sub/a.yaml": Self.chain("a")]) { dir in
