@@ -81,10 +81,22 @@ public enum IPAddress {
         return all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
     }
 
+    /// Dotted quad, or RFC 5952 text for IPv6: the longest run of two or more zero
+    /// groups (the first of equal runs) written as `::`.
     public static func format(_ bytes: [UInt8]) -> String {
         if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
-        return stride(from: 0, to: bytes.count, by: 2)
-            .map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":")
+        let groups = stride(from: 0, to: bytes.count, by: 2).map { UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]) }
+        var best: Range<Int> = 0..<0
+        var start = 0
+        while start < groups.count {
+            var end = start
+            while end < groups.count && groups[end] == 0 { end += 1 }
+            if end - start > best.count { best = start..<end }
+            start = end + 1
+        }
+        let text = { (range: ArraySlice<UInt16>) in range.map { String($0, radix: 16) }.joined(separator: ":") }
+        guard best.count >= 2 else { return text(groups[...]) }
+        return text(groups[..<best.lowerBound]) + "::" + text(groups[best.upperBound...])
     }
 }
 
@@ -94,5 +106,9 @@ public enum MACAddress {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         let bytes = parts.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
         return parts.count == 6 && bytes.count == 6 ? bytes : nil
+    }
+
+    public static func format(_ bytes: [UInt8]) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
     }
 }

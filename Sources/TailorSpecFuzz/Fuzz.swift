@@ -3,11 +3,14 @@ import TailorCubes
 import TailorSpec
 
 // libFuzzer entry point for the spec parser and decoder: any bytes must give a
-// result or diagnostics, never a crash, a hang or runaway memory.
+// result or diagnostics, never a crash, a hang or runaway memory; and what is
+// valid must write back (SpecWriter) to text that loads without errors and writes
+// back the same (a violation traps, so libFuzzer keeps the input).
 // Build and run: see docs/spec.md ("Fuzzing"). Without -DFUZZING the target is a
 // plain executable that replays the files given (crash reproducers, the corpus).
 
 let loader = SpecLoader(cubeTypes: CubeType.schemas)
+let writer = SpecWriter(cubeTypes: CubeType.schemas)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
@@ -15,6 +18,18 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     var diagnostics = Diagnostics()
     let chains = loader.decode(bytes, file: "fuzz.yaml", diagnostics: &diagnostics)
     for chain in chains { _ = chain.datapath(diagnostics: &diagnostics) }
+    guard !diagnostics.hasErrors, !chains.isEmpty else { return 0 }
+    do {
+        let text = try writer.yaml(chains)
+        // Aliases are written out expanded, so the text may outgrow the file limit.
+        guard text.utf8.count <= loader.limits.fileBytes else { return 0 }
+        var again = Diagnostics()
+        let reloaded = loader.decode(Array(text.utf8), file: "written.yaml", diagnostics: &again)
+        guard !again.hasErrors else { preconditionFailure("written back, the spec has errors: \(again.sorted)\n\(text)") }
+        guard try writer.yaml(reloaded) == text else { preconditionFailure("the written spec is no fixed point:\n\(text)") }
+    } catch {
+        preconditionFailure("cannot write back a valid spec: \(error)")
+    }
     return 0
 }
 

@@ -101,6 +101,17 @@ struct BenchSpec: ParsableCommand {
             ("1,000 valid chains", Array(chains.utf8)),
             ("one huge label map", fill({ "    l\($0): value\n" },
                                         header: "apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: x\n  labels:\n")),
+            ("49,000 labels", Array(("apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: x\n  labels:\n"
+                                     + (0..<49_000).map { "    l\($0): v\n" }.joined()
+                                     + "spec:\n  attach: {interface: e, hook: xdp}\n  cubes: [{name: a, type: counter}]\n")
+                                    .utf8)),
+            ("15,000 cubes", Array(("apiVersion: tailor/v1\nkind: Chain\nmetadata: {name: x}\nspec:\n"
+                                    + "  attach: {interface: e, hook: xdp}\n  cubes:\n"
+                                    + (0..<15_000).map { "    - {name: c\($0), type: counter}\n" }.joined()).utf8)),
+            ("45,000 unknown keys", Array(("apiVersion: tailor/v1\n" + (0..<45_000).map { "unknown\($0): 1\n" }.joined()).utf8)),
+            ("one long enum value", Array(("apiVersion: tailor/v1\nkind: Chain\nmetadata: {name: x}\nspec:\n"
+                                           + "  attach: {interface: e, hook: " + String(repeating: "x", count: mib - 200)
+                                           + "}\n  cubes: [{name: a, type: counter}]\n").utf8)),
             ("one long scalar", Array(("name: \"" + String(repeating: "x", count: mib - 16) + "\"\n").utf8)),
             ("deep nesting", Array((String(repeating: "[", count: mib / 2) + String(repeating: "]", count: mib / 2)).utf8)),
             ("alias fan-out", fill({ _ in "- *a\n" }, header: "- &a [x, y, z]\n")),

@@ -20,6 +20,9 @@ struct Validate: ParsableCommand {
     @Option(help: "Colour: auto (on a terminal, unless NO_COLOR is set), always or never.")
     var color: ColorChoice = .auto
 
+    @Flag(help: "When valid, print the chains as tailor reads them (defaults filled in, successors explicit).")
+    var normalized = false
+
     func run() throws {
         let (state, diagnostics) = SpecLoader(cubeTypes: CubeType.schemas).load(paths)
         var all = diagnostics
@@ -31,8 +34,12 @@ struct Validate: ParsableCommand {
         } else {
             let paint = color.enabled(forDescriptor: STDERR_FILENO)
             for diagnostic in sorted { FileHandle.standardError.write(Data((render(diagnostic, paint) + "\n").utf8)) }
-            if !all.hasErrors {
-                print("Valid: \(state?.chains.count ?? 0) chain(s) in \(paths.joined(separator: ", "))")
+            if let state, !all.hasErrors {
+                if normalized {
+                    print(try SpecWriter(cubeTypes: CubeType.schemas).yaml(state.chains), terminator: "")
+                } else {
+                    print("Valid: \(state.chains.count) chain(s) in \(paths.joined(separator: ", "))")
+                }
             }
         }
         if all.hasErrors { throw ExitCode(1) }
