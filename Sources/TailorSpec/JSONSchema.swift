@@ -8,6 +8,12 @@ import Foundation
 /// and prefix values in detail, graph checks, and checks across files.
 public enum JSONSchema {
     static let namePattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+    /// A dotted quad as the validator takes it (no leading zeros), so editors flag
+    /// IPv4 typos too.
+    static let ipv4 = { (octet: String) in "\(octet)(\\.\(octet)){3}" }("(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+    /// IPv6 loosely (hex groups and colons, an optional IPv4 tail); the validator
+    /// checks the group count and the single `::`.
+    static let ipv6 = "[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){1,7}(:\(ipv4))?"
 
     /// The schema as pretty-printed JSON with sorted keys.
     public static func text(cubeTypes: [CubeTypeSchema]) throws -> String {
@@ -83,8 +89,9 @@ public enum JSONSchema {
         case .boolean: result = ["type": "boolean"]
         case .string: result = ["type": "string"]
         case .choice(let choices): result = ["enum": .array(choices.map { .string($0) })]
-        case .cidr: result = ["type": "string", "pattern": "^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$"]
-        case .ipAddress: result = ["type": "string", "pattern": "^[0-9A-Fa-f:.]+$"]
+        case .cidr:
+            result = ["type": "string", "pattern": .string("^(\(ipv4)(/(3[0-2]|[12]?[0-9]))?|\(ipv6)(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$")]
+        case .ipAddress: result = ["type": "string", "pattern": .string("^(\(ipv4)|\(ipv6))$")]
         case .mac: result = ["type": "string", "pattern": "^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"]
         case .portRange:
             result = ["anyOf": [["type": "integer", "minimum": 0, "maximum": 65535],
