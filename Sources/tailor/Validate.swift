@@ -23,6 +23,12 @@ struct Validate: ParsableCommand {
     @Flag(help: "When valid, print the chains as tailor reads them (defaults filled in, successors explicit).")
     var normalized = false
 
+    func validate() throws {
+        if normalized && output == .json {
+            throw ValidationError("--normalized prints YAML; it cannot be combined with --output json")
+        }
+    }
+
     func run() throws {
         let (state, diagnostics) = SpecLoader(cubeTypes: CubeType.schemas).load(paths)
         var all = diagnostics
