@@ -58,6 +58,13 @@ func isValidName(_ name: String) -> Bool {
     return name.unicodeScalars.allSatisfy { CharacterClass.alphanumeric($0) || $0 == "-" || $0 == "_" }
 }
 
+/// What the kernel accepts as a network interface name (dev_valid_name): 1-15 bytes,
+/// not "." or "..", no '/', ':' or white space.
+func isValidInterfaceName(_ name: String) -> Bool {
+    (1...15).contains(name.utf8.count) && name != "." && name != ".."
+        && !name.utf8.contains { "/:".utf8.contains($0) || $0 == 32 || (9...13).contains($0) }
+}
+
 enum CharacterClass {
     static func alphanumeric(_ c: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c)
@@ -122,8 +129,9 @@ struct ChainDecoder {
                                          diagnostics: &d) else { return nil }
         let interface = reader.required("interface", diagnostics: &d).flatMap { node -> String? in
             guard let text = node.string("attach.interface", diagnostics: &d) else { return nil }
-            guard !text.isEmpty, text.utf8.count <= 15, !text.contains("/"), !text.contains(" ") else {
-                d.error("interface name '\(excerpt(text))' is not valid: 1-15 characters, no '/' or spaces", at: node.location)
+            guard isValidInterfaceName(text) else {
+                d.error("interface name '\(excerpt(text))' is not valid: 1-15 bytes, not '.' or '..', no '/', ':' "
+                        + "or white space (the kernel's rules)", at: node.location)
                 return nil
             }
             return text

@@ -63,7 +63,7 @@ public enum JSONSchema {
                         "attach": [
                             "type": "object", "additionalProperties": false, "required": ["interface", "hook"],
                             "properties": [
-                                "interface": ["type": "string", "pattern": "^[^/\\s]{1,15}$"],
+                                "interface": ["type": "string", "pattern": "^(?!\\.\\.?$)[^/:\\s]{1,15}$"],
                                 "namespace": ["type": "string", "pattern": .string(namePattern)],
                                 "hook": ["enum": .array(ChainSpec.Hook.allCases.map { .string($0.rawValue) })],
                                 "mode": ["enum": .array(ChainSpec.XDPMode.allCases.map { .string($0.rawValue) })],

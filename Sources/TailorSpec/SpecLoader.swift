@@ -20,11 +20,13 @@ public struct SpecLoader: Sendable {
     public func load(_ paths: [String]) -> (DesiredState?, Diagnostics) {
         var diagnostics = Diagnostics()
         var chains: [ChainSpec] = []
+        // A file named twice (`specs specs/edge.yaml`) is read once, not reported as duplicate chains.
+        var read: Set<String> = []
         for path in paths {
             var isDirectory: ObjCBool = false
             let root = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
                 ? path : (path as NSString).deletingLastPathComponent
-            for file in specFiles(path, &diagnostics) {
+            for file in specFiles(path, &diagnostics) where read.insert(Self.resolved(file)).inserted {
                 chains += load(file: file, &diagnostics).map { chain in
                     var chain = chain
                     chain.specRoot = root.isEmpty ? "." : root

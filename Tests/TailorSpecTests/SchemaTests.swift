@@ -31,7 +31,7 @@ struct SchemaTests {
         "filter-typo-match", "filter-bad-port", "filter-bad-proto", "filter-proto-300", "filter-flag-unknown",
         "filter-bad-default", "filter-too-many-rules", "too-many-cubes", "too-many-errors", "tag-id-hex-negative",
         "long-value-excerpt", "filter-bad-ipv4", "ipv4-leading-zero", "filter-bad-cidr", "ipv6-prefix-too-long",
-        "ipv6-nine-groups",
+        "ipv6-nine-groups", "interface-colon", "interface-dot-dot", "interface-tab",
     ]
 
     @Test("python jsonschema accepts every good spec and example, and rejects the bad ones it can express")

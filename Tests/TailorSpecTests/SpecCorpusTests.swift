@@ -210,6 +210,15 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("a file named twice on the command line is read once")
+    func overlappingPaths() throws {
+        try withDirectory(["a.yaml": Self.chain("a")]) { dir in
+            let (state, diagnostics) = diagnose([dir, dir + "/a.yaml", dir + "/./a.yaml"])
+            #expect(diagnostics.isEmpty, "\(diagnostics)")
+            #expect(state?.chains.map(\.name) == ["a"])
+        }
+    }
+
     @Test("a missing path is an error")
     func missingPath() {
         let (_, diagnostics) = diagnose(["/nonexistent/specs"])
