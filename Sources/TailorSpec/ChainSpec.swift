@@ -2,12 +2,19 @@ import Foundation
 
 /// A chain as the operator declared it, validated.
 public struct ChainSpec: Sendable {
+    /// Where the chain's root program runs; the raw values are the spec's words.
     public enum Hook: String, Sendable, CaseIterable { case xdp, tcIngress = "tc-ingress", tcEgress = "tc-egress" }
+    /// How an XDP root attaches; chosen by the operator because the kernel never
+    /// falls back from one to the other without saying so, and neither do we.
     public enum XDPMode: String, Sendable, CaseIterable { case native, generic }
+    /// What a packet gets at the end of a path.
     public enum Verdict: String, Sendable, CaseIterable { case pass, drop }
+    /// What a packet gets when it reaches an empty slot (a cube being replaced or lost).
     public enum MissingCube: String, Sendable, CaseIterable { case failClosed = "fail-closed", failOpen = "fail-open" }
+    /// What happens to a state map's entries when its cube is replaced with a new layout.
     public enum Migration: String, Sendable, CaseIterable { case migrate, reset }
 
+    /// The hook a chain owns: one chain per (namespace, interface, hook).
     public struct Attach: Sendable {
         public var interface: String
         /// The `ip netns` name; nil for the controller's own namespace.

@@ -17,6 +17,7 @@ public struct SourceLocation: Sendable, Hashable, Comparable, Codable, CustomStr
 
 /// One finding about the specs: an error makes them invalid, a warning does not.
 public struct Diagnostic: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Errors make the specs invalid (exit 1, nothing applied); warnings are reported and allowed.
     public enum Severity: String, Sendable, Hashable, Codable { case error, warning }
 
     public var severity: Severity

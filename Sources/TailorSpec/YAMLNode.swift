@@ -1,6 +1,8 @@
 /// A YAML node with the place it came from: what the decoder works on, so every
 /// error can point at `file:line:col`.
 public struct YAMLNode: Sendable, Hashable {
+    /// The three YAML node kinds; mapping pairs stay in file order, keys as nodes
+    /// so a bad key has a position too.
     public enum Value: Sendable {
         case scalar(String)
         case sequence([YAMLNode])
