@@ -23,6 +23,11 @@ struct MappingReader {
                 diagnostics.error("keys in \(context) must be plain names, found \(key.kindName)", at: key.location)
                 continue
             }
+            if name == "<<" && !key.isQuoted {
+                diagnostics.error("YAML merge keys ('<<') are not supported in specs; write the fields out",
+                                  at: key.location)
+                continue
+            }
             let firstLine = allowed == nil ? firstLines[name] : self[name]?.location.line
             if let firstLine {
                 diagnostics.error("duplicate key '\(excerpt(name))' in \(context) (first at line \(firstLine))",

@@ -55,6 +55,14 @@ public enum YAMLReader {
             while builder.failure == nil {
                 guard yaml_parser_parse(&parser, &event) == 1 else {
                     let problem = parser.problem.map { String(cString: $0) } ?? "invalid YAML"
+                    guard parser.error != YAML_READER_ERROR else {
+                        // The reader (control characters, encoding) reports a byte offset, not a mark.
+                        let hex = String(parser.problem_value, radix: 16, uppercase: true)
+                        let code = String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+                        builder.failure = (problem + (parser.problem_value >= 0 ? " (U+\(code))" : ""),
+                                           location(of: min(parser.problem_offset, bytes.count), in: bytes, file: file))
+                        break
+                    }
                     let context = parser.context.map { String(cString: $0) + ": " } ?? ""
                     builder.fail(context + problem, at: parser.problem_mark)
                     break

@@ -210,6 +210,15 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("a UTF-8 byte order mark is allowed")
+    func byteOrderMark() throws {
+        try withDirectory(["a.yaml": "\u{FEFF}" + Self.chain("a")]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(diagnostics.isEmpty, "\(diagnostics)")
+            #expect(state?.chains.map(\.name) == ["a"])
+        }
+    }
+
     @Test("a file named twice on the command line is read once")
     func overlappingPaths() throws {
         try withDirectory(["a.yaml": Self.chain("a")]) { dir in
