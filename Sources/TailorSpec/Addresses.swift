@@ -14,14 +14,28 @@ public struct IPPrefix: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses "10.0.0.0/8", "fd00::/16", or a bare address (a host prefix).
     public init?(_ text: String) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = IPAddress.parse(String(parts[0])) else { return nil }
+        let slash = text.utf8.firstIndex(of: UInt8(ascii: "/"))
+        guard let address = IPAddress.parse(slash.map { text[..<$0] } ?? text[...]) else { return nil }
         let bits = address.count * 8
-        guard let length = parts.count == 2 ? Int(parts[1]) : bits, (0...bits).contains(length) else { return nil }
+        var length = bits
+        if let slash {
+            let digits = text.utf8[text.utf8.index(after: slash)...]
+            guard (1...3).contains(digits.count), digits.allSatisfy({ (48...57).contains($0) }),
+                  let parsed = Int(Substring(digits)), parsed <= bits else { return nil }
+            length = parsed
+        }
         self.init(address: address, length: length)
     }
 
     public var description: String { "\(IPAddress.format(address))/\(length)" }
+
+    /// Whether no bit past `length` is set, so the prefix is its own network.
+    public var isNetwork: Bool {
+        address.indices.allSatisfy { index in
+            let kept = min(max(length - index * 8, 0), 8)
+            return kept == 8 || address[index] & (UInt8.max >> kept) == 0
+        }
+    }
 
     /// The prefix with the bits past `length` cleared: what a match on it compares.
     public var network: IPPrefix {
@@ -35,27 +49,43 @@ public struct IPPrefix: Sendable, Hashable, CustomStringConvertible {
 
 /// IPv4 and IPv6 address text to and from network-order bytes.
 public enum IPAddress {
-    public static func parse(_ text: String) -> [UInt8]? {
-        text.contains(":") ? parseV6(text) : parseV4(Substring(text))
+    public static func parse(_ text: String) -> [UInt8]? { parse(text[...]) }
+
+    static func parse(_ text: Substring) -> [UInt8]? {
+        text.utf8.contains(UInt8(ascii: ":")) ? parseV6(text) : parseV4(text)
     }
 
     /// Dotted quads only. A leading zero is refused: some tools read "010" as octal
-    /// (8), so a firewall rule must not depend on which reading applies.
+    /// (8), so a firewall rule must not depend on which reading applies. Read byte
+    /// by byte: filters hold thousands of these.
     static func parseV4(_ text: Substring) -> [UInt8]? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        let bytes = parts.compactMap { part -> UInt8? in
-            guard (1...3).contains(part.utf8.count), part.utf8.allSatisfy({ (48...57).contains($0) }),
-                  part.utf8.count == 1 || part.utf8.first != 48 else { return nil }
-            return UInt8(part)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(4)
+        var value = 0, digits = 0
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                guard digits == 0 || value != 0 else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                digits += 1
+                guard value <= 255 else { return nil }
+            case UInt8(ascii: "."):
+                guard digits > 0, bytes.count < 3 else { return nil }
+                bytes.append(UInt8(value))
+                (value, digits) = (0, 0)
+            default:
+                return nil
+            }
         }
-        return bytes.count == 4 ? bytes : nil
+        guard digits > 0, bytes.count == 3 else { return nil }
+        bytes.append(UInt8(value))
+        return bytes
     }
 
     /// RFC 4291 text: eight groups, one `::`, and an IPv4 address in the last 32 bits
     /// (`::ffff:10.0.0.1`).
-    static func parseV6(_ text: String) -> [UInt8]? {
-        var text = Substring(text)
+    static func parseV6(_ text: Substring) -> [UInt8]? {
+        var text = text
         var v4: [UInt16] = []
         if let lastColon = text.lastIndex(of: ":"), text[lastColon...].contains(".") {
             guard let bytes = parseV4(text[text.index(after: lastColon)...]) else { return nil }

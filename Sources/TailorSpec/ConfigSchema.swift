@@ -105,11 +105,12 @@ enum ConfigValidator {
             })?.prefixValue else { return nil }
             // 10.0.0.1/8 matches 10.0.0.0/8: likely a typo for /32, so say so, and
             // keep the network so both spellings give the same digest.
-            if prefix.network != prefix {
+            guard prefix.isNetwork else {
                 diagnostics.warning("\(prefix) has bits set past /\(prefix.length), so \(what) matches all of "
                                     + "\(prefix.network); write that, or the longer prefix you meant", at: node.location)
+                return .prefix(prefix.network)
             }
-            return .prefix(prefix.network)
+            return .prefix(prefix)
         case .ipAddress:
             return parsed(node, what, "an IPv4 or IPv6 address", &diagnostics) { IPAddress.parse($0).map(ConfigValue.address) }
         case .mac:
@@ -149,6 +150,7 @@ enum ConfigValidator {
         guard let reader = MappingReader(node, context: what, allowed: fields.map(\.name),
                                          diagnostics: &diagnostics) else { return nil }
         var values: [String: ConfigValue] = [:]
+        values.reserveCapacity(fields.count)
         var valid = true
         for field in fields {
             guard let value = reader[field.name] else {

@@ -17,6 +17,7 @@ struct MappingReader {
         }
         self.node = node
         self.context = context
+        order.reserveCapacity(pairs.count)
         var firstLines: [String: Int] = [:]
         for (key, value) in pairs where !diagnostics.isFull {
             guard case .scalar(let name) = key.value else {

@@ -96,9 +96,23 @@ struct BenchSpec: ParsableCommand {
 
                 """
         }
+        // Filters at their 64-rule limit, as many chains as fit in 1 MiB.
+        var fullFilters = ""
+        for chain in 1... {
+            let rules = (0..<64).map { rule in
+                "          - {match: {src: 10.\(chain % 256).\(rule).0/24, proto: tcp, dport: \(1000 + rule)-\(2000 + rule)}, "
+                    + "action: drop}\n"
+            }.joined()
+            let document = "---\napiVersion: tailor/v1\nkind: Chain\nmetadata: {name: c\(chain)}\nspec:\n"
+                + "  attach: {interface: e\(chain), hook: xdp}\n  cubes:\n    - name: f\n      type: filter\n"
+                + "      config:\n        rules:\n" + rules
+            guard fullFilters.utf8.count + document.utf8.count <= mib else { break }
+            fullFilters += document
+        }
         var random = SystemRandomNumberGenerator()
         return [
             ("1,000 valid chains", Array(chains.utf8)),
+            ("64-rule filters", Array(fullFilters.utf8)),
             ("one huge label map", fill({ "    l\($0): value\n" },
                                         header: "apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: x\n  labels:\n")),
             ("49,000 labels", Array(("apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: x\n  labels:\n"
