@@ -54,23 +54,6 @@ public struct CubeCounters: Sendable, Equatable {
     }
 }
 
-/// New instances loaded and verified for a change, not yet reachable by any packet.
-public struct PreparedCommit {
-    public let plan: SlotPlan
-    let instances: [String: CubeInstance]
-}
-
-/// What a commit did and how long each part took.
-public struct CommitReport: Sendable {
-    public var loaded: [String]
-    public var retired: [String]
-    public var commitSlot: Int?
-    /// Writing the fresh slots and the commit slot.
-    public var commit: Duration
-    /// Waiting for packets on the old path to finish.
-    public var grace: Duration
-}
-
 /// One chain in the kernel: a root program on its hook, a prog_array of slots,
 /// the packet metadata map, and the cube instances in the slots. All of it is
 /// pinned under `<pin root>/<chain>/` so bpftool shows it and it outlives tailor.
@@ -79,8 +62,8 @@ public struct CommitReport: Sendable {
 /// (fresh slots, then one write, then a grace period before old instances go).
 public final class Chain {
     public let settings: ChainSettings
-    /// The chain's pin directory.
-    public let directory: String
+    /// The chain's pin directory: `<pin root>/<name>` once it is live.
+    public private(set) var directory: String
     let pinRoot: PinRoot
     let shared: SharedMaps
     let progs: ProgramArray
@@ -89,10 +72,13 @@ public final class Chain {
     let interface: NetworkInterface
     let grace: GracePeriod
     let meta: MetaMap
-    private(set) var instances: [String: CubeInstance] = [:]
+    var instances: [String: CubeInstance] = [:]
     /// What the meta record says besides the cubes: digest and revision of the spec.
     private(set) var provenance: (specDigest: String?, gitRevision: String?)
-    private let logger = Logger(label: "tailor.datapath")
+    let logger = Logger(label: "tailor.datapath")
+    /// Called with the name of each kernel change before it is made; throwing
+    /// fails the change there (failpoints, and tests of every step's rollback).
+    public var failpoint: ((String) throws -> Void)?
 
     /// The slots and wiring of the live instances.
     public var layout: [String: LiveInstance] { instances.mapValues(\.record.live) }
@@ -103,11 +89,11 @@ public final class Chain {
                     cubes: instances.mapValues(\.record))
     }
 
-    private init(settings: ChainSettings, pinRoot: PinRoot, root: Program, rootCounters: BPFMap,
-                 shared: SharedMaps, meta: MetaMap, interface: NetworkInterface) throws {
+    init(settings: ChainSettings, pinRoot: PinRoot, directory: String, root: Program, rootCounters: BPFMap,
+         shared: SharedMaps, meta: MetaMap, interface: NetworkInterface) throws {
         self.settings = settings
         self.pinRoot = pinRoot
-        self.directory = pinRoot.appending(settings.name)
+        self.directory = directory
         self.root = root
         self.rootCountersMap = rootCounters
         self.shared = shared
@@ -118,38 +104,152 @@ public final class Chain {
         self.provenance = (nil, nil)
     }
 
-    /// Creates the chain: loads its root, fills its slots with `topology`, pins
-    /// everything, and only then attaches the root, so the first packet already
-    /// sees the whole chain. Undoes all of it if any step fails.
+    /// Where a chain is built before it goes live: observe reports what is left
+    /// there as an interrupted apply, and the next apply removes it.
+    public static let buildingPrefix = "_creating-"
+    /// Where a chain goes once it is detached, until its pins are removed.
+    public static let removingPrefix = "_removing-"
+
+    /// Creates the chain and attaches it: `build`, then `attach`.
     /// With `takeover`, a program someone else attached to the hook is replaced
     /// (atomically, expecting exactly that program); without it, creation fails.
     public static func create(
         _ settings: ChainSettings, topology: Topology, pinRoot: PinRoot, takeover: Bool = false
     ) throws -> Chain {
-        let directory = pinRoot.appending(settings.name)
-        guard !pinRoot.exists(directory) else {
-            throw DatapathError("chain \(settings.name) already exists at \(directory)")
+        guard !pinRoot.exists(pinRoot.appending(settings.name)) else {
+            throw DatapathError("chain \(settings.name) already exists at \(pinRoot.appending(settings.name))")
         }
+        let chain = try build(settings, topology: topology, pinRoot: pinRoot)
+        do {
+            try chain.attach(replacing: takeover ? chain.attachedProgram() : nil)
+        } catch {
+            try? chain.pinRoot.removeTree(chain.directory)
+            throw error
+        }
+        return chain
+    }
+
+    /// Builds the chain without attaching it: loads its root, fills its slots with
+    /// `topology` and pins everything under `<pin root>/_creating-<name>/`, where no
+    /// packet reaches it. `attach` moves it into place and makes it live. Undoes all
+    /// of it if any step fails.
+    public static func build(
+        _ settings: ChainSettings, topology: Topology, pinRoot: PinRoot,
+        failpoint: ((String) throws -> Void)? = nil
+    ) throws -> Chain {
+        let directory = pinRoot.appending(buildingPrefix + settings.name)
+        // A build an earlier controller left behind was never attached: nothing uses it.
+        try pinRoot.removeTree(directory)
         let interface = try NetworkInterface.lookup(
             settings.hook.interface, in: settings.hook.namespace.map(NetworkNamespace.named))
         let root = try LoadedRoot(settings)
-        let chain = try Chain(settings: settings, pinRoot: pinRoot, root: root.program, rootCounters: root.counters,
-                              shared: root.shared, meta: MetaMap.create(), interface: interface)
+        let chain = try Chain(settings: settings, pinRoot: pinRoot, directory: directory, root: root.program,
+                              rootCounters: root.counters, shared: root.shared, meta: MetaMap.create(),
+                              interface: interface)
+        chain.failpoint = failpoint
         do {
-            try pinRoot.makeDirectory(directory + "/cubes")
-            try chain.root.pin(at: directory + "/root")
-            try chain.shared.progs.pin(at: directory + "/progs")
-            try chain.shared.meta.pin(at: directory + "/packet_meta")
-            try chain.rootCountersMap.pin(at: directory + "/root_counters")
-            try chain.meta.map.pin(at: directory + "/meta")
-            try chain.meta.write(chain.record)
+            try chain.step("pin chain \(settings.name)") {
+                try pinRoot.makeDirectory(directory + "/cubes")
+                try chain.root.pin(at: directory + "/root")
+                try chain.shared.progs.pin(at: directory + "/progs")
+                try chain.shared.meta.pin(at: directory + "/packet_meta")
+                try chain.rootCountersMap.pin(at: directory + "/root_counters")
+                try chain.meta.map.pin(at: directory + "/meta")
+                try chain.meta.write(chain.record)
+            }
             _ = try chain.commit(chain.prepare(topology))
-            try chain.attachRoot(replacing: takeover ? chain.attachedProgram() : nil)
         } catch {
             try? pinRoot.removeTree(directory)
             throw error
         }
         return chain
+    }
+
+    /// Makes a built chain live: moves its pins into place, then attaches the root
+    /// (the one write that sends packets into it). With `replacing`, the program on
+    /// the hook must be exactly that one and is replaced atomically.
+    public func attach(replacing expected: ProgramID? = nil) throws {
+        let final = pinRoot.appending(settings.name)
+        if directory != final {
+            guard !pinRoot.exists(final) else {
+                throw DatapathError("chain \(settings.name) already exists at \(final)")
+            }
+            try step("move chain \(settings.name) into place") { try pinRoot.rename(directory, to: final) }
+            directory = final
+        }
+        try step("attach root of \(settings.name)") { try attachRoot(replacing: expected) }
+    }
+
+    /// Detaches the root from its hook if it is attached there; packets already in
+    /// the chain finish on their own (wait a grace period before emptying slots).
+    public func detach() throws {
+        let id = try root.info().id
+        guard try attachedProgram() == id else { return }
+        try step("detach root of \(settings.name)") {
+            switch settings.hook.kind {
+            case .xdp(let mode):
+                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: id)
+            case .tcIngress, .tcEgress:
+                try TC.detach(from: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
+                              expected: id)
+            }
+        }
+    }
+
+    /// Moves the chain's pins aside (to `_removing-<name>`), so the name is free
+    /// for a replacement while this one is still live. `restoreName` undoes it.
+    public func moveAside() throws {
+        let aside = pinRoot.appending(Chain.removingPrefix + settings.name)
+        try pinRoot.removeTree(aside)
+        try step("move chain \(settings.name) aside") { try pinRoot.rename(directory, to: aside) }
+        directory = aside
+    }
+
+    /// Moves the chain's pins back to its own name.
+    public func restoreName() throws {
+        let final = pinRoot.appending(settings.name)
+        guard directory != final else { return }
+        try pinRoot.rename(directory, to: final)
+        directory = final
+    }
+
+    /// Removes a detached chain after a grace period: moves it aside, empties its
+    /// slots and removes its pins.
+    public func remove() throws {
+        if directory == pinRoot.appending(settings.name) { try moveAside() }
+        try step("empty slots of \(settings.name)") {
+            for slot in try progs.occupiedSlots().keys { try progs.clear(slot) }
+        }
+        instances = [:]
+        try step("unpin chain \(settings.name)") { try pinRoot.removeTree(directory) }
+    }
+
+    /// Detaches the root, waits for packets in flight, empties the slots and removes the pins.
+    public func destroy() throws {
+        try detach()
+        try grace.wait()
+        try remove()
+    }
+
+    /// Removes what an interrupted apply left under `directory` (`_creating-` or
+    /// `_removing-`): its root is detached first if it is still attached, then
+    /// its pins go. Returns what it did.
+    public static func removeLeftover(_ directory: String, pinRoot: PinRoot) throws -> String {
+        if let record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil,
+           let root = try? Program(pinnedAt: directory + "/root"),
+           let id = try? root.info().id, (try? record.settings.hook.attachedProgram()) == id {
+            let hook = record.settings.hook
+            let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
+            switch hook.kind {
+            case .xdp(let mode):
+                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: id)
+            case .tcIngress, .tcEgress:
+                try TC.detach(from: interface, direction: hook.kind == .tcIngress ? .ingress : .egress, expected: id)
+            }
+            try GracePeriod().wait()
+        }
+        try pinRoot.removeTree(directory)
+        return "removed \(directory), left by an interrupted apply"
     }
 
     /// Loads every cube of a chain that does not exist yet, so the kernel verifier
@@ -179,7 +279,8 @@ public final class Chain {
         }
         let hook = record.settings.hook
         let chain = try Chain(
-            settings: record.settings, pinRoot: pinRoot, root: Program(pinnedAt: directory + "/root"),
+            settings: record.settings, pinRoot: pinRoot, directory: directory,
+            root: Program(pinnedAt: directory + "/root"),
             rootCounters: BPFMap(pinnedAt: directory + "/root_counters"),
             shared: SharedMaps(progs: BPFMap(pinnedAt: directory + "/progs"),
                                meta: BPFMap(pinnedAt: directory + "/packet_meta")),
@@ -251,13 +352,20 @@ public final class Chain {
     /// The program on the chain's hook, or nil.
     func attachedProgram() throws -> ProgramID? { try settings.hook.attachedProgram(on: interface) }
 
-    private func attachRoot(replacing expected: ProgramID? = nil) throws {
+    func attachRoot(replacing expected: ProgramID? = nil) throws {
+        try attachToHook(root, replacing: expected)
+    }
+
+    /// Attaches `program` to the chain's hook: its root, or (when an apply is undone)
+    /// the program it took the hook over from. With `replacing` nil the hook must be
+    /// free; else it must hold exactly that program, which is swapped atomically.
+    public func attachToHook(_ program: Program, replacing expected: ProgramID?) throws {
         switch settings.hook.kind {
         case .xdp(let mode):
-            try XDP.attach(root, to: interface, mode: mode == .native ? .native : .generic, replacing: expected)
+            try XDP.attach(program, to: interface, mode: mode == .native ? .native : .generic, replacing: expected)
         case .tcIngress, .tcEgress:
             try TC.createHook(on: interface)
-            try TC.attach(root, to: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
+            try TC.attach(program, to: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
                           replacing: expected)
         }
     }
@@ -303,127 +411,15 @@ public final class Chain {
         return carry
     }
 
-    /// Makes a prepared change live: fills the fresh slots, writes the commit slot
-    /// (the one write that switches packets to the new path), waits a grace period,
-    /// then empties the slots of retired instances and updates the pins.
-    public func commit(_ prepared: PreparedCommit) throws -> CommitReport {
-        let plan = prepared.plan
-        guard !plan.isEmpty else {
-            return CommitReport(loaded: [], retired: [], commitSlot: nil, commit: .zero, grace: .zero)
-        }
-        let before = (instances: instances, record: record)
-        var pending = before.record
-        // Every cube of the result is either newly loaded or kept where it is.
-        pending.pending = Dictionary(uniqueKeysWithValues: plan.result.keys.compactMap { cube in
-            (prepared.instances[cube] ?? instances[cube]).map { (cube, $0.record) }
-        })
-        let clock = ContinuousClock()
-        let start = clock.now
-        var committed = start, graceDone = start
-        do {
-            try step("write pending record") { try meta.write(pending) }
-            for (cube, instance) in prepared.instances where cube != plan.commitCube {
-                try step("fill slot \(instance.record.slot)") { try progs.set(instance.record.slot, to: instance.program) }
-            }
-            if let cube = plan.commitCube, let slot = plan.commitSlot, let instance = prepared.instances[cube] {
-                try step("commit slot \(slot)") { try progs.set(slot, to: instance.program) }
-            } else if plan.commitSlot == 0 {
-                try step("empty slot 0") { try progs.clear(0) }
-            }
-            committed = clock.now
-            // Packets still on the old path may tail-call the slots being emptied: let
-            // them finish first. An instance replaced in place needs no wait; the kernel
-            // frees it once the last packet using it is done.
-            if !plan.slotsToClear.isEmpty {
-                try step("wait for a grace period") { try grace.wait() }
-                for slot in plan.slotsToClear { try step("empty slot \(slot)") { try progs.clear(slot) } }
-            }
-            graceDone = clock.now
-            for cube in plan.retire.keys { instances[cube] = nil }
-            for (cube, instance) in prepared.instances { instances[cube] = instance }
-            for cube in plan.retire.keys where prepared.instances[cube] == nil {
-                try step("unpin cube \(cube)") { try pinRoot.removeTree(cubeDirectory(cube)) }
-            }
-            for instance in prepared.instances.values { try step("pin cube \(instance.cube)") { try pin(instance) } }
-            try step("write record") { try meta.write(record) }
-        } catch {
-            rollBack(to: before, prepared: prepared)
-            throw error
-        }
-        logger.debug("chain commit", metadata: [
-            "chain": "\(settings.name)", "loaded": "\(prepared.instances.keys.sorted())",
-            "retired": "\(plan.retire.keys.sorted())", "slot": "\(plan.commitSlot.map(String.init) ?? "-")",
-        ])
-        return CommitReport(loaded: prepared.instances.keys.sorted(), retired: plan.retire.keys.sorted(),
-                            commitSlot: plan.commitSlot, commit: committed - start, grace: graceDone - committed)
-    }
-
-    /// Called before each kernel change of a commit with its name; a test can throw
-    /// from it to fail the commit at that step.
-    @_spi(Testing) public var injectFault: ((String) throws -> Void)?
-
-    private func step(_ name: String, _ body: () throws -> Void) throws {
-        try injectFault?(name)
-        try body()
-    }
-
-    /// Puts the chain back exactly as it was before a failed commit: old instances
-    /// into their slots (the commit slot last, so the old path is whole when packets
-    /// return to it), fresh slots emptied after a grace period, pins and record as
-    /// they were. Best effort: a step that fails here is logged, the rest goes on.
-    private func rollBack(
-        to before: (instances: [String: CubeInstance], record: ChainRecord),
-        prepared: PreparedCommit
-    ) {
-        let attempt = { (what: String, body: () throws -> Void) in
-            do { try body() } catch {
-                self.logger.error("rollback step failed", metadata: ["chain": "\(self.settings.name)",
-                                                                     "step": "\(what)", "error": "\(error)"])
-            }
-        }
-        let oldBySlot = Dictionary(before.instances.values.map { ($0.record.slot, $0) }, uniquingKeysWith: { a, _ in a })
-        let commitSlot = prepared.plan.commitSlot
-        for (slot, instance) in oldBySlot.sorted(by: { $0.key < $1.key }) where slot != commitSlot {
-            attempt("restore slot \(slot)") { try self.progs.set(slot, to: instance.program) }
-        }
-        if let commitSlot {
-            if let instance = oldBySlot[commitSlot] {
-                attempt("restore slot \(commitSlot)") { try self.progs.set(commitSlot, to: instance.program) }
-            } else {
-                attempt("empty slot \(commitSlot)") { _ = try self.progs.clear(commitSlot) }
-            }
-        }
-        let fresh = prepared.instances.values.map(\.record.slot).filter { oldBySlot[$0] == nil && $0 != commitSlot }
-        if !fresh.isEmpty {
-            attempt("wait for a grace period") { try self.grace.wait() }
-            for slot in fresh { attempt("empty slot \(slot)") { _ = try self.progs.clear(slot) } }
-        }
-        instances = before.instances
-        for cube in Set(prepared.instances.keys).union(prepared.plan.retire.keys) {
-            attempt("restore pins of \(cube)") {
-                try self.pinRoot.removeTree(self.cubeDirectory(cube))
-                if let instance = before.instances[cube] { try self.pin(instance) }
-            }
-        }
-        attempt("restore record") { try self.meta.write(before.record) }
-    }
-
     /// Records what the chain was applied from (spec digest, git revision) in its meta record.
     public func setProvenance(specDigest: String?, gitRevision: String?) throws {
         provenance = (specDigest, gitRevision)
         try meta.write(record)
     }
 
-    /// Prepares and commits in one call.
-    @discardableResult
-    public func apply(_ topology: Topology) throws -> CommitReport {
-        try commit(prepare(topology))
-    }
+    func cubeDirectory(_ cube: String) -> String { directory + "/cubes/" + cube }
 
-    private func cubeDirectory(_ cube: String) -> String { directory + "/cubes/" + cube }
-
-    private func pin(_ instance: CubeInstance) throws {
-        let dir = cubeDirectory(instance.cube)
+    func pin(_ instance: CubeInstance, at dir: String) throws {
         try pinRoot.removeTree(dir)
         try pinRoot.makeDirectory(dir + "/maps")
         try instance.program.pin(at: dir + "/prog")
@@ -446,22 +442,6 @@ public final class Chain {
 
     /// The root program (for BPF_PROG_TEST_RUN and inspection).
     public var rootProgram: Program { root }
-
-    /// Detaches the root, waits for packets in flight, empties the slots and removes the pins.
-    public func destroy() throws {
-        let id = try root.info().id
-        switch settings.hook.kind {
-        case .xdp(let mode):
-            try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: id)
-        case .tcIngress, .tcEgress:
-            try TC.detach(from: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
-                          expected: id)
-        }
-        try grace.wait()
-        for slot in try progs.occupiedSlots().keys { try progs.clear(slot) }
-        instances = [:]
-        try pinRoot.removeTree(directory)
-    }
 }
 
 /// A chain's root program, loaded for its hook with slot 0 as its next, and the maps

@@ -40,16 +40,29 @@ public struct ChainRecord: Sendable, Equatable, Codable {
     public var gitRevision: String?
     public var cubes: [String: CubeRecord]
     /// Set while a change is being committed; left behind if the controller died
-    /// half-way, so the next observe knows the apply was interrupted.
-    public var pending: [String: CubeRecord]?
+    /// half-way, so the next controller can finish or undo it (`Chain.recover`).
+    public var pending: PendingCommit?
 
     public init(settings: ChainSettings, specDigest: String? = nil, gitRevision: String? = nil,
-                cubes: [String: CubeRecord] = [:], pending: [String: CubeRecord]? = nil) {
+                cubes: [String: CubeRecord] = [:], pending: PendingCommit? = nil) {
         self.settings = settings
         self.specDigest = specDigest
         self.gitRevision = gitRevision
         self.cubes = cubes
         self.pending = pending
+    }
+}
+
+/// A commit in progress, as the meta record keeps it until the commit is done.
+public struct PendingCommit: Sendable, Equatable, Codable {
+    /// The cubes after the commit; new instances are pinned under `staging/` until then.
+    public var cubes: [String: CubeRecord]
+    /// The slot whose write switches packets to the new path.
+    public var commitSlot: Int?
+
+    public init(cubes: [String: CubeRecord], commitSlot: Int?) {
+        self.cubes = cubes
+        self.commitSlot = commitSlot
     }
 }
 

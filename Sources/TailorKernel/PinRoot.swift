@@ -56,6 +56,11 @@ public struct PinRoot: Sendable, Hashable, CustomStringConvertible {
         try check(unlink(pin), "unpin", pin)
     }
 
+    /// Moves a pin or a directory of pins (rename(2)); `to` must not exist, or be an empty directory.
+    public func rename(_ from: String, to: String) throws(KernelError) {
+        try check(Glibc.rename(from, to), "move pins", "\(from) to \(to)")
+    }
+
     /// Whether something is pinned or a directory exists at `pin`.
     public func exists(_ pin: String) -> Bool { access(pin, F_OK) == 0 }
 

@@ -1,12 +1,24 @@
 import TailorDatapath
 import TailorKernel
 
-/// The only code that changes the kernel: carries out a plan, chain by chain, each
-/// chain through the datapath's prepare/commit (one write per chain).
+/// The only code that changes the kernel: carries out a plan as one transaction
+/// over all its chains.
+///
+/// 1. Prepare: every new instance and chain is loaded, verified and pinned where no
+///    packet reaches it; interrupted commits are undone or finished and drift is put
+///    back first. A failure here leaves the live datapath untouched.
+/// 2. Switch: per chain the one write that makes its change live (a commit slot,
+///    an attach, a detach). A failure here switches the chains already switched back.
+/// 3. One grace period for all chains, then retire what was replaced: the
+///    reversible part first (old slots, pins, records; a failure still switches
+///    every chain back), the removal of old chains last.
 public struct Executor {
     public let pinRoot: PinRoot
     /// Replace a foreign program found on a chain's hook instead of failing.
     public let takeover: Bool
+    /// Called before each kernel change with its name ("<chain>: <step>"); throwing
+    /// fails the apply there (failpoints, `TAILOR_FAILPOINTS`).
+    public var failpoint: ((String) throws -> Void)?
 
     public init(pinRoot: PinRoot, takeover: Bool = false) {
         self.pinRoot = pinRoot
@@ -28,10 +40,92 @@ public struct Executor {
             case .create, .replace:
                 try Chain.verify(chain.settings, topology: chain.topology)
             case .update:
-                _ = try Chain.open(change.name, pinRoot: pinRoot).prepare(chain.topology)
+                // An interrupted commit is undone or finished first; until then, check every program.
+                if try MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil {
+                    try Chain.verify(chain.settings, topology: chain.topology)
+                } else {
+                    _ = try Chain.open(change.name, pinRoot: pinRoot).prepare(chain.topology)
+                }
             case .destroy, .none, .skip, .repair:
                 break
             }
+        }
+    }
+
+    /// Carries out `plan`: all of it, or (when a step fails) none of it.
+    public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
+        let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var tasks: [ChainTask] = []
+        do {
+            for change in plan.chains {
+                if let task = try prepare(change, byName[change.name]) { tasks.append(task) }
+            }
+        } catch {
+            for task in tasks { task.discard() }
+            throw error
+        }
+        var switched: [ChainTask] = []
+        do {
+            for task in tasks {
+                switched.append(task)
+                try task.switchOver()
+            }
+            if tasks.contains(where: \.needsGrace) {
+                try failpoint?("wait for a grace period")
+                try GracePeriod().wait()
+            }
+            for task in tasks { try task.finish() }
+        } catch {
+            for task in switched.reversed() { task.revert() }
+            throw error
+        }
+        // Everything is live as planned; what follows removes what is no longer used.
+        for task in tasks { try task.removeOld() }
+        var done = Plan.Summary()
+        for change in plan.chains where tasks.contains(where: { $0.name == change.name }) { done.tally(change) }
+        return Report(added: done.add, changed: done.change, replaced: done.replace, removed: done.destroy,
+                      repaired: done.repair)
+    }
+
+    /// The prepare phase of one chain change; nil when there is nothing to do.
+    private func prepare(_ change: ChainChange, _ desired: DesiredChain?) throws -> ChainTask? {
+        let fail = failpoint.map { hook in { (step: String) throws in try hook("\(change.name): \(step)") } }
+        if change.name.hasPrefix(Chain.buildingPrefix) || change.name.hasPrefix(Chain.removingPrefix) {
+            return ChainTask(name: change.name, work: .leftover(pinRoot.appending(change.name), pinRoot))
+        }
+        let build = { (chain: DesiredChain) in
+            try Chain.build(chain.settings, topology: chain.topology, pinRoot: pinRoot, failpoint: fail)
+        }
+        let open = {
+            _ = try Chain.recover(change.name, pinRoot: pinRoot)
+            let live = try Chain.open(change.name, pinRoot: pinRoot)
+            live.failpoint = fail
+            return live
+        }
+        switch change.action {
+        case .create:
+            guard let desired else { return nil }
+            let chain = try build(desired)
+            let foreign = takeover ? try chain.settings.hook.attachedProgram() : nil
+            return ChainTask(name: change.name, work: .create(chain, replacing: foreign), digest: desired.digest)
+        case .update, .repair:
+            let live = try open()
+            // Drift first, so the change starts from the chain tailor committed.
+            if change.repairsDrift {
+                try live.repair(takeover: takeover)
+                if let desired { try restoreTables(live, desired) }
+            }
+            guard let desired, change.action == .update else { return ChainTask(name: change.name, work: .none) }
+            return ChainTask(name: change.name, work: .update(live, try live.prepare(desired.topology)),
+                             digest: desired.digest)
+        case .replace:
+            guard let desired else { return nil }
+            let old = try open()
+            return ChainTask(name: change.name, work: .replace(old: old, new: try build(desired)), digest: desired.digest)
+        case .destroy:
+            return ChainTask(name: change.name, work: .destroy(try open()))
+        case .none, .skip:
+            return nil
         }
     }
 
@@ -42,45 +136,130 @@ public struct Executor {
             try live.restoreTables(of: cube, to: node.blueprint.tables)
         }
     }
+}
 
-    /// Carries out `plan`. Chains are independent: each is created, changed or
-    /// removed with its own commit.
-    public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
-        let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var done = Plan.Summary()
-        for change in plan.chains {
-            switch change.action {
-            case .create:
-                guard let chain = byName[change.name] else { continue }
-                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot, takeover: takeover)
-                    .setProvenance(specDigest: chain.digest, gitRevision: nil)
-            case .update:
-                guard let chain = byName[change.name] else { continue }
-                let live = try Chain.open(change.name, pinRoot: pinRoot)
-                // Drift first, so the change starts from the chain tailor committed.
-                if change.repairsDrift {
-                    try live.repair(takeover: takeover)
-                    try restoreTables(live, chain)
-                }
-                try live.apply(chain.topology)
-                try live.setProvenance(specDigest: chain.digest, gitRevision: nil)
-            case .repair:
-                let live = try Chain.open(change.name, pinRoot: pinRoot)
-                try live.repair(takeover: takeover)
-                if let chain = byName[change.name] { try restoreTables(live, chain) }
-            case .replace:
-                guard let chain = byName[change.name] else { continue }
-                try Chain.open(change.name, pinRoot: pinRoot).destroy()
-                try Chain.create(chain.settings, topology: chain.topology, pinRoot: pinRoot, takeover: takeover)
-                    .setProvenance(specDigest: chain.digest, gitRevision: nil)
-            case .destroy:
-                try Chain.open(change.name, pinRoot: pinRoot).destroy()
-            case .none, .skip:
-                continue
-            }
-            done.tally(change)
+/// One chain's part of an apply, through the phases of the transaction.
+private final class ChainTask {
+    enum Work {
+        /// Built under `_creating-`; attach makes it live, replacing a foreign program if set.
+        case create(Chain, replacing: ProgramID?)
+        case update(Chain, PreparedCommit)
+        /// A new chain for the same name; the old one moves aside and is detached.
+        case replace(old: Chain, new: Chain)
+        case destroy(Chain)
+        /// Pins an interrupted apply left under this path.
+        case leftover(String, PinRoot)
+        /// Drift was repaired in the prepare phase; nothing else changes.
+        case none
+    }
+
+    let name: String
+    let work: Work
+    /// The spec digest recorded in the chain's meta record once it is live.
+    let digest: String?
+    private var switched: SwitchedCommit?
+    private var progress = 0
+
+    init(name: String, work: Work, digest: String? = nil) {
+        (self.name, self.work, self.digest) = (name, work, digest)
+    }
+
+    var needsGrace: Bool {
+        switch work {
+        case .update: switched?.needsGrace ?? false
+        case .replace, .destroy: true
+        case .create, .leftover, .none: false
         }
-        return Report(added: done.add, changed: done.change, replaced: done.replace, removed: done.destroy,
-                      repaired: done.repair)
+    }
+
+    /// Drops what the prepare phase built (nothing of it is live).
+    func discard() {
+        switch work {
+        case .create(let chain, _), .replace(_, let chain): try? chain.remove()
+        case .update, .destroy, .leftover, .none: break
+        }
+    }
+
+    /// The visible write(s) of this chain's change. `progress` counts the writes
+    /// done, so `revert` undoes exactly those.
+    func switchOver() throws {
+        switch work {
+        case .create(let chain, let foreign):
+            try chain.attach(replacing: foreign)
+        case .update(let chain, let prepared):
+            switched = try chain.switchOver(prepared)
+        case .replace(let old, let new):
+            let oldRoot = try old.rootProgram.info().id
+            try old.moveAside()
+            progress = 1
+            if new.settings.hook == old.settings.hook {
+                try new.attach(replacing: oldRoot)
+                progress = 3
+            } else {
+                try new.attach()
+                progress = 2
+                try old.detach()
+                progress = 3
+            }
+        case .destroy(let chain):
+            try chain.detach()
+        case .leftover, .none:
+            break
+        }
+    }
+
+    /// Undoes `switchOver` (and `finish`), best effort.
+    func revert() {
+        switch work {
+        case .create(let chain, let foreign):
+            if let foreign, let program = try? Program(id: foreign) {
+                try? chain.attachToHook(program, replacing: try chain.rootProgram.info().id)
+            } else {
+                try? chain.detach()
+            }
+            try? chain.remove()
+        case .update(let chain, _):
+            if let switched { chain.revert(switched) }
+        case .replace(let old, let new):
+            if progress == 3 && new.settings.hook == old.settings.hook {
+                try? old.attachToHook(old.rootProgram, replacing: try new.rootProgram.info().id)
+            } else if progress >= 2 {
+                try? new.detach()
+                if progress == 3 { try? old.attachToHook(old.rootProgram, replacing: nil) }
+            }
+            try? new.remove()
+            if progress >= 1 { try? old.restoreName() }
+        case .destroy(let chain):
+            try? chain.attachToHook(chain.rootProgram, replacing: nil)
+        case .leftover, .none:
+            break
+        }
+    }
+
+    /// The reversible rest of the change, after the grace period.
+    func finish() throws {
+        switch work {
+        case .create(let chain, _):
+            try chain.setProvenance(specDigest: digest, gitRevision: nil)
+        case .update(let chain, _):
+            if let switched { try chain.finish(switched) }
+            try chain.setProvenance(specDigest: digest, gitRevision: nil)
+        case .replace(_, let new):
+            try new.setProvenance(specDigest: digest, gitRevision: nil)
+        case .destroy, .leftover, .none:
+            break
+        }
+    }
+
+    /// Removes chains that are no longer live (not reversible: runs last).
+    func removeOld() throws {
+        switch work {
+        case .replace(let old, _), .destroy(let old):
+            try old.remove()
+        case .leftover(let path, let pinRoot):
+            _ = try Chain.removeLeftover(path, pinRoot: pinRoot)
+        case .create, .update, .none:
+            break
+        }
     }
 }

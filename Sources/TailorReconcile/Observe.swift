@@ -6,8 +6,11 @@ import TailorKernel
 public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// The chain has no readable meta record: not tailor's, or broken.
     case metaMissing(String)
-    /// A change was being committed when the controller stopped.
+    /// A change was being committed when the controller stopped: apply undoes it
+    /// (or finishes it, if the switch had happened) from the pins.
     case interruptedApply
+    /// Pins a chain build or removal left behind (`_creating-` / `_removing-`).
+    case leftover
     /// The root is not attached to its hook, or another program is.
     case rootDetached
     case hookTaken(by: ProgramID)
@@ -23,7 +26,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .metaMissing(let why): "meta record unreadable: \(why)"
-        case .interruptedApply: "an earlier apply was interrupted"
+        case .interruptedApply: "an earlier apply was interrupted during a commit"
+        case .leftover: "left behind by an interrupted apply"
         case .rootDetached: "the root program is not attached to its hook"
         case .hookTaken(let id): "the hook is held by another program (\(id))"
         case .slotEmpty(let cube, let slot): "slot \(slot) of cube \(cube) is empty"
@@ -38,8 +42,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// only with --takeover; without it the apply stops with the reason).
     public var isRepairable: Bool {
         switch self {
-        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged: true
-        case .metaMissing, .interruptedApply, .pinMissing: false
+        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .interruptedApply, .leftover: true
+        case .metaMissing, .pinMissing: false
         }
     }
 
@@ -48,6 +52,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .metaMissing: "meta-missing"
         case .interruptedApply: "interrupted-apply"
+        case .leftover: "leftover"
         case .rootDetached: "root-detached"
         case .hookTaken: "hook-taken"
         case .slotEmpty: "slot-empty"
@@ -70,6 +75,9 @@ public struct ObservedChain: Sendable {
     /// Entries of each cube's controller-owned tables: cube -> map -> entries.
     public var tables: [String: [String: [TableEntry]]]
 
+    /// Pins an interrupted apply left outside any chain, to be removed.
+    public var isLeftover: Bool { name.hasPrefix(Chain.buildingPrefix) || name.hasPrefix(Chain.removingPrefix) }
+
     public init(name: String, record: ChainRecord?, slots: [Int: ProgramID], drift: [Drift],
                 tables: [String: [String: [TableEntry]]] = [:]) {
         (self.name, self.record, self.slots, self.drift, self.tables) = (name, record, slots, drift, tables)
@@ -87,6 +95,11 @@ public enum Observer {
     public static func observe(_ name: String, pinRoot: PinRoot) -> ObservedChain {
         let directory = pinRoot.appending(name)
         var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [], tables: [:])
+        if chain.isLeftover {
+            chain.record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil
+            chain.drift = [.leftover]
+            return chain
+        }
         do {
             guard let record = try MetaRecordReader.read(directory + "/meta") else {
                 chain.drift.append(.metaMissing("empty"))
@@ -98,11 +111,13 @@ public enum Observer {
             return chain
         }
         guard let record = chain.record else { return chain }
-        if record.pending != nil { chain.drift.append(.interruptedApply) }
         let slots = try? ProgramArray(pinnedAt: directory + "/progs").occupiedSlots()
         if slots == nil { chain.drift.append(.pinMissing("progs")) }
         chain.slots = slots ?? [:]
-        for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
+        // Mid-commit, slots and pins are between two records: recovery sorts them out.
+        let interrupted = record.pending != nil || pinRoot.exists(directory + "/staging")
+        if interrupted { chain.drift.append(.interruptedApply) }
+        for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) where !interrupted {
             if !pinRoot.exists(directory + "/cubes/\(cube)/prog") { chain.drift.append(.pinMissing("cubes/\(cube)/prog")) }
             for (map, role) in cubeRecord.maps where role.isTable {
                 let pin = directory + "/cubes/\(cube)/maps/\(map)"

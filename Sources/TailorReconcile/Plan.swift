@@ -110,6 +110,13 @@ public enum Planner {
             changes.append(plan(chain, observedByName[chain.settings.name]))
         }
         for chain in observed where !desiredNames.contains(chain.name) {
+            if chain.isLeftover {
+                changes.append(ChainChange(name: chain.name, action: .destroy,
+                                           hook: chain.record?.settings.hook.description ?? "?",
+                                           reasons: ["pins left behind by an interrupted apply; removed"], cubes: [],
+                                           drift: chain.drift.map(\.description)))
+                continue
+            }
             guard let record = chain.record else {
                 changes.append(ChainChange(name: chain.name, action: .skip, hook: "?",
                                            reasons: ["not a chain tailor can read; left alone"], cubes: [],

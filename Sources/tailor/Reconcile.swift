@@ -256,8 +256,13 @@ struct DestroyCommand: ParsableCommand {
     func run() throws {
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.record != nil }.map(\.name) : chains
+        let observed = all ? Observer.observe(pinRoot: pinRoot) : []
+        for leftover in observed where leftover.isLeftover {
+            print(try Chain.removeLeftover(pinRoot.appending(leftover.name), pinRoot: pinRoot))
+        }
+        let names = all ? observed.filter { $0.record != nil && !$0.isLeftover }.map(\.name) : chains
         for name in names {
+            _ = try Chain.recover(name, pinRoot: pinRoot)
             try Chain.open(name, pinRoot: pinRoot).destroy()
             print("Destroyed chain \(name).")
         }

@@ -54,15 +54,15 @@ struct RollbackTests {
                 let packet = PacketBuilder(from: lab.a.ipv4, to: lab.b.ipv4, .udp(sport: 1, dport: 2)).bytes
                 // Count the steps the change takes, go back, then fail at each step in turn.
                 let counter = StepCounter()
-                chain.injectFault = { _ in counter.count += 1 }
+                chain.failpoint = { _ in counter.count += 1 }
                 try chain.apply(Self.topology(tags))
-                chain.injectFault = nil
+                chain.failpoint = nil
                 try chain.apply(Self.topology([1, 2, 3, 4]))
                 let before = try ChainSnapshot(chain, root: root)
                 #expect(counter.count >= 3)
                 for failing in 0..<counter.count {
                     let calls = StepCounter()
-                    chain.injectFault = { name in
+                    chain.failpoint = { name in
                         defer { calls.count += 1 }
                         if calls.count == failing { throw InjectedFault(step: name) }
                     }
@@ -73,7 +73,7 @@ struct RollbackTests {
                     #expect(after == before, "after a failure at '\(error?.step ?? "?")'")
                     #expect(try chain.rootProgram.testRun(packet).returnValue == 2, "after '\(error?.step ?? "?")'")
                 }
-                chain.injectFault = nil
+                chain.failpoint = nil
                 try chain.apply(Self.topology(tags))
                 #expect(try ChainSnapshot(chain, root: root) != before)
             }

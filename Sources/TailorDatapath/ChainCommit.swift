@@ -1,0 +1,260 @@
+import Foundation
+import TailorKernel
+
+/// New instances loaded and verified for a change, not yet reachable by any packet.
+public struct PreparedCommit {
+    public let plan: SlotPlan
+    let instances: [String: CubeInstance]
+}
+
+/// A prepared change made live by `Chain.switchOver`: packets take the new path,
+/// and the old instances are still loaded and pinned, so `Chain.revert` can put
+/// them back, even after `finish` retired them, for as long as this value lives.
+public struct SwitchedCommit {
+    let prepared: PreparedCommit
+    let before: (instances: [String: CubeInstance], record: ChainRecord)
+    let started: ContinuousClock.Instant
+    let committed: ContinuousClock.Instant
+
+    /// Whether slots of old instances wait for a grace period before `finish` empties them.
+    public var needsGrace: Bool { !prepared.plan.slotsToClear.isEmpty }
+}
+
+/// What a commit did and how long each part took.
+public struct CommitReport: Sendable {
+    public var loaded: [String]
+    public var retired: [String]
+    public var commitSlot: Int?
+    /// Staging the new instances, writing the fresh slots and the commit slot.
+    public var commit: Duration
+    /// Waiting for packets on the old path to finish.
+    public var grace: Duration
+}
+
+/// The commit protocol. A change goes through `prepare` (load and verify, nothing
+/// reachable), `switchOver` (new instances pinned under `staging/`, the record marked
+/// pending, fresh slots filled, then the one write that switches packets), a grace
+/// period, and `finish` (old slots emptied, staged pins promoted, record written).
+/// A controller that dies half-way leaves the pending record and the staged pins,
+/// from which `Chain.recover` undoes or finishes the change.
+extension Chain {
+    func stagingDirectory(_ cube: String) -> String { directory + "/staging/" + cube }
+
+    /// Makes a prepared change live. On failure the chain is put back as it was.
+    public func switchOver(_ prepared: PreparedCommit) throws -> SwitchedCommit {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let before = (instances: instances, record: record)
+        let plan = prepared.plan
+        guard !plan.isEmpty else { return SwitchedCommit(prepared: prepared, before: before, started: start, committed: start) }
+        var pending = before.record
+        // Every cube of the result is either newly loaded or kept where it is.
+        pending.pending = PendingCommit(
+            cubes: Dictionary(uniqueKeysWithValues: plan.result.keys.compactMap { cube in
+                (prepared.instances[cube] ?? instances[cube]).map { (cube, $0.record) }
+            }),
+            commitSlot: plan.commitSlot)
+        do {
+            for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) {
+                try step("stage cube \(cube)") { try pin(instance, at: stagingDirectory(cube)) }
+            }
+            try step("write pending record") { try meta.write(pending) }
+            for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) where cube != plan.commitCube {
+                try step("fill slot \(instance.record.slot)") { try progs.set(instance.record.slot, to: instance.program) }
+            }
+            if let cube = plan.commitCube, let slot = plan.commitSlot, let instance = prepared.instances[cube] {
+                try step("commit slot \(slot)") { try progs.set(slot, to: instance.program) }
+            } else if plan.commitSlot == 0 {
+                try step("empty slot 0") { try progs.clear(0) }
+            }
+        } catch {
+            rollBack(to: before, prepared: prepared)
+            throw error
+        }
+        return SwitchedCommit(prepared: prepared, before: before, started: start, committed: clock.now)
+    }
+
+    /// Retires what a switched change replaced, once packets on the old path are
+    /// done (the caller waits a grace period when `needsGrace`): empties the old
+    /// slots, promotes the staged pins and writes the record. On failure the chain
+    /// is put back as it was before the switch.
+    public func finish(_ switched: SwitchedCommit) throws {
+        let prepared = switched.prepared
+        let plan = prepared.plan
+        guard !plan.isEmpty else { return }
+        do {
+            for slot in plan.slotsToClear { try step("empty slot \(slot)") { try progs.clear(slot) } }
+            for cube in plan.retire.keys { instances[cube] = nil }
+            for (cube, instance) in prepared.instances { instances[cube] = instance }
+            for cube in plan.retire.keys.sorted() where prepared.instances[cube] == nil {
+                try step("unpin cube \(cube)") { try pinRoot.removeTree(cubeDirectory(cube)) }
+            }
+            for cube in prepared.instances.keys.sorted() {
+                try step("promote cube \(cube)") {
+                    try pinRoot.removeTree(cubeDirectory(cube))
+                    try pinRoot.rename(stagingDirectory(cube), to: cubeDirectory(cube))
+                }
+            }
+            try pinRoot.removeTree(directory + "/staging")
+            try step("write record") { try meta.write(record) }
+        } catch {
+            rollBack(to: switched.before, prepared: prepared)
+            throw error
+        }
+        logger.debug("chain commit", metadata: [
+            "chain": "\(settings.name)", "loaded": "\(prepared.instances.keys.sorted())",
+            "retired": "\(plan.retire.keys.sorted())", "slot": "\(plan.commitSlot.map(String.init) ?? "-")",
+        ])
+    }
+
+    /// Puts the chain back as it was before `switched`, whether or not it was finished.
+    public func revert(_ switched: SwitchedCommit) {
+        guard !switched.prepared.plan.isEmpty else { return }
+        rollBack(to: switched.before, prepared: switched.prepared)
+    }
+
+    /// Switches, waits a grace period if old slots need one, and finishes.
+    public func commit(_ prepared: PreparedCommit) throws -> CommitReport {
+        let switched = try switchOver(prepared)
+        if switched.needsGrace {
+            do {
+                try step("wait for a grace period") { try grace.wait() }
+            } catch {
+                revert(switched)
+                throw error
+            }
+        }
+        let graceDone = ContinuousClock.now
+        try finish(switched)
+        return CommitReport(loaded: prepared.instances.keys.sorted(), retired: prepared.plan.retire.keys.sorted(),
+                            commitSlot: prepared.plan.commitSlot, commit: switched.committed - switched.started,
+                            grace: graceDone - switched.committed)
+    }
+
+    /// Prepares and commits in one call.
+    @discardableResult
+    public func apply(_ topology: Topology) throws -> CommitReport {
+        try commit(prepare(topology))
+    }
+
+    func step(_ name: String, _ body: () throws -> Void) throws {
+        try failpoint?(name)
+        try body()
+    }
+
+    /// Puts the chain back exactly as it was before a change: old instances into
+    /// their slots (the commit slot last, so the old path is whole when packets
+    /// return to it), fresh slots emptied after a grace period, pins and record as
+    /// they were. Best effort: a step that fails here is logged, the rest goes on.
+    func rollBack(
+        to before: (instances: [String: CubeInstance], record: ChainRecord),
+        prepared: PreparedCommit
+    ) {
+        let attempt = { (what: String, body: () throws -> Void) in
+            do { try body() } catch {
+                self.logger.error("rollback step failed", metadata: ["chain": "\(self.settings.name)",
+                                                                     "step": "\(what)", "error": "\(error)"])
+            }
+        }
+        let oldBySlot = Dictionary(before.instances.values.map { ($0.record.slot, $0) }, uniquingKeysWith: { a, _ in a })
+        let commitSlot = prepared.plan.commitSlot
+        for (slot, instance) in oldBySlot.sorted(by: { $0.key < $1.key }) where slot != commitSlot {
+            attempt("restore slot \(slot)") { try self.progs.set(slot, to: instance.program) }
+        }
+        if let commitSlot {
+            if let instance = oldBySlot[commitSlot] {
+                attempt("restore slot \(commitSlot)") { try self.progs.set(commitSlot, to: instance.program) }
+            } else {
+                attempt("empty slot \(commitSlot)") { _ = try self.progs.clear(commitSlot) }
+            }
+        }
+        let fresh = prepared.instances.values.map(\.record.slot).filter { oldBySlot[$0] == nil && $0 != commitSlot }
+        if !fresh.isEmpty {
+            attempt("wait for a grace period") { try self.grace.wait() }
+            for slot in fresh { attempt("empty slot \(slot)") { _ = try self.progs.clear(slot) } }
+        }
+        instances = before.instances
+        for cube in Set(prepared.instances.keys).union(prepared.plan.retire.keys) {
+            attempt("restore pins of \(cube)") {
+                try self.pinRoot.removeTree(self.cubeDirectory(cube))
+                if let instance = before.instances[cube] { try self.pin(instance, at: self.cubeDirectory(cube)) }
+            }
+        }
+        attempt("remove staged pins") { try self.pinRoot.removeTree(self.directory + "/staging") }
+        attempt("restore record") { try self.meta.write(before.record) }
+    }
+
+    /// Undoes or finishes a commit a controller did not complete (its record still
+    /// says `pending`), from the pins alone. While every old instance is still
+    /// pinned, the change is undone: each slot gets back the instance the record
+    /// names (the commit slot last) and the new instances go. Once the old pins
+    /// started to go, the switch had happened and only retiring was left: the staged
+    /// instances are promoted. Either way, slots no instance owns are emptied after
+    /// a grace period. Without a pending record, only staged leftovers are removed.
+    /// Returns what it did.
+    public static func recover(_ name: String, pinRoot: PinRoot) throws -> [String] {
+        let directory = pinRoot.appending(name)
+        let staging = directory + "/staging"
+        let meta = MetaMap(map: try BPFMap(pinnedAt: directory + "/meta"))
+        guard var record = try meta.read() else {
+            throw DatapathError("chain \(name): its meta record at \(directory)/meta is empty")
+        }
+        guard let pending = record.pending else {
+            guard pinRoot.exists(staging) else { return [] }
+            try pinRoot.removeTree(staging)
+            return ["removed the instances an apply staged and never committed"]
+        }
+        let progs = try ProgramArray(pinnedAt: directory + "/progs")
+        let pinned = { (dir: String) -> (Program, UInt32)? in
+            guard let program = try? Program(pinnedAt: dir + "/prog"), let id = try? program.info().id else { return nil }
+            return (program, id.rawValue)
+        }
+        let cubeDirectory = { (cube: String) in directory + "/cubes/" + cube }
+        var done: [String] = []
+        let target: [String: CubeRecord]
+        let oldIntact = record.cubes.allSatisfy { cube, old in pinned(cubeDirectory(cube))?.1 == old.program }
+        if oldIntact {
+            var bySlot: [Int: Program] = [:]
+            for (cube, old) in record.cubes { bySlot[old.slot] = pinned(cubeDirectory(cube))?.0 }
+            for (slot, program) in bySlot.sorted(by: { $0.key < $1.key }) where slot != pending.commitSlot {
+                try progs.set(slot, to: program)
+            }
+            if let slot = pending.commitSlot {
+                if let program = bySlot[slot] { try progs.set(slot, to: program) } else { try progs.clear(slot) }
+            }
+            target = record.cubes
+            done.append("undid the interrupted commit: every slot holds the instance committed before it")
+        } else {
+            for (cube, new) in pending.cubes.sorted(by: { $0.key < $1.key }) {
+                if pinned(cubeDirectory(cube))?.1 != new.program {
+                    guard pinned(staging + "/" + cube)?.1 == new.program else {
+                        throw DatapathError("chain \(name): the interrupted commit cannot be undone or finished: "
+                            + "cube \(cube)'s instance \(new.program) is neither pinned nor staged; "
+                            + "destroy the chain and apply again")
+                    }
+                    try pinRoot.removeTree(cubeDirectory(cube))
+                    try pinRoot.rename(staging + "/" + cube, to: cubeDirectory(cube))
+                }
+                if let (program, id) = pinned(cubeDirectory(cube)), try progs.program(at: new.slot)?.rawValue != id {
+                    try progs.set(new.slot, to: program)
+                }
+            }
+            for cube in record.cubes.keys where pending.cubes[cube] == nil {
+                try pinRoot.removeTree(cubeDirectory(cube))
+            }
+            target = pending.cubes
+            done.append("finished the interrupted commit from its staged instances")
+        }
+        let owned = Set(target.values.map(\.slot))
+        let stray = try progs.occupiedSlots().keys.filter { !owned.contains($0) }.sorted()
+        if !stray.isEmpty {
+            try GracePeriod().wait()
+            for slot in stray { try progs.clear(slot) }
+        }
+        try pinRoot.removeTree(staging)
+        record.cubes = target
+        record.pending = nil
+        try meta.write(record)
+        return done
+    }
+}
