@@ -113,7 +113,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorCLITests",
-            dependencies: ["TailorTestKit"],
+            dependencies: ["TailorDatapath", "TailorKernel", "TailorLab", "TailorTestKit"],
             exclude: ["Goldens"]
         ),
         .testTarget(

@@ -349,6 +349,11 @@ public final class Chain {
         }
     }
 
+    /// Whether the chain's root is the program on its hook.
+    public var isAttached: Bool {
+        get throws { try attachedProgram() == root.info().id }
+    }
+
     /// The program on the chain's hook, or nil.
     func attachedProgram() throws -> ProgramID? { try settings.hook.attachedProgram(on: interface) }
 

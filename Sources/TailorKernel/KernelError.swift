@@ -51,7 +51,7 @@ public struct KernelError: Error, Sendable, CustomStringConvertible {
     }
 
     /// The code a bare errno stands for when nothing more specific is known.
-    static func code(for errno: Int32) -> Code {
+    public static func code(for errno: Int32) -> Code {
         switch errno {
         case ENOENT: .notFound
         case EPERM, EACCES: .permissionDenied

@@ -77,6 +77,7 @@ public struct Executor {
             for task in tasks { try task.finish() }
         } catch {
             for task in switched.reversed() { task.revert() }
+            for task in tasks.dropFirst(switched.count) { task.discard() }
             throw error
         }
         // Everything is live as planned; what follows removes what is no longer used.
@@ -106,8 +107,9 @@ public struct Executor {
         case .create:
             guard let desired else { return nil }
             let chain = try build(desired)
+            try chain.setProvenance(specDigest: desired.digest, gitRevision: nil)
             let foreign = takeover ? try chain.settings.hook.attachedProgram() : nil
-            return ChainTask(name: change.name, work: .create(chain, replacing: foreign), digest: desired.digest)
+            return ChainTask(name: change.name, work: .create(chain, replacing: foreign))
         case .update, .repair:
             let live = try open()
             // Drift first, so the change starts from the chain tailor committed.
@@ -121,7 +123,9 @@ public struct Executor {
         case .replace:
             guard let desired else { return nil }
             let old = try open()
-            return ChainTask(name: change.name, work: .replace(old: old, new: try build(desired)), digest: desired.digest)
+            let new = try build(desired)
+            try new.setProvenance(specDigest: desired.digest, gitRevision: nil)
+            return ChainTask(name: change.name, work: .replace(old: old, new: new), digest: desired.digest)
         case .destroy:
             return ChainTask(name: change.name, work: .destroy(try open()))
         case .none, .skip:
@@ -230,7 +234,7 @@ private final class ChainTask {
             try? new.remove()
             if progress >= 1 { try? old.restoreName() }
         case .destroy(let chain):
-            try? chain.attachToHook(chain.rootProgram, replacing: nil)
+            if (try? chain.isAttached) == false { try? chain.attachToHook(chain.rootProgram, replacing: nil) }
         case .leftover, .none:
             break
         }
@@ -239,14 +243,13 @@ private final class ChainTask {
     /// The reversible rest of the change, after the grace period.
     func finish() throws {
         switch work {
-        case .create(let chain, _):
-            try chain.setProvenance(specDigest: digest, gitRevision: nil)
         case .update(let chain, _):
-            if let switched { try chain.finish(switched) }
+            guard let done = switched else { return }
+            switched = nil  // a finish that fails puts the chain back itself
+            try chain.finish(done)
+            switched = done
             try chain.setProvenance(specDigest: digest, gitRevision: nil)
-        case .replace(_, let new):
-            try new.setProvenance(specDigest: digest, gitRevision: nil)
-        case .destroy, .leftover, .none:
+        case .create, .replace, .destroy, .leftover, .none:
             break
         }
     }

@@ -134,7 +134,8 @@ struct ApplyCommand: ParsableCommand {
             throw CommandError("refusing the saved plan: \(why)")
         }
         let plan = Planner.plan(desired: desired, observed: observed, prune: !options.noPrune)
-        let executor = Executor(pinRoot: pinRoot, takeover: takeover)
+        var executor = Executor(pinRoot: pinRoot, takeover: takeover)
+        if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
         try executor.verify(plan, desired: desired)
         try options.show(plan)
         guard !plan.isEmpty else { return }
@@ -147,6 +148,12 @@ struct ApplyCommand: ParsableCommand {
 }
 
 extension ApplyCommand {
+    /// Failures to inject, from `TAILOR_FAILPOINTS` (crash and rollback tests).
+    func failpoints() throws -> Failpoints? {
+        guard let text = ProcessInfo.processInfo.environment["TAILOR_FAILPOINTS"] else { return nil }
+        do { return try Failpoints(text) } catch { throw CommandError("TAILOR_FAILPOINTS: \(error)") }
+    }
+
     /// The plan file given instead of spec paths, if the only argument is one.
     func savedPlan() throws -> PlanFile? {
         guard options.paths.count == 1, let data = FileManager.default.contents(atPath: options.paths[0]),

@@ -17,20 +17,9 @@ enum Golden {
     /// Runs tailor with `arguments` from the repository root; `replacing` maps
     /// run-specific text (a temporary pin root) to stable placeholders.
     static func check(_ name: String, _ arguments: [String], replacing: [String: String] = [:]) throws {
-        let process = Process()
-        process.executableURL = tailor
-        process.arguments = arguments
-        process.currentDirectoryURL = root
-        process.environment = ["NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (status, stdout, stderr) = try CLI.run(arguments)
         let scrub = { (text: String) in replacing.reduce(text) { $0.replacingOccurrences(of: $1.key, with: $1.value) } }
-        let actual = ["stdout": scrub(stdout), "stderr": scrub(stderr), "status": "\(process.terminationStatus)\n"]
+        let actual = ["stdout": scrub(stdout), "stderr": scrub(stderr), "status": "\(status)\n"]
         for (stream, text) in actual.sorted(by: { $0.key < $1.key }) {
             let file = goldens.appendingPathComponent("\(name).\(stream)")
             if recording {
@@ -40,6 +29,30 @@ enum Golden {
             let expected = (try? String(contentsOf: file, encoding: .utf8)) ?? "<missing golden \(file.path)>"
             #expect(text == expected, "\(name).\(stream) differs from its golden")
         }
+    }
+}
+
+/// Runs the built `tailor` from the repository root.
+enum CLI {
+    /// Exit status (or 128 + signal), stdout and stderr of `tailor arguments`.
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws
+        -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = Golden.tailor
+        process.arguments = arguments
+        process.currentDirectoryURL = Golden.root
+        process.environment = ["NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+            .merging(environment) { _, new in new }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let status = process.terminationReason == .uncaughtSignal
+            ? 128 + process.terminationStatus : process.terminationStatus
+        return (status, stdout, stderr)
     }
 }
 

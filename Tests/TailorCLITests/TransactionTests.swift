@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+import TailorDatapath
+import TailorKernel
+import TailorLab
+import TailorTestKit
+
+/// `tailor apply` as one transaction over several chains, tested on real processes:
+/// a failure or a SIGKILL at every step it takes, and two applies at once.
+@Suite("apply transactions", .kernel)
+struct TransactionTests {
+    /// Specs in a temporary directory for a lab: v1 has chains a (XDP) and z (TC
+    /// ingress); v2 changes a (a rule changed, a cube added, one removed), creates b
+    /// (TC egress) and drops z. One apply from v1 to v2 thus updates, creates and
+    /// destroys, with staging, a commit write, a grace period and retiring.
+    struct Specs {
+        let directory: String
+        let lab: Lab
+
+        init(_ lab: Lab) throws {
+            self.lab = lab
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-tx-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory + "/v1", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: directory + "/v2", withIntermediateDirectories: true)
+            try write("v1/a.yaml", chain("a", hook: "xdp", cubes: [counter("c1"), filter("f", udpPort: 9), counter("c2")]))
+            try write("v1/z.yaml", chain("z", hook: "tc-ingress", cubes: [counter("zc")]))
+            try write("v2/a.yaml", chain("a", hook: "xdp", cubes: [counter("c1"), filter("f", udpPort: 10), counter("t")]))
+            try write("v2/b.yaml", chain("b", hook: "tc-egress", cubes: [counter("bc")]))
+        }
+
+        var v1: String { directory + "/v1" }
+        var v2: String { directory + "/v2" }
+        var hooks: [ChainHook] {
+            [.xdp(.native), .tcIngress, .tcEgress].map {
+                ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: $0)
+            }
+        }
+
+        func write(_ name: String, _ text: String) throws {
+            try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+
+        func chain(_ name: String, hook: String, cubes: [String]) -> String {
+            """
+            apiVersion: tailor/v1
+            kind: Chain
+            metadata:
+              name: \(name)
+            spec:
+              attach:
+                interface: \(lab.b.interfaceName)
+                namespace: \(lab.b.namespaceName)
+                hook: \(hook)
+              cubes:
+            \(cubes.joined(separator: "\n"))
+
+            """
+        }
+
+        func counter(_ name: String) -> String { "    - {name: \(name), type: counter}" }
+
+        func filter(_ name: String, udpPort: Int) -> String {
+            """
+                - name: \(name)
+                  type: filter
+                  config:
+                    rules:
+                      - {match: {proto: udp, dport: \(udpPort)}, action: drop}
+            """
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    static func tailor(_ arguments: [String], _ root: PinRoot, failpoints: String? = nil) throws
+        -> (status: Int32, stdout: String, stderr: String) {
+        try CLI.run(arguments + ["--bpffs", root.path], environment: failpoints.map { ["TAILOR_FAILPOINTS": $0] } ?? [:])
+    }
+
+    /// Applies `specs` and expects success.
+    static func apply(_ specs: String, _ root: PinRoot) throws {
+        let run = try tailor(["apply", specs], root)
+        #expect(run.status == 0, "apply \(specs): \(run.stderr)")
+    }
+
+    /// The steps an apply from v1 to v2 takes, in order, from a traced run.
+    static func steps(_ specs: Specs, _ root: PinRoot) throws -> [String] {
+        try apply(specs.v1, root)
+        let traced = try tailor(["apply", specs.v2], root, failpoints: "=trace")
+        #expect(traced.status == 0, "\(traced.stderr)")
+        #expect(try tailor(["destroy", "--all"], root).status == 0)
+        return traced.stderr.split(separator: "\n").compactMap { line in
+            line.hasPrefix("failpoint: ") ? String(line.dropFirst("failpoint: ".count)) : nil
+        }
+    }
+
+    /// Whether the pin root holds anything but live chains (builds, removals, staged instances).
+    static func leftovers(_ root: PinRoot) -> [String] {
+        let all = FileManager.default.enumerator(atPath: root.path)?.allObjects as? [String] ?? []
+        return all.filter { $0.hasPrefix(Chain.buildingPrefix) || $0.hasPrefix(Chain.removingPrefix) || $0.contains("/staging") }
+    }
+
+    @Test("a failure at any step leaves every chain exactly as it was; a kill at any step is undone or finished by the next apply")
+    func everyStep() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let specs = try Specs(lab)
+                defer { specs.remove() }
+                let steps = try Self.steps(specs, root)
+                // Update, create, destroy, and the grace period they share.
+                for expected in ["a: stage cube", "a: write pending record", "a: commit slot", "b: attach root of b",
+                                 "z: detach root of z", "wait for a grace period", "a: promote cube", "a: write record",
+                                 "z: unpin chain z"] {
+                    #expect(steps.contains { $0.hasPrefix(expected) }, "no step \(expected) in \(steps)")
+                }
+                // Until a's old instances start to go, a killed apply is undone exactly.
+                let pointOfNoReturn = try #require(steps.firstIndex { $0.hasPrefix("a: unpin cube") || $0.hasPrefix("a: promote cube") })
+                // Steps after the grace period that retire old chains cannot fail the transaction back.
+                let retiring = { (step: String) in step.hasPrefix("z: ") && steps.firstIndex(of: step)! > steps.firstIndex(of: "wait for a grace period")! }
+
+                try Self.apply(specs.v1, root)
+                for (index, step) in steps.enumerated() {
+                    let before = try KernelSnapshot(root, hooks: specs.hooks)
+                    let failed = try Self.tailor(["apply", specs.v2], root, failpoints: "\(step)=EPERM")
+                    #expect(failed.status == 1 && failed.stderr.contains("failpoint"), "EPERM at \(step): \(failed.stderr)")
+                    let after = try KernelSnapshot(root, hooks: specs.hooks)
+                    if !retiring(step) {
+                        #expect(after == before, "EPERM at \(step) changed the kernel:\n\(before.changes(to: after))")
+                    }
+                    try Self.apply(specs.v1, root)
+
+                    let start = try KernelSnapshot(root, hooks: specs.hooks)
+                    let killed = try Self.tailor(["apply", specs.v2], root, failpoints: "\(step)=kill")
+                    #expect(killed.status == 128 + SIGKILL, "kill at \(step): \(killed.status) \(killed.stderr)")
+                    if index < pointOfNoReturn {
+                        try Self.apply(specs.v1, root)
+                        let end = try KernelSnapshot(root, hooks: specs.hooks)
+                        #expect(end == start, "kill at \(step) was not undone exactly:\n\(start.changes(to: end))")
+                    } else {
+                        try Self.apply(specs.v2, root)
+                        let plan = try Self.tailor(["plan", specs.v2, "--detailed-exitcode"], root)
+                        #expect(plan.status == 0, "after a kill at \(step), v2 did not converge:\n\(plan.stdout)")
+                        try Self.apply(specs.v1, root)
+                    }
+                    #expect(Self.leftovers(root).isEmpty, "kill at \(step) left \(Self.leftovers(root))")
+                }
+                // And once nothing fails, v2 applies and holds.
+                try Self.apply(specs.v2, root)
+                #expect(try Self.tailor(["plan", specs.v2, "--detailed-exitcode"], root).status == 0)
+                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+            }
+        }
+    }
+
+    @Test("a chain whose interface is missing fails the whole apply before anything changes")
+    func missingInterface() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let specs = try Specs(lab)
+                defer { specs.remove() }
+                try Self.apply(specs.v1, root)
+                let before = try KernelSnapshot(root, hooks: specs.hooks)
+                // Chain y's build finds no interface; a, b and z are prepared but none is switched.
+                try specs.write("v2/y.yaml", specs.chain("y", hook: "tc-ingress", cubes: [specs.counter("yc")])
+                    .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: nosuch0"))
+                let failed = try Self.tailor(["apply", specs.v2], root)
+                #expect(failed.status == 1)
+                #expect(failed.stderr.contains("nosuch0"), "\(failed.stderr)")
+                #expect(try KernelSnapshot(root, hooks: specs.hooks) == before)
+                #expect(Self.leftovers(root).isEmpty)
+                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+            }
+        }
+    }
+
+    @Test("a second apply waits for the first, or fails at once with --lock-timeout 0")
+    func concurrentApplies() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let specs = try Specs(lab)
+                defer { specs.remove() }
+                // The first apply announces its commit write, then holds the lock a while.
+                let first = Process()
+                first.executableURL = Golden.tailor
+                first.arguments = ["apply", specs.v1, "--bpffs", root.path]
+                first.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                     "TAILOR_FAILPOINTS": "a: commit slot=trace;a: commit slot=sleep:1500"]
+                let err = Pipe()
+                first.standardError = err
+                first.standardOutput = FileHandle.nullDevice
+                try first.run()
+                var seen = ""
+                while !seen.contains("failpoint: a: commit slot") {
+                    let data = err.fileHandleForReading.availableData
+                    guard !data.isEmpty else { break }
+                    seen += String(decoding: data, as: UTF8.self)
+                }
+                #expect(seen.contains("failpoint: a: commit slot"))
+                let impatient = try Self.tailor(["apply", specs.v1, "--lock-timeout", "0"], root)
+                #expect(impatient.status == 1)
+                #expect(impatient.stderr.contains("another tailor (apply or the daemon) holds it"), "\(impatient.stderr)")
+                let patient = try Self.tailor(["apply", specs.v1], root)
+                first.waitUntilExit()
+                #expect(first.terminationStatus == 0)
+                #expect(patient.status == 0)
+                #expect(patient.stdout.contains("No changes."), "\(patient.stdout)")
+                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+            }
+        }
+    }
+}
