@@ -335,18 +335,24 @@ public final class Chain {
         guard let instance = instances[cube] else { throw DatapathError("chain \(settings.name) has no cube \(cube)") }
         for (name, role) in instance.record.maps where role.isTable {
             guard let map = instance.maps[name] else { continue }
-            let want = Dictionary((tables[name] ?? []).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-            let have = Dictionary(try map.lookupBatch().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-            // Only what differs is written: a table that is right sees no write at all.
-            for (key, value) in have where want[key] == nil && value.contains(where: { $0 != 0 }) {
-                if map.info.type.isArray {
-                    try map.update(key, [UInt8](repeating: 0, count: map.valueBufferSize))
-                } else {
-                    try map.delete(key)
-                }
-            }
-            try map.updateBatch(want.filter { have[$0.key] != $0.value }.map { ($0.key, $0.value) })
+            try Chain.sync(map, to: tables[name] ?? [])
         }
+    }
+
+    /// Makes `map` hold exactly `entries`, writing only what differs: keys not in
+    /// `entries` are removed (zeroed in array maps), the others written. A table
+    /// that is right sees no write at all.
+    static func sync(_ map: BPFMap, to entries: [TableEntry]) throws {
+        let want = Dictionary(entries.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let have = Dictionary(try map.lookupBatch().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        for (key, value) in have where want[key] == nil && value.contains(where: { $0 != 0 }) {
+            if map.info.type.isArray {
+                try map.update(key, [UInt8](repeating: 0, count: map.valueBufferSize))
+            } else {
+                try map.delete(key)
+            }
+        }
+        try map.updateBatch(want.filter { have[$0.key] != $0.value }.map { ($0.key, $0.value) })
     }
 
     /// Whether the chain's root is the program on its hook.
@@ -377,8 +383,21 @@ public final class Chain {
 
     /// Loads every instance the move to `topology` needs; the kernel verifies each.
     /// Nothing is reachable by packets until `commit`.
+    /// A cube whose blueprint differs only in entries of entry-safe tables keeps its
+    /// instance; its entries are changed in place by `switchOver`.
     public func prepare(_ topology: Topology) throws -> PreparedCommit {
-        let plan = try SlotPlan.make(live: layout, desired: topology, capacity: progs.capacity)
+        var live = layout
+        var inPlace: [String: TableUpdate] = [:]
+        for (cube, instance) in instances {
+            guard let blueprint = topology.nodes[cube]?.blueprint else { continue }
+            let digest = blueprint.digest
+            guard instance.record.differsOnlyInEntries(from: blueprint, digest: digest) else { continue }
+            live[cube]?.digest = digest
+            inPlace[cube] = TableUpdate(
+                digest: digest,
+                entries: Dictionary(uniqueKeysWithValues: instance.record.entrySafeTables.map { ($0, blueprint.tables[$0] ?? []) }))
+        }
+        let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity)
         var loaded: [String: CubeInstance] = [:]
         for (cube, record) in plan.load.sorted(by: { $0.key < $1.key }) {
             guard let node = topology.nodes[cube] else { continue }
@@ -390,7 +409,8 @@ public final class Chain {
                 node.blueprint, as: cube, hook: settings.hook, wiring: record, settings: settings,
                 shared: shared, carry: carriedMaps(cube, to: node.blueprint))
         }
-        return PreparedCommit(plan: plan, instances: loaded)
+        // A cube the path copy loads anew gets its new tables with its new instance.
+        return PreparedCommit(plan: plan, instances: loaded, tables: inPlace.filter { loaded[$0.key] == nil })
     }
 
     /// The maps a new instance of `cube` takes over from the live one: all of them

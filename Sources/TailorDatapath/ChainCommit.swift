@@ -1,10 +1,21 @@
 import Foundation
 import TailorKernel
 
-/// New instances loaded and verified for a change, not yet reachable by any packet.
+/// New instances loaded and verified for a change, not yet reachable by any packet,
+/// and the entries to change in place in the entry-safe tables of kept instances.
 public struct PreparedCommit {
     public let plan: SlotPlan
     let instances: [String: CubeInstance]
+    /// Cube -> its new blueprint digest and the entries its entry-safe tables get.
+    public let tables: [String: TableUpdate]
+
+    public var isEmpty: Bool { plan.isEmpty && tables.isEmpty }
+}
+
+/// The new entries of a kept instance's entry-safe tables.
+public struct TableUpdate: Sendable {
+    public var digest: String
+    public var entries: [String: [TableEntry]]
 }
 
 /// A prepared change made live by `Chain.switchOver`: packets take the new path,
@@ -13,6 +24,8 @@ public struct PreparedCommit {
 public struct SwitchedCommit {
     let prepared: PreparedCommit
     let before: (instances: [String: CubeInstance], record: ChainRecord)
+    /// Entries of the tables changed in place, as they were.
+    let tablesBefore: [String: [String: [TableEntry]]]
     let started: ContinuousClock.Instant
     let committed: ContinuousClock.Instant
 
@@ -40,21 +53,39 @@ public struct CommitReport: Sendable {
 extension Chain {
     func stagingDirectory(_ cube: String) -> String { directory + "/staging/" + cube }
 
-    /// Makes a prepared change live. On failure the chain is put back as it was.
+    /// Makes a prepared change live: entry-safe tables first (each entry is
+    /// independent, so in place), then the new instances. On failure the chain is
+    /// put back as it was.
     public func switchOver(_ prepared: PreparedCommit) throws -> SwitchedCommit {
         let clock = ContinuousClock()
         let start = clock.now
         let before = (instances: instances, record: record)
         let plan = prepared.plan
-        guard !plan.isEmpty else { return SwitchedCommit(prepared: prepared, before: before, started: start, committed: start) }
-        var pending = before.record
-        // Every cube of the result is either newly loaded or kept where it is.
-        pending.pending = PendingCommit(
-            cubes: Dictionary(uniqueKeysWithValues: plan.result.keys.compactMap { cube in
-                (prepared.instances[cube] ?? instances[cube]).map { (cube, $0.record) }
-            }),
-            commitSlot: plan.commitSlot)
+        var tablesBefore: [String: [String: [TableEntry]]] = [:]
         do {
+            for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
+                guard let instance = instances[cube] else { continue }
+                for (name, entries) in update.entries.sorted(by: { $0.key < $1.key }) {
+                    guard let map = instance.maps[name] else { continue }
+                    tablesBefore[cube, default: [:]][name] = try map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) }
+                    try step("update table \(name) of cube \(cube)") { try Chain.sync(map, to: entries) }
+                }
+                var record = instance.record
+                record.digest = update.digest
+                instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record)
+            }
+            if plan.isEmpty {
+                if !prepared.tables.isEmpty { try step("write record") { try meta.write(record) } }
+                return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, started: start,
+                                      committed: clock.now)
+            }
+            var pending = before.record
+            // Every cube of the result is either newly loaded or kept where it is.
+            pending.pending = PendingCommit(
+                cubes: Dictionary(uniqueKeysWithValues: plan.result.keys.compactMap { cube in
+                    (prepared.instances[cube] ?? instances[cube]).map { (cube, $0.record) }
+                }),
+                commitSlot: plan.commitSlot)
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) {
                 try step("stage cube \(cube)") { try pin(instance, at: stagingDirectory(cube)) }
             }
@@ -68,10 +99,11 @@ extension Chain {
                 try step("empty slot 0") { try progs.clear(0) }
             }
         } catch {
-            rollBack(to: before, prepared: prepared)
+            rollBack(to: before, prepared: prepared, tables: tablesBefore)
             throw error
         }
-        return SwitchedCommit(prepared: prepared, before: before, started: start, committed: clock.now)
+        return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, started: start,
+                              committed: clock.now)
     }
 
     /// Retires what a switched change replaced, once packets on the old path are
@@ -98,7 +130,7 @@ extension Chain {
             try pinRoot.removeTree(directory + "/staging")
             try step("write record") { try meta.write(record) }
         } catch {
-            rollBack(to: switched.before, prepared: prepared)
+            rollBack(to: switched.before, prepared: prepared, tables: switched.tablesBefore)
             throw error
         }
         logger.debug("chain commit", metadata: [
@@ -109,8 +141,8 @@ extension Chain {
 
     /// Puts the chain back as it was before `switched`, whether or not it was finished.
     public func revert(_ switched: SwitchedCommit) {
-        guard !switched.prepared.plan.isEmpty else { return }
-        rollBack(to: switched.before, prepared: switched.prepared)
+        guard !switched.prepared.isEmpty else { return }
+        rollBack(to: switched.before, prepared: switched.prepared, tables: switched.tablesBefore)
     }
 
     /// Switches, waits a grace period if old slots need one, and finishes.
@@ -148,7 +180,7 @@ extension Chain {
     /// they were. Best effort: a step that fails here is logged, the rest goes on.
     func rollBack(
         to before: (instances: [String: CubeInstance], record: ChainRecord),
-        prepared: PreparedCommit
+        prepared: PreparedCommit, tables: [String: [String: [TableEntry]]]
     ) {
         let attempt = { (what: String, body: () throws -> Void) in
             do { try body() } catch {
@@ -158,7 +190,9 @@ extension Chain {
         }
         let oldBySlot = Dictionary(before.instances.values.map { ($0.record.slot, $0) }, uniquingKeysWith: { a, _ in a })
         let commitSlot = prepared.plan.commitSlot
-        for (slot, instance) in oldBySlot.sorted(by: { $0.key < $1.key }) where slot != commitSlot {
+        // A change of table entries alone wrote no slot.
+        for (slot, instance) in oldBySlot.sorted(by: { $0.key < $1.key })
+        where slot != commitSlot && !prepared.plan.isEmpty {
             attempt("restore slot \(slot)") { try self.progs.set(slot, to: instance.program) }
         }
         if let commitSlot {
@@ -172,6 +206,12 @@ extension Chain {
         if !fresh.isEmpty {
             attempt("wait for a grace period") { try self.grace.wait() }
             for slot in fresh { attempt("empty slot \(slot)") { _ = try self.progs.clear(slot) } }
+        }
+        for (cube, maps) in tables {
+            for (name, entries) in maps {
+                guard let map = before.instances[cube]?.maps[name] else { continue }
+                attempt("restore table \(name) of cube \(cube)") { try Chain.sync(map, to: entries) }
+            }
         }
         instances = before.instances
         for cube in Set(prepared.instances.keys).union(prepared.plan.retire.keys) {

@@ -12,15 +12,27 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     public var digest: String
     /// The object's own digest: a change here means new code.
     public var objectDigest: String
+    /// The blueprint digest without the entry-safe tables: while it stays the same,
+    /// a change of those tables' entries is made in place. Nil: no entry-safe tables.
+    public var fixedDigest: String?
     /// The kernel's id of the instance's program when it was committed.
     public var program: UInt32
     /// Map name -> role, as the object's BTF said at load.
     public var maps: [String: MapRole]
 
-    public init(type: String, slot: Int, next: [Int?], digest: String, objectDigest: String, program: UInt32,
-                maps: [String: MapRole]) {
-        (self.type, self.slot, self.next, self.digest, self.objectDigest, self.program, self.maps) =
-            (type, slot, next, digest, objectDigest, program, maps)
+    public init(type: String, slot: Int, next: [Int?], digest: String, objectDigest: String,
+                fixedDigest: String? = nil, program: UInt32, maps: [String: MapRole]) {
+        (self.type, self.slot, self.next, self.digest, self.objectDigest, self.fixedDigest, self.program, self.maps) =
+            (type, slot, next, digest, objectDigest, fixedDigest, program, maps)
+    }
+
+    /// Names of the maps whose entries change in place.
+    public var entrySafeTables: Set<String> { Set(maps.filter { $0.value == .entrySafeTable }.keys) }
+
+    /// Whether `blueprint` differs from this instance's only in entries of entry-safe tables.
+    public func differsOnlyInEntries(from blueprint: CubeBlueprint, digest: String) -> Bool {
+        guard digest != self.digest, let fixedDigest, blueprint.objectDigest == objectDigest else { return false }
+        return blueprint.digest(excluding: entrySafeTables) == fixedDigest
     }
 
     var live: LiveInstance { LiveInstance(slot: slot, digest: digest, next: next) }

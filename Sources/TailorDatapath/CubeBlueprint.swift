@@ -41,13 +41,17 @@ public struct CubeBlueprint: Sendable, Equatable {
 
     /// sha256 over the object digest, rodata and tables in a canonical order:
     /// two blueprints with the same digest load identical instances.
-    public var digest: String {
+    public var digest: String { digest(excluding: []) }
+
+    /// The digest without the tables in `excluded`: equal for two blueprints that
+    /// differ only in the entries of those tables (entry-safe tables, changed in place).
+    public func digest(excluding excluded: Set<String>) -> String {
         var hasher = SHA256()
         hasher.update(data: Array(objectDigest.utf8))
         for (name, bytes) in rodata.sorted(by: { $0.key < $1.key }) {
             hasher.update(data: Array("r\(name)=\(bytes.count):".utf8) + bytes)
         }
-        for (name, entries) in tables.sorted(by: { $0.key < $1.key }) {
+        for (name, entries) in tables.sorted(by: { $0.key < $1.key }) where !excluded.contains(name) {
             hasher.update(data: Array("t\(name)=\(entries.count):".utf8))
             // Entry order does not change a table's meaning; sort only when needed.
             let ordered = zip(entries, entries.dropFirst()).allSatisfy { !$1.key.lexicographicallyPrecedes($0.key) }

@@ -37,7 +37,7 @@ final class CubeInstance {
     let program: Program
     /// The instance's maps by declared name, chain-shared and internal maps excluded.
     let maps: [String: BPFMap]
-    let record: CubeRecord
+    var record: CubeRecord
 
     init(cube: String, program: Program, maps: [String: BPFMap], record: CubeRecord) {
         self.cube = cube
@@ -103,7 +103,10 @@ final class CubeInstance {
         let loaded = try object.program(named: program)
         let record = CubeRecord(
             type: blueprint.type, slot: wiring.slot, next: wiring.next, digest: wiring.digest,
-            objectDigest: blueprint.objectDigest, program: try loaded.info().id.rawValue,
+            objectDigest: blueprint.objectDigest,
+            fixedDigest: roles.values.contains(.entrySafeTable)
+                ? blueprint.digest(excluding: Set(roles.filter { $0.value == .entrySafeTable }.keys)) : nil,
+            program: try loaded.info().id.rawValue,
             maps: roles.filter { maps[$0.key] != nil })
         return CubeInstance(cube: cube, program: loaded, maps: maps, record: record)
     }

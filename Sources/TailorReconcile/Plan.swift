@@ -23,13 +23,49 @@ public struct DesiredChain: Sendable {
 /// What will happen to one cube.
 public struct CubeChange: Sendable, Equatable, Codable {
     public enum Action: String, Sendable, Codable {
-        case add, replace, relink, remove, keep
+        /// `update`: entries of entry-safe tables change in place; the instance stays.
+        case add, replace, relink, update, remove, keep
     }
     public var name: String
     public var type: String
     public var action: Action
     /// Why: the attribute that forces a replacement, or what a relink changes.
     public var reasons: [String]
+    /// Entry changes of tables updated in place.
+    public var tables: [TableDelta] = []
+}
+
+/// How a table's entries change: counts, and each entry as `+|~|- KEY = VALUE` (hex).
+public struct TableDelta: Sendable, Equatable, Codable {
+    public var map: String
+    public var added = 0, changed = 0, removed = 0
+    public var entries: [String] = []
+
+    public var isEmpty: Bool { added + changed + removed == 0 }
+    public var summary: String { "table \(map): +\(added) ~\(changed) -\(removed) entries" }
+
+    /// From `live` entries to `desired` ones. Keys the spec does not name must be
+    /// absent or all zero (array maps hold every key).
+    init(_ map: String, desired: [TableEntry], live: [TableEntry]) {
+        self.map = map
+        let want = Dictionary(desired.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let have = Dictionary(live.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
+        for (key, value) in have.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) })
+        where want[key] == nil && value.contains(where: { $0 != 0 }) {
+            removed += 1
+            entries.append("- \(hex(key)) = \(hex(value))")
+        }
+        for (key, value) in want.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            if let old = have[key], old != value {
+                changed += 1
+                entries.append("~ \(hex(key)) = \(hex(old)) -> \(hex(value))")
+            } else if have[key] == nil && value.contains(where: { $0 != 0 }) {
+                added += 1
+                entries.append("+ \(hex(key)) = \(hex(value))")
+            }
+        }
+    }
 }
 
 /// What will happen to one chain.
@@ -65,7 +101,7 @@ public struct Plan: Sendable, Equatable, Codable {
             for cube in chain.cubes {
                 switch cube.action {
                 case .add: add += 1
-                case .relink: change += 1
+                case .relink, .update: change += 1
                 case .replace: replace += 1
                 case .remove: destroy += 1
                 case .keep: break
@@ -88,18 +124,12 @@ public enum Planner {
     /// spec does not name must be absent or all zero (array maps hold every key).
     static func tableDrift(_ cube: String, desired: [String: [TableEntry]],
                            live: [String: [TableEntry]]) -> [Drift] {
-        var drift: [Drift] = []
-        for (map, liveEntries) in live.sorted(by: { $0.key < $1.key }) {
-            let want = Dictionary((desired[map] ?? []).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-            let have = Dictionary(liveEntries.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-            let added = have.filter { want[$0.key] == nil && $0.value.contains { $0 != 0 } }.count
-            let changed = want.filter { key, value in have[key].map { $0 != value } ?? false }.count
-            let removed = want.filter { key, value in have[key] == nil && value.contains { $0 != 0 } }.count
-            if added + changed + removed > 0 {
-                drift.append(.tableChanged(cube: cube, map: map, added: added, changed: changed, removed: removed))
-            }
+        live.sorted(by: { $0.key < $1.key }).compactMap { map, entries in
+            // What was done by hand is the change from the spec's entries to the live ones.
+            let delta = TableDelta(map, desired: entries, live: desired[map] ?? [])
+            return delta.isEmpty ? nil
+                : .tableChanged(cube: cube, map: map, added: delta.added, changed: delta.changed, removed: delta.removed)
         }
-        return drift
     }
 
     public static func plan(desired: [DesiredChain], observed: [ObservedChain], prune: Bool = true) -> Plan {
@@ -192,17 +222,26 @@ public enum Planner {
                 cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .add, reasons: []))
                 continue
             }
+            let liveNext = live.next.map { $0.flatMap { cubeAtSlot[$0] } }
+            let show = { (names: [String?]) in names.map { $0 ?? "end" }.joined(separator: ", ") }
+            let relink = liveNext == node.next ? [] : ["next: \(show(liveNext)) -> \(show(node.next))"]
+            if let digest = desired.cubeDigests[cube], live.differsOnlyInEntries(from: node.blueprint, digest: digest) {
+                let deltas = live.entrySafeTables.sorted().map {
+                    TableDelta($0, desired: node.blueprint.tables[$0] ?? [], live: observed.tables[cube]?[$0] ?? [])
+                }.filter { !$0.isEmpty }
+                // Rewired, the cube gets a new instance anyway, with the new entries.
+                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: relink.isEmpty ? .update : .relink,
+                                        reasons: relink + deltas.map(\.summary), tables: deltas))
+                continue
+            }
             if live.digest != desired.cubeDigests[cube] {
                 let reason = live.objectDigest != node.blueprint.objectDigest
                     ? "object changed" : "config changed (rodata or tables)"
                 cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .replace, reasons: [reason]))
                 continue
             }
-            let liveNext = live.next.map { $0.flatMap { cubeAtSlot[$0] } }
-            if liveNext != node.next {
-                let show = { (names: [String?]) in names.map { $0 ?? "end" }.joined(separator: ", ") }
-                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .relink,
-                                        reasons: ["next: \(show(liveNext)) -> \(show(node.next))"]))
+            if !relink.isEmpty {
+                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .relink, reasons: relink))
                 continue
             }
             cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .keep, reasons: []))

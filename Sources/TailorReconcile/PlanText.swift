@@ -7,7 +7,7 @@ public enum PlanText {
             switch action {
             case .add: paint("32", "+")
             case .replace: paint("33", "-/+")
-            case .relink: paint("33", "~")
+            case .relink, .update: paint("33", "~")
             case .remove: paint("31", "-")
             case .keep: " "
             }
@@ -53,6 +53,7 @@ public enum PlanText {
                 let why = cube.reasons.isEmpty ? "" : "   # " + cube.reasons.joined(separator: "; ")
                 let forces = cube.action == .replace ? paint("31", " (forces replacement)") : ""
                 lines.append("      \(symbol(cube.action)) cube \"\(cube.name)\" (\(cube.type))\(why)\(forces)")
+                if verbose { for delta in cube.tables { lines += delta.entries.map { "          \($0)" } } }
             }
             let kept = chain.cubes.filter { $0.action == .keep }.count
             if kept > 0 && !verbose { lines.append("        (\(kept) unchanged cube\(kept == 1 ? "" : "s") hidden)") }

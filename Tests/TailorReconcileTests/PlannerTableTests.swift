@@ -4,8 +4,10 @@ import TailorDatapath
 
 /// Table-driven planner cases on one chain: the live chain is `a b c d` (object
 /// versions 1), the desired chain is written as names with optional `:object` or
-/// `=config` versions; expected is one action letter per desired cube, then removed
-/// cubes (+ add, r replace, ~ relink, . keep, - remove) and the chain's action.
+/// `=config` versions and an optional `+entries` version of its entry-safe table;
+/// expected is one action letter per desired cube, then removed cubes (+ add,
+/// r replace, ~ relink, u entries updated in place, . keep, - remove) and the
+/// chain's action.
 struct PlannerCase: CustomTestStringConvertible, Sendable {
     let desired: String
     let expected: String
@@ -20,7 +22,11 @@ struct PlannerCase: CustomTestStringConvertible, Sendable {
 
     func topology() -> [(String, CubeBlueprint)] {
         desired.split(separator: " ").map { token in
-            var name = String(token), object: UInt8 = 1, config: UInt8 = 0
+            var name = String(token), object: UInt8 = 1, config: UInt8 = 0, entries: UInt8 = 0
+            if let plus = name.firstIndex(of: "+") {
+                entries = UInt8(name[name.index(after: plus)...]) ?? 0
+                name = String(name[..<plus])
+            }
             if let colon = name.firstIndex(of: ":") {
                 object = UInt8(name[name.index(after: colon)...]) ?? 1
                 name = String(name[..<colon])
@@ -28,7 +34,7 @@ struct PlannerCase: CustomTestStringConvertible, Sendable {
                 config = UInt8(name[name.index(after: equals)...]) ?? 0
                 name = String(name[..<equals])
             }
-            return (name, blueprint(object, config: config))
+            return (name, blueprint(object, config: config, entries: entries))
         }
     }
 }
@@ -57,6 +63,10 @@ let plannerCases: [PlannerCase] = [
     .init("a b c d e f g h", "...~++++"), .init("h g f e d c b a", "++++~~~~"),
     .init("a c", "~~--"), .init("d:2 c b a", "r~~~"), .init("a:2 b:2 c:2 d:2 x", "rrrr+"),
     .init("x", "+----"),
+    // entries of entry-safe tables: in place, unless the instance is replaced or moved anyway
+    .init("a+1 b c d", "u..."), .init("a b c d+2", "...u"), .init("a+1 b+1 c+1 d+1", "uuuu"),
+    .init("a+1 b:2 c d", "ur.."), .init("a:2+1 b c d", "r..."), .init("a=3+1 b c d", "r..."),
+    .init("b+1 a c d", "~~.."), .init("a+1 x b c d", "~+..."), .init("a b+4 d", ".~.-"),
 ]
 
 @Suite("planner table")
@@ -73,6 +83,7 @@ struct PlannerTableTests {
             case .add: "+"
             case .replace: "r"
             case .relink: "~"
+            case .update: "u"
             case .keep: "."
             case .remove: "-"
             }
@@ -80,7 +91,7 @@ struct PlannerTableTests {
         #expect(String(letters) == testCase.expected)
         #expect(change.action == testCase.chain)
         let count = { (c: Character) in testCase.expected.filter { $0 == c }.count }
-        #expect(plan.summary == Plan.Summary(add: count("+"), change: count("~"), replace: count("r"),
+        #expect(plan.summary == Plan.Summary(add: count("+"), change: count("~") + count("u"), replace: count("r"),
                                              destroy: count("-")))
     }
 

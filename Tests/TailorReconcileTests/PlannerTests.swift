@@ -5,8 +5,11 @@ import TailorKernel
 
 let hook = ChainHook(interface: "eth0", kind: .xdp(.native))
 
-func blueprint(_ object: UInt8, config: UInt8 = 0, type: String = "test") -> CubeBlueprint {
-    CubeBlueprint(type: type, object: [object], rodata: config == 0 ? [:] : ["x": [config]])
+/// A test blueprint: object bytes, an optional rodata value, and one entry in its
+/// entry-safe table `e` (the value is `entries`).
+func blueprint(_ object: UInt8, config: UInt8 = 0, entries: UInt8 = 0, type: String = "test") -> CubeBlueprint {
+    CubeBlueprint(type: type, object: [object], rodata: config == 0 ? [:] : ["x": [config]],
+                  tables: ["e": [TableEntry(key: [0], value: [entries])]])
 }
 
 func desired(_ name: String, _ cubes: [(String, CubeBlueprint)], settings: ChainSettings? = nil,
@@ -22,15 +25,16 @@ func desired(_ cubes: [(String, CubeBlueprint)], settings: ChainSettings? = nil,
 func observed(_ chain: DesiredChain, drift: [Drift] = []) throws -> ObservedChain {
     let plan = try SlotPlan.make(live: [:], desired: chain.topology, capacity: 256)
     let cubes = plan.result.mapValues { live in
-        CubeRecord(type: "test", slot: live.slot, next: live.next, digest: live.digest,
-                   objectDigest: chain.topology.nodes.values.first { $0.blueprint.digest == live.digest }?
-                       .blueprint.objectDigest ?? "", program: UInt32(100 + live.slot), maps: [:])
+        let blueprint = chain.topology.nodes.values.first { $0.blueprint.digest == live.digest }?.blueprint
+        return CubeRecord(type: "test", slot: live.slot, next: live.next, digest: live.digest,
+                          objectDigest: blueprint?.objectDigest ?? "", fixedDigest: blueprint?.digest(excluding: ["e"]),
+                          program: UInt32(100 + live.slot), maps: ["e": .entrySafeTable])
     }
     return ObservedChain(
         name: chain.settings.name,
         record: ChainRecord(settings: chain.settings, specDigest: chain.digest, cubes: cubes),
         slots: Dictionary(uniqueKeysWithValues: cubes.values.map { ($0.slot, ProgramID(rawValue: $0.program)) }),
-        drift: drift)
+        drift: drift, tables: chain.topology.nodes.mapValues { $0.blueprint.tables })
 }
 
 @Suite("planner: desired x observed -> plan")
