@@ -28,7 +28,7 @@ public enum ObjectCube {
             throw CubeConfigError("cannot read the object file \(path)")
         }
         let bytes = [UInt8](data)
-        let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let digest = hexDigest(SHA256.hash(data: bytes))
         let declared = config["sha256"]?.stringValue?.lowercased() ?? ""
         guard declared.count == 64, declared.allSatisfy(\.isHexDigit) else {
             throw CubeConfigError("sha256 must be 64 hex digits")

@@ -70,11 +70,12 @@ public final class Chain {
     let root: Program
     let rootCountersMap: BPFMap
     let interface: NetworkInterface
-    let grace: GracePeriod
+    /// Made on first use: many changes (a slot replaced in place, entries) never wait.
+    private var gracePeriod: GracePeriod?
     let meta: MetaMap
     var instances: [String: CubeInstance] = [:]
     /// What the meta record says besides the cubes: digest and revision of the spec.
-    private(set) var provenance: (specDigest: String?, gitRevision: String?)
+    var provenance: (specDigest: String?, gitRevision: String?)
     let logger = Logger(label: "tailor.datapath")
     /// Called with the name of each kernel change before it is made; throwing
     /// fails the change there (failpoints, and tests of every step's rollback).
@@ -100,7 +101,6 @@ public final class Chain {
         self.meta = meta
         self.progs = try ProgramArray(shared.progs)
         self.interface = interface
-        self.grace = try GracePeriod()
         self.provenance = (nil, nil)
     }
 
@@ -227,7 +227,7 @@ public final class Chain {
     /// Detaches the root, waits for packets in flight, empties the slots and removes the pins.
     public func destroy() throws {
         try detach()
-        try grace.wait()
+        try waitForGracePeriod()
         try remove()
     }
 
@@ -266,8 +266,10 @@ public final class Chain {
     }
 
     /// Adopts a chain an earlier controller built, from its pins and meta record,
-    /// so this one can change it. Nothing in the kernel changes.
-    public static func open(_ name: String, pinRoot: PinRoot) throws -> Chain {
+    /// so this one can change it. Nothing in the kernel changes, unless
+    /// `recovering` is set and a commit was interrupted: then `recover` undoes or
+    /// finishes it first.
+    public static func open(_ name: String, pinRoot: PinRoot, recovering: Bool = false) throws -> Chain {
         let directory = pinRoot.appending(name)
         let meta = MetaMap(map: try BPFMap(pinnedAt: directory + "/meta"))
         guard let record = try meta.read() else {
@@ -276,6 +278,10 @@ public final class Chain {
         guard record.version == ChainRecord.currentVersion else {
             throw DatapathError("chain \(name): its meta record has version \(record.version); "
                 + "this tailor reads version \(ChainRecord.currentVersion)")
+        }
+        if recovering && (record.pending != nil || pinRoot.exists(directory + "/staging")) {
+            _ = try recover(name, pinRoot: pinRoot)
+            return try open(name, pinRoot: pinRoot)
         }
         let hook = record.settings.hook
         let chain = try Chain(
@@ -341,10 +347,11 @@ public final class Chain {
 
     /// Makes `map` hold exactly `entries`, writing only what differs: keys not in
     /// `entries` are removed (zeroed in array maps), the others written. A table
-    /// that is right sees no write at all.
-    static func sync(_ map: BPFMap, to entries: [TableEntry]) throws {
+    /// that is right sees no write at all. `current` saves reading the map again.
+    static func sync(_ map: BPFMap, to entries: [TableEntry], current: [TableEntry]? = nil) throws {
         let want = Dictionary(entries.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-        let have = Dictionary(try map.lookupBatch().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let live = try current ?? map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) }
+        let have = Dictionary(live.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         for (key, value) in have where want[key] == nil && value.contains(where: { $0 != 0 }) {
             if map.info.type.isArray {
                 try map.update(key, [UInt8](repeating: 0, count: map.valueBufferSize))
@@ -353,6 +360,12 @@ public final class Chain {
             }
         }
         try map.updateBatch(want.filter { have[$0.key] != $0.value }.map { ($0.key, $0.value) })
+    }
+
+    /// Returns once every packet that was in the chain when it was called is done.
+    func waitForGracePeriod() throws {
+        if gracePeriod == nil { gracePeriod = try GracePeriod() }
+        try gracePeriod?.wait()
     }
 
     /// Whether the chain's root is the program on its hook.
@@ -385,19 +398,22 @@ public final class Chain {
     /// Nothing is reachable by packets until `commit`.
     /// A cube whose blueprint differs only in entries of entry-safe tables keeps its
     /// instance; its entries are changed in place by `switchOver`.
-    public func prepare(_ topology: Topology) throws -> PreparedCommit {
+    /// `specDigest`, when given, goes into the record the commit writes; `digests`
+    /// are the cubes' blueprint digests when the caller has them.
+    public func prepare(_ topology: Topology, specDigest: String? = nil,
+                        digests: [String: String] = [:]) throws -> PreparedCommit {
         var live = layout
         var inPlace: [String: TableUpdate] = [:]
         for (cube, instance) in instances {
             guard let blueprint = topology.nodes[cube]?.blueprint else { continue }
-            let digest = blueprint.digest
+            let digest = digests[cube] ?? blueprint.digest
             guard instance.record.differsOnlyInEntries(from: blueprint, digest: digest) else { continue }
             live[cube]?.digest = digest
             inPlace[cube] = TableUpdate(
                 digest: digest,
                 entries: Dictionary(uniqueKeysWithValues: instance.record.entrySafeTables.map { ($0, blueprint.tables[$0] ?? []) }))
         }
-        let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity)
+        let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity, digests: digests)
         var loaded: [String: CubeInstance] = [:]
         for (cube, record) in plan.load.sorted(by: { $0.key < $1.key }) {
             guard let node = topology.nodes[cube] else { continue }
@@ -410,7 +426,8 @@ public final class Chain {
                 shared: shared, carry: carriedMaps(cube, to: node.blueprint))
         }
         // A cube the path copy loads anew gets its new tables with its new instance.
-        return PreparedCommit(plan: plan, instances: loaded, tables: inPlace.filter { loaded[$0.key] == nil })
+        return PreparedCommit(plan: plan, instances: loaded, tables: inPlace.filter { loaded[$0.key] == nil },
+                              specDigest: specDigest)
     }
 
     /// The maps a new instance of `cube` takes over from the live one: all of them

@@ -8,6 +8,8 @@ public struct PreparedCommit {
     let instances: [String: CubeInstance]
     /// Cube -> its new blueprint digest and the entries its entry-safe tables get.
     public let tables: [String: TableUpdate]
+    /// The spec digest to record with the change.
+    public let specDigest: String?
 
     public var isEmpty: Bool { plan.isEmpty && tables.isEmpty }
 }
@@ -62,20 +64,22 @@ extension Chain {
         let before = (instances: instances, record: record)
         let plan = prepared.plan
         var tablesBefore: [String: [String: [TableEntry]]] = [:]
+        if let specDigest = prepared.specDigest { provenance.specDigest = specDigest }
         do {
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }
                 for (name, entries) in update.entries.sorted(by: { $0.key < $1.key }) {
                     guard let map = instance.maps[name] else { continue }
-                    tablesBefore[cube, default: [:]][name] = try map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) }
-                    try step("update table \(name) of cube \(cube)") { try Chain.sync(map, to: entries) }
+                    let current = try map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) }
+                    tablesBefore[cube, default: [:]][name] = current
+                    try step("update table \(name) of cube \(cube)") { try Chain.sync(map, to: entries, current: current) }
                 }
                 var record = instance.record
                 record.digest = update.digest
                 instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record)
             }
             if plan.isEmpty {
-                if !prepared.tables.isEmpty { try step("write record") { try meta.write(record) } }
+                if record != before.record { try step("write record") { try meta.write(record) } }
                 return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, started: start,
                                       committed: clock.now)
             }
@@ -141,7 +145,6 @@ extension Chain {
 
     /// Puts the chain back as it was before `switched`, whether or not it was finished.
     public func revert(_ switched: SwitchedCommit) {
-        guard !switched.prepared.isEmpty else { return }
         rollBack(to: switched.before, prepared: switched.prepared, tables: switched.tablesBefore)
     }
 
@@ -150,7 +153,7 @@ extension Chain {
         let switched = try switchOver(prepared)
         if switched.needsGrace {
             do {
-                try step("wait for a grace period") { try grace.wait() }
+                try step("wait for a grace period") { try waitForGracePeriod() }
             } catch {
                 revert(switched)
                 throw error
@@ -204,7 +207,7 @@ extension Chain {
         }
         let fresh = prepared.instances.values.map(\.record.slot).filter { oldBySlot[$0] == nil && $0 != commitSlot }
         if !fresh.isEmpty {
-            attempt("wait for a grace period") { try self.grace.wait() }
+            attempt("wait for a grace period") { try self.waitForGracePeriod() }
             for slot in fresh { attempt("empty slot \(slot)") { _ = try self.progs.clear(slot) } }
         }
         for (cube, maps) in tables {
@@ -214,6 +217,7 @@ extension Chain {
             }
         }
         instances = before.instances
+        provenance = (before.record.specDigest, before.record.gitRevision)
         for cube in Set(prepared.instances.keys).union(prepared.plan.retire.keys) {
             attempt("restore pins of \(cube)") {
                 try self.pinRoot.removeTree(self.cubeDirectory(cube))

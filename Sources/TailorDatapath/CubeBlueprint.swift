@@ -19,7 +19,10 @@ public struct CubeBlueprint: Sendable, Equatable {
     /// The cube type, for messages ("filter", "object").
     public var type: String
     /// The ELF object.
-    public var object: [UInt8]
+    public let object: [UInt8]
+    /// sha256 of the object alone: a change here means new code. Computed once,
+    /// since planning and preparing compare it for every cube.
+    public let objectDigest: String
     /// `const volatile` globals to set before load, by name.
     public var rodata: [String: [UInt8]]
     /// Entries of controller-owned tables, by map name.
@@ -31,13 +34,11 @@ public struct CubeBlueprint: Sendable, Equatable {
                 tables: [String: [TableEntry]] = [:], outputs: Int = 1) {
         self.type = type
         self.object = object
+        self.objectDigest = hexDigest(SHA256.hash(data: object))
         self.rodata = rodata
         self.tables = tables
         self.outputs = outputs
     }
-
-    /// sha256 of the object alone: a change here means new code.
-    public var objectDigest: String { hexDigest(SHA256.hash(data: object)) }
 
     /// sha256 over the object digest, rodata and tables in a canonical order:
     /// two blueprints with the same digest load identical instances.
@@ -64,6 +65,15 @@ public struct CubeBlueprint: Sendable, Equatable {
     }
 }
 
-func hexDigest<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-    digest.map { String(format: "%02x", $0) }.joined()
+/// Lower-case hex of `bytes` (digests, table keys and values in plans). Built by
+/// hand: String(format:) costs microseconds per byte, which planning pays per cube.
+public func hexDigest<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.underestimatedCount * 2)
+    for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 0xf)])
+    }
+    return String(decoding: out, as: UTF8.self)
 }

@@ -49,10 +49,12 @@ public struct SlotPlanError: Error, Sendable, Equatable, CustomStringConvertible
 
 extension SlotPlan {
     /// Plans the move from `live` to `desired` in a prog_array of `capacity` slots.
-    /// Pure: the same inputs always give the same plan.
+    /// Pure: the same inputs always give the same plan. `digests` holds blueprint
+    /// digests already computed (the rest are computed here).
     public static func make(
-        live: [String: LiveInstance], desired: Topology, capacity: Int
+        live: [String: LiveInstance], desired: Topology, capacity: Int, digests: [String: String] = [:]
     ) throws(SlotPlanError) -> SlotPlan {
+        let digest = { (cube: String, node: Topology.Node) in digests[cube] ?? node.blueprint.digest }
         let reachable = desired.reachable
         let members = Set(reachable)
         for cube in reachable {
@@ -71,7 +73,7 @@ extension SlotPlan {
                 continue
             }
             let oldNext = old.next.map { $0.flatMap { cubeAtSlot[$0] } }
-            if old.digest != node.blueprint.digest || oldNext != node.next { changed.insert(cube) }
+            if old.digest != digest(cube, node) || oldNext != node.next { changed.insert(cube) }
         }
         if let entry = desired.entry, entry != liveEntry {
             changed.insert(entry)
@@ -117,7 +119,7 @@ extension SlotPlan {
             guard let node = desired.nodes[cube] else { continue }
             if let slot = slots[cube] {
                 let next = node.next.map { $0.flatMap { slots[$0] ?? live[$0]?.slot } }
-                load[cube] = LiveInstance(slot: slot, digest: node.blueprint.digest, next: next)
+                load[cube] = LiveInstance(slot: slot, digest: digest(cube, node), next: next)
                 result[cube] = load[cube]
             } else {
                 result[cube] = live[cube]

@@ -98,8 +98,7 @@ public struct Executor {
             try Chain.build(chain.settings, topology: chain.topology, pinRoot: pinRoot, failpoint: fail)
         }
         let open = {
-            _ = try Chain.recover(change.name, pinRoot: pinRoot)
-            let live = try Chain.open(change.name, pinRoot: pinRoot)
+            let live = try Chain.open(change.name, pinRoot: pinRoot, recovering: true)
             live.failpoint = fail
             return live
         }
@@ -118,14 +117,14 @@ public struct Executor {
                 if let desired { try restoreTables(live, desired) }
             }
             guard let desired, change.action == .update else { return ChainTask(name: change.name, work: .none) }
-            return ChainTask(name: change.name, work: .update(live, try live.prepare(desired.topology)),
-                             digest: desired.digest)
+            let prepared = try live.prepare(desired.topology, specDigest: desired.digest, digests: desired.cubeDigests)
+            return ChainTask(name: change.name, work: .update(live, prepared))
         case .replace:
             guard let desired else { return nil }
             let old = try open()
             let new = try build(desired)
             try new.setProvenance(specDigest: desired.digest, gitRevision: nil)
-            return ChainTask(name: change.name, work: .replace(old: old, new: new), digest: desired.digest)
+            return ChainTask(name: change.name, work: .replace(old: old, new: new))
         case .destroy:
             return ChainTask(name: change.name, work: .destroy(try open()))
         case .none, .skip:
@@ -159,13 +158,11 @@ private final class ChainTask {
 
     let name: String
     let work: Work
-    /// The spec digest recorded in the chain's meta record once it is live.
-    let digest: String?
     private var switched: SwitchedCommit?
     private var progress = 0
 
-    init(name: String, work: Work, digest: String? = nil) {
-        (self.name, self.work, self.digest) = (name, work, digest)
+    init(name: String, work: Work) {
+        (self.name, self.work) = (name, work)
     }
 
     var needsGrace: Bool {
@@ -248,7 +245,6 @@ private final class ChainTask {
             switched = nil  // a finish that fails puts the chain back itself
             try chain.finish(done)
             switched = done
-            try chain.setProvenance(specDigest: digest, gitRevision: nil)
         case .create, .replace, .destroy, .leftover, .none:
             break
         }

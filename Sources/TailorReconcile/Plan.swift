@@ -50,7 +50,7 @@ public struct TableDelta: Sendable, Equatable, Codable {
         self.map = map
         let want = Dictionary(desired.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         let have = Dictionary(live.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-        let hex = { (bytes: [UInt8]) in bytes.map { String(format: "%02x", $0) }.joined() }
+        let hex = hexDigest(_:) as ([UInt8]) -> String
         for (key, value) in have.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) })
         where want[key] == nil && value.contains(where: { $0 != 0 }) {
             removed += 1

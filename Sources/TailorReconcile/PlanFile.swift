@@ -64,6 +64,6 @@ public enum Fingerprint {
                 }
             }
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return hexDigest(hasher.finalize())
     }
 }

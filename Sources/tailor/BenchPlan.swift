@@ -4,6 +4,7 @@ import TailorCubes
 import TailorDatapath
 import TailorKernel
 import TailorLab
+import TailorObjects
 import TailorReconcile
 
 /// `tailor bench plan`: planning cost at scale (pure: desired digests + plan), and
@@ -107,7 +108,8 @@ struct BenchPlan: ParsableCommand {
                              slots: [:], drift: [])
     }
 
-    /// Create, replace one cube (state reused), insert a cube (path copy), destroy.
+    /// Create, replace one cube (state reused), insert a cube (path copy), change
+    /// table entries in place, destroy.
     func applyLatencies() throws -> [String: Double] {
         let id = ProcessInfo.processInfo.processIdentifier
         let lab = try VethLab.create(namespacePrefix: "tailor-bench-\(id)", interfacePrefix: "tp\(id)")
@@ -127,11 +129,22 @@ struct BenchPlan: ParsableCommand {
             let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot))
             return try ContinuousClock().measure { _ = try executor.apply(plan, desired: desired) }.microseconds / 1000
         }
+        // An entry-safe table of 1,000 ports (bpf/bench/blocklist.c) in front of the tags.
+        guard let blocklist = DatapathObjects.all.bytes(named: "blocklist") else {
+            throw CommandError("this tailor binary was built without bpf/bench/blocklist.c")
+        }
+        let ports = { (shift: Int) in
+            CubeBlueprint(type: "object", object: blocklist, tables: ["blocked": (0..<1000).map {
+                TableEntry(key: withUnsafeBytes(of: UInt16(20000 + $0 + shift).littleEndian, Array.init), value: [1])
+            }])
+        }
         var results: [String: [Double]] = [:]
         for _ in 0..<runs {
             results["create chain", default: []].append(try apply(tags))
             results["replace a cube (state reused)", default: []].append(try apply(replaced))
             results["insert a cube (path copy)", default: []].append(try apply(inserted))
+            _ = try apply([("block", ports(0))] + tags)
+            results["table entries in place (1 in, 1 out of 1,000)", default: []].append(try apply([("block", ports(1))] + tags))
             results["destroy chain", default: []].append(try apply(nil))
         }
         return results.mapValues(median)

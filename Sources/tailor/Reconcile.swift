@@ -269,8 +269,7 @@ struct DestroyCommand: ParsableCommand {
         }
         let names = all ? observed.filter { $0.record != nil && !$0.isLeftover }.map(\.name) : chains
         for name in names {
-            _ = try Chain.recover(name, pinRoot: pinRoot)
-            try Chain.open(name, pinRoot: pinRoot).destroy()
+            try Chain.open(name, pinRoot: pinRoot, recovering: true).destroy()
             print("Destroyed chain \(name).")
         }
         if names.isEmpty { print("No chains to destroy.") }
