@@ -173,6 +173,33 @@ struct TransactionTests {
         }
     }
 
+    @Test("a cube the verifier rejects fails plan and apply with the verifier's log, before anything changes")
+    func verifierReject() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let specs = try Specs(lab)
+                defer { specs.remove() }
+                try Self.apply(specs.v1, root)
+                let before = try KernelSnapshot(root, hooks: specs.hooks)
+                let object = try Fixtures.testObject("unverifiable")
+                try Data(object).write(to: URL(fileURLWithPath: specs.v2 + "/bad.o"))
+                try specs.write("v2/r.yaml", specs.chain("r", hook: "tc-ingress", cubes: ["""
+                        - name: bad
+                          type: object
+                          config: {path: bad.o, sha256: \(CubeBlueprint(type: "object", object: object).objectDigest)}
+                    """]))
+                for command in ["plan", "apply"] {
+                    let failed = try Self.tailor([command, specs.v2], root)
+                    #expect(failed.status == 1, "\(command): \(failed.stderr)")
+                    #expect(failed.stderr.contains("verifier log"), "\(command): \(failed.stderr)")
+                    #expect(try KernelSnapshot(root, hooks: specs.hooks) == before, "\(command) changed the kernel")
+                }
+                #expect(Self.leftovers(root).isEmpty)
+                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+            }
+        }
+    }
+
     @Test("a second apply waits for the first, or fails at once with --lock-timeout 0")
     func concurrentApplies() async throws {
         try await Lab.with { lab in
