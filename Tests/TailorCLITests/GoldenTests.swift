@@ -34,11 +34,12 @@ enum Golden {
 
 /// Runs the built `tailor` from the repository root.
 enum CLI {
-    /// Exit status (or 128 + signal), stdout and stderr of `tailor arguments`.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws
+    /// Exit status (or 128 + signal), stdout and stderr of `tailor arguments` (or of
+    /// another program, such as strace running tailor).
+    static func run(_ arguments: [String], environment: [String: String] = [:], executable: String? = nil) throws
         -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
-        process.executableURL = Golden.tailor
+        process.executableURL = executable.map { URL(fileURLWithPath: $0) } ?? Golden.tailor
         process.arguments = arguments
         process.currentDirectoryURL = Golden.root
         process.environment = ["NO_COLOR": "1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]

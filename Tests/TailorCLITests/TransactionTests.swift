@@ -173,6 +173,42 @@ struct TransactionTests {
         }
     }
 
+    @Test("a second apply changes nothing: no mutating bpf() command, no rtnetlink NEW/DEL/SET message")
+    func idempotent() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let specs = try Specs(lab)
+                defer { specs.remove() }
+                try Self.apply(specs.v1, root)
+                let trace = specs.directory + "/strace.txt"
+                let traced = try CLI.run(["-f", "-e", "trace=bpf,sendto,sendmsg", "-o", trace, Golden.tailor.path,
+                                          "apply", specs.v1, "--bpffs", root.path], executable: "/usr/bin/strace")
+                #expect(traced.status == 0, "\(traced.stderr)")
+                #expect(traced.stdout.contains("No changes."))
+                let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+                let reads: Set<String> = ["BPF_MAP_LOOKUP_ELEM", "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_GET_NEXT_KEY",
+                                          "BPF_OBJ_GET", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_GET_FD_BY_ID",
+                                          "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_PROG_QUERY"]
+                var commands = 0, messages = 0
+                for line in lines {
+                    if let range = line.range(of: #"bpf\((BPF_[A-Z_]+)"#, options: .regularExpression) {
+                        let command = String(line[range].dropFirst(4))
+                        commands += 1
+                        #expect(reads.contains(command), "a mutating bpf() command: \(line)")
+                    }
+                    // rtnetlink types come in fours from 16: NEW, DEL, GET, SET; only GET reads.
+                    if let range = line.range(of: #"nlmsg_type=0x[0-9a-f]+"#, options: .regularExpression),
+                       let type = Int(line[range].dropFirst("nlmsg_type=0x".count), radix: 16), type >= 16 {
+                        messages += 1
+                        #expect((type - 16) % 4 == 2, "a mutating netlink message: \(line)")
+                    }
+                }
+                #expect(commands > 0 && messages > 0, "the trace saw no bpf() or netlink call")
+                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+            }
+        }
+    }
+
     @Test("a cube the verifier rejects fails plan and apply with the verifier's log, before anything changes")
     func verifierReject() async throws {
         try await Lab.with { lab in
