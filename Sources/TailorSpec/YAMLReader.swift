@@ -43,28 +43,34 @@ public enum YAMLReader {
             return []
         }
         var builder = TreeBuilder(file: file, limits: limits)
-        var parser = yaml_parser_t()
-        guard yaml_parser_initialize(&parser) == 1 else {
+        // libyaml keeps a pointer to the parser inside the parser (the string read
+        // handler's data): it needs an address that never moves, not a Swift var.
+        let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
+        parser.initialize(to: yaml_parser_t())
+        defer { parser.deallocate() }
+        guard yaml_parser_initialize(parser) == 1 else {
             diagnostics.error("cannot start the YAML parser (out of memory)", at: start)
             return []
         }
-        defer { yaml_parser_delete(&parser) }
+        defer { yaml_parser_delete(parser) }
         bytes.withUnsafeBufferPointer { buffer in
-            yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
+            yaml_parser_set_input_string(parser, buffer.baseAddress, buffer.count)
             var event = yaml_event_t()
             while builder.failure == nil {
-                guard yaml_parser_parse(&parser, &event) == 1 else {
-                    let problem = parser.problem.map { String(cString: $0) } ?? "invalid YAML"
-                    guard parser.error != YAML_READER_ERROR else {
+                guard yaml_parser_parse(parser, &event) == 1 else {
+                    let problem = parser.pointee.problem.map { String(cString: $0) } ?? "invalid YAML"
+                    guard parser.pointee.error != YAML_READER_ERROR else {
                         // The reader (control characters, encoding) reports a byte offset, not a mark.
-                        let hex = String(parser.problem_value, radix: 16, uppercase: true)
+                        let value = parser.pointee.problem_value
+                        let hex = String(value, radix: 16, uppercase: true)
                         let code = String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-                        builder.failure = (problem + (parser.problem_value >= 0 ? " (U+\(code))" : ""),
-                                           location(of: min(parser.problem_offset, bytes.count), in: bytes, file: file))
+                        builder.failure = (problem + (value >= 0 ? " (U+\(code))" : ""),
+                                           location(of: min(parser.pointee.problem_offset, bytes.count), in: bytes,
+                                                    file: file))
                         break
                     }
-                    let context = parser.context.map { String(cString: $0) + ": " } ?? ""
-                    builder.fail(context + problem, at: parser.problem_mark)
+                    let context = parser.pointee.context.map { String(cString: $0) + ": " } ?? ""
+                    builder.fail(context + problem, at: parser.pointee.problem_mark)
                     break
                 }
                 let done = event.type == YAML_STREAM_END_EVENT
