@@ -32,6 +32,7 @@ extension ChainSpec {
                 var blueprint = try type.blueprint(
                     CubeSource(config: cube.config, file: cube.location.file, specRoot: specRoot))
                 blueprint.outputs = cube.next.count
+                blueprint.resetState = Set(cube.migration.filter { $0.value == .reset }.keys)
                 nodes[cube.name] = Topology.Node(blueprint: blueprint, next: cube.next)
             } catch let error as CubeConfigError {
                 diagnostics.error("cube '\(cube.name)': \(error.message)", at: error.location ?? cube.location)

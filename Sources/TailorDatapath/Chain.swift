@@ -415,42 +415,61 @@ public final class Chain {
         }
         let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity, digests: digests)
         var loaded: [String: CubeInstance] = [:]
+        var state: [String: [String: StateCarry]] = [:], migrations: [StateMigration] = [], refusals: [String] = []
         for (cube, record) in plan.load.sorted(by: { $0.key < $1.key }) {
             guard let node = topology.nodes[cube] else { continue }
             guard node.next.count == node.blueprint.outputs else {
                 throw DatapathError("cube \(cube) has \(node.blueprint.outputs) outputs but \(node.next.count) "
                     + "next cubes are given")
             }
-            loaded[cube] = try CubeInstance.load(
+            let carried = try statePlan(cube, to: node.blueprint, digest: record.digest)
+            let instance = try CubeInstance.load(
                 node.blueprint, as: cube, hook: settings.hook, wiring: record, settings: settings,
-                shared: shared, carry: carriedMaps(cube, to: node.blueprint))
+                shared: shared, carry: carried.carry)
+            loaded[cube] = instance
+            if !carried.carries.isEmpty { state[cube] = carried.carries }
+            refusals += carried.refusals
+            for (name, (old, translation)) in carried.migrate.sorted(by: { $0.key < $1.key }) {
+                guard let new = instance.maps[name] else { continue }
+                migrations.append(StateMigration(cube: cube, map: name, old: old, new: new, translation: translation))
+            }
         }
         // A cube the path copy loads anew gets its new tables with its new instance.
         return PreparedCommit(plan: plan, instances: loaded, tables: inPlace.filter { loaded[$0.key] == nil },
-                              specDigest: specDigest)
+                              specDigest: specDigest, state: state, migrations: migrations, refusals: refusals)
     }
 
-    /// The maps a new instance of `cube` takes over from the live one: all of them
-    /// when the blueprint is the same (a path copy), else the state maps, whose
-    /// layout must be unchanged.
-    func carriedMaps(_ cube: String, to blueprint: CubeBlueprint) throws -> [String: BPFMap] {
-        guard let old = instances[cube] else { return [:] }
-        if old.record.digest == blueprint.digest { return old.maps }
-        let declared = try BPFObject(bytes: blueprint.object, name: cube).maps
-        var carry: [String: BPFMap] = [:]
-        for (name, map) in old.maps where old.record.maps[name] == .state {
-            guard let new = declared.first(where: { $0.name == name }) else { continue }
-            let same = new.type == map.info.type && new.keySize == map.info.keySize
-                && new.valueSize == map.info.valueSize && new.maxEntries == map.info.maxEntries
-            guard same else {
-                throw DatapathError("cube \(cube): state map \(name) changes layout (\(map.info.type) "
-                    + "\(map.info.keySize)/\(map.info.valueSize)/\(map.info.maxEntries) -> \(new.type) "
-                    + "\(new.keySize)/\(new.valueSize)/\(new.maxEntries)); carrying its state across a layout "
-                    + "change needs state migration, which this version does not do")
+    /// How the state maps of `cube`'s live instance reach a new instance of
+    /// `blueprint`: all maps are taken over when the blueprint is the same (a path
+    /// copy); else each state map is reused, migrated, reset or refused by comparing
+    /// the live map's layout with the new object's declaration. A map the new object
+    /// no longer declares is dropped.
+    func statePlan(_ cube: String, to blueprint: CubeBlueprint, digest: String) throws -> StatePlan {
+        guard let old = instances[cube] else { return StatePlan() }
+        if old.record.digest == digest { return StatePlan(carry: old.maps) }
+        let declared = try MapLayout.declared(in: BPFObject(bytes: blueprint.object, name: cube))
+        var plan = StatePlan()
+        for (name, map) in old.maps.sorted(by: { $0.key < $1.key }) where old.record.maps[name] == .state {
+            guard let layout = declared[name] else { continue }
+            let carry = StateCarry.between(try MapLayout(of: map), layout, reset: blueprint.resetState.contains(name))
+            plan.carries[name] = carry
+            switch carry {
+            case .reuse:
+                plan.carry[name] = map
+            case .migrate(let translation):
+                if let limit = translation.shrinksTo, try map.count() > limit {
+                    plan.refusals.append("cube \(cube): state map \(name) holds \(try map.count()) entries, more than "
+                        + "the \(limit) the new object's map holds; add `migration: {\(name): reset}` to start it empty")
+                }
+                plan.migrate[name] = (map, translation)
+            case .reset:
+                break
+            case .refuse(let reason):
+                plan.refusals.append("cube \(cube): state map \(name) cannot be carried over: \(reason); add "
+                    + "`migration: {\(name): reset}` to the cube to start it empty")
             }
-            carry[name] = map
         }
-        return carry
+        return plan
     }
 
     /// Records what the chain was applied from (spec digest, git revision) in its meta record.

@@ -10,8 +10,32 @@ public struct PreparedCommit {
     public let tables: [String: TableUpdate]
     /// The spec digest to record with the change.
     public let specDigest: String?
+    /// Per replaced cube, how each state map reaches the new instance.
+    public let state: [String: [String: StateCarry]]
+    /// State maps whose entries are copied into new maps (pre-copy, then a final pass).
+    let migrations: [StateMigration]
+    /// Why the change must not go ahead (a state map that cannot be carried over).
+    public let refusals: [String]
 
     public var isEmpty: Bool { plan.isEmpty && tables.isEmpty }
+}
+
+/// A state map to migrate: the old instance's map, the new instance's, and how
+/// entries translate.
+struct StateMigration {
+    let cube: String
+    let map: String
+    let old: BPFMap
+    let new: BPFMap
+    let translation: EntryTranslation
+}
+
+/// What `Chain.statePlan` decided for one cube's state maps.
+struct StatePlan {
+    var carry: [String: BPFMap] = [:]
+    var carries: [String: StateCarry] = [:]
+    var migrate: [String: (BPFMap, EntryTranslation)] = [:]
+    var refusals: [String] = []
 }
 
 /// The new entries of a kept instance's entry-safe tables.
@@ -28,11 +52,14 @@ public struct SwitchedCommit {
     let before: (instances: [String: CubeInstance], record: ChainRecord)
     /// Entries of the tables changed in place, as they were.
     let tablesBefore: [String: [String: [TableEntry]]]
+    /// Each migrated map's old entries as the pre-copy read them.
+    let copied: [FlatEntries]
     let started: ContinuousClock.Instant
     let committed: ContinuousClock.Instant
 
-    /// Whether slots of old instances wait for a grace period before `finish` empties them.
-    public var needsGrace: Bool { !prepared.plan.slotsToClear.isEmpty }
+    /// Whether `finish` waits for packets on the old path: before old slots are
+    /// emptied, and before the final pass of a migration (the old instance must be done).
+    public var needsGrace: Bool { !prepared.plan.slotsToClear.isEmpty || !prepared.migrations.isEmpty }
 }
 
 /// What a commit did and how long each part took.
@@ -64,6 +91,8 @@ extension Chain {
         let before = (instances: instances, record: record)
         let plan = prepared.plan
         var tablesBefore: [String: [String: [TableEntry]]] = [:]
+        var copied: [FlatEntries] = []
+        guard prepared.refusals.isEmpty else { throw DatapathError(prepared.refusals.joined(separator: "\n")) }
         if let specDigest = prepared.specDigest { provenance.specDigest = specDigest }
         do {
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
@@ -80,8 +109,17 @@ extension Chain {
             }
             if plan.isEmpty {
                 if record != before.record { try step("write record") { try meta.write(record) } }
-                return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, started: start,
-                                      committed: clock.now)
+                return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, copied: [],
+                                      started: start, committed: clock.now)
+            }
+            // Pre-copy while the old instance still runs; what it writes from now on
+            // is picked up by the final pass.
+            for migration in prepared.migrations {
+                try step("migrate map \(migration.map) of cube \(migration.cube)") {
+                    let entries = try migration.old.readAll()
+                    try migration.new.writeAll(migration.translation.translate(entries, cpus: BPFMap.possibleCPUs))
+                    copied.append(entries)
+                }
             }
             var pending = before.record
             // Every cube of the result is either newly loaded or kept where it is.
@@ -106,8 +144,8 @@ extension Chain {
             rollBack(to: before, prepared: prepared, tables: tablesBefore)
             throw error
         }
-        return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, started: start,
-                              committed: clock.now)
+        return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, copied: copied,
+                              started: start, committed: clock.now)
     }
 
     /// Retires what a switched change replaced, once packets on the old path are
@@ -119,6 +157,15 @@ extension Chain {
         let plan = prepared.plan
         guard !plan.isEmpty else { return }
         do {
+            for (migration, copied) in zip(prepared.migrations, switched.copied) {
+                try step("final pass of map \(migration.map) of cube \(migration.cube)") {
+                    let (updates, deletes) = migration.translation.finalPass(
+                        before: copied, after: try migration.old.readAll(), current: try migration.new.readAll(),
+                        cpus: BPFMap.possibleCPUs)
+                    try migration.new.writeAll(updates)
+                    for key in deletes { _ = try migration.new.delete(key) }
+                }
+            }
             for slot in plan.slotsToClear { try step("empty slot \(slot)") { try progs.clear(slot) } }
             for cube in plan.retire.keys { instances[cube] = nil }
             for (cube, instance) in prepared.instances { instances[cube] = instance }

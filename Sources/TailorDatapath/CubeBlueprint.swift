@@ -29,6 +29,10 @@ public struct CubeBlueprint: Sendable, Equatable {
     public var tables: [String: [TableEntry]]
     /// Number of outputs the cube calls with tailor_next_port (1 for most cubes).
     public var outputs: Int
+    /// State maps that start empty when the cube is replaced, instead of being
+    /// carried over (`migration: {map: reset}`). Not part of the digest: it only
+    /// matters when something else changes.
+    public var resetState: Set<String> = []
 
     public init(type: String, object: [UInt8], rodata: [String: [UInt8]] = [:],
                 tables: [String: [TableEntry]] = [:], outputs: Int = 1) {

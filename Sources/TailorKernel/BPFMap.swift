@@ -193,20 +193,34 @@ public final class BPFMap: Sendable, CustomStringConvertible {
 
     /// Every entry, read in chunks of `chunk` (`bpf_map_lookup_batch`).
     public func lookupBatch(chunk: Int = 256) throws(KernelError) -> [(key: [UInt8], value: [UInt8])] {
+        let all = try readAll(chunk: chunk)
+        return (0..<all.count).map { i in
+            (Array(all.keys[i * all.keySize..<(i + 1) * all.keySize]),
+             Array(all.values[i * all.valueSize..<(i + 1) * all.valueSize]))
+        }
+    }
+
+    /// Every entry into two flat buffers, `chunk` entries per syscall
+    /// (`bpf_map_lookup_batch`): the fast path for copying whole maps.
+    public func readAll(chunk: Int = 4096) throws(KernelError) -> FlatEntries {
         let keySize = info.keySize, valueSize = valueBufferSize
         var chunk = chunk
         var keys = [UInt8](repeating: 0, count: keySize * chunk)
         var values = [UInt8](repeating: 0, count: valueSize * chunk)
         // The batch cursor is opaque to user space: the key size for arrays, 4 bytes for hash maps.
         var cursor = [UInt8](repeating: 0, count: max(keySize, 8))
-        var entries: [(key: [UInt8], value: [UInt8])] = []
+        var all = FlatEntries(keySize: keySize, valueSize: valueSize)
         var first = true
         while true {
             var count = UInt32(chunk)
             let result = try withBatchOptions { (opts) throws(KernelError) -> Int32 in
                 cursor.withUnsafeMutableBytes { cur in
-                    bpf_map_lookup_batch(fd, first ? nil : cur.baseAddress, cur.baseAddress,
-                                         &keys, &values, &count, opts)
+                    keys.withUnsafeMutableBytes { k in
+                        values.withUnsafeMutableBytes { v in
+                            bpf_map_lookup_batch(fd, first ? nil : cur.baseAddress, cur.baseAddress,
+                                                 k.baseAddress, v.baseAddress, &count, opts)
+                        }
+                    }
                 }
             }
             if result == -ENOSPC {
@@ -219,26 +233,44 @@ public final class BPFMap: Sendable, CustomStringConvertible {
             first = false
             // The kernel ends a walk with ENOENT while still returning the last entries.
             if result < 0 && result != -ENOENT { try check(result, "batch look up entries in", description) }
-            for i in 0..<Int(count) {
-                entries.append((Array(keys[i * keySize..<(i + 1) * keySize]),
-                                Array(values[i * valueSize..<(i + 1) * valueSize])))
-            }
-            if result == -ENOENT || count == 0 { return entries }
+            let got = min(Int(count), chunk)
+            all.keys.append(contentsOf: keys[0..<got * keySize])
+            all.values.append(contentsOf: values[0..<got * valueSize])
+            if result == -ENOENT || count == 0 { return all }
         }
     }
 
     /// Stores every entry, in chunks (`bpf_map_update_batch`).
     public func updateBatch(_ entries: [(key: [UInt8], value: [UInt8])], mode: UpdateMode = .any) throws(KernelError) {
-        guard !entries.isEmpty else { return }
         for entry in entries { try checkSizes(key: entry.key, value: entry.value, "batch update entries in") }
-        let keys = entries.flatMap(\.key), values = entries.flatMap(\.value)
-        var count = UInt32(entries.count)
-        let result = try withBatchOptions(elementFlags: mode.flags) { (opts) throws(KernelError) -> Int32 in
-            bpf_map_update_batch(fd, keys, values, &count, opts)
+        try writeAll(FlatEntries(keys: entries.flatMap(\.key), values: entries.flatMap(\.value),
+                                 keySize: info.keySize, valueSize: valueBufferSize), mode: mode)
+    }
+
+    /// Stores flat entries, `chunk` per syscall (`bpf_map_update_batch`).
+    public func writeAll(_ entries: FlatEntries, mode: UpdateMode = .any, chunk: Int = 4096) throws(KernelError) {
+        guard entries.keySize == info.keySize, entries.valueSize == valueBufferSize else {
+            throw KernelError(.invalidArgument, operation: "batch update entries in", object: description,
+                              detail: "entries are \(entries.keySize)/\(entries.valueSize) bytes, the map's "
+                                + "\(info.keySize)/\(valueBufferSize)")
         }
-        if result == -E2BIG { throw fullError("batch update entries in") }
-        try check(result, "batch update entries in", description,
-                  detail: { _ in "\(count) of \(entries.count) entries were written" })
+        var start = 0
+        while start < entries.count {
+            let n = min(chunk, entries.count - start)
+            var count = UInt32(n)
+            let result = try withBatchOptions(elementFlags: mode.flags) { (opts) throws(KernelError) -> Int32 in
+                entries.keys.withUnsafeBytes { k in
+                    entries.values.withUnsafeBytes { v in
+                        bpf_map_update_batch(fd, k.baseAddress! + start * entries.keySize,
+                                             v.baseAddress! + start * entries.valueSize, &count, opts)
+                    }
+                }
+            }
+            if result == -E2BIG { throw fullError("batch update entries in") }
+            try check(result, "batch update entries in", description,
+                      detail: { _ in "\(start + Int(count)) of \(entries.count) entries were written" })
+            start += n
+        }
     }
 
     /// Removes every key given (`bpf_map_delete_batch`); all must exist.
@@ -258,6 +290,21 @@ public final class BPFMap: Sendable, CustomStringConvertible {
     public func pin(at path: String) throws(KernelError) {
         try check(bpf_obj_pin(fd, path), "pin", "\(description) at \(path)")
     }
+}
+
+/// Map entries in two flat buffers, as batch operations take them: `count` keys of
+/// `keySize` bytes, and their values of `valueSize` bytes (all CPUs' for per-CPU maps).
+public struct FlatEntries: Sendable, Equatable {
+    public var keys: [UInt8]
+    public var values: [UInt8]
+    public let keySize: Int
+    public let valueSize: Int
+
+    public init(keys: [UInt8] = [], values: [UInt8] = [], keySize: Int, valueSize: Int) {
+        (self.keys, self.values, self.keySize, self.valueSize) = (keys, values, keySize, valueSize)
+    }
+
+    public var count: Int { keySize == 0 ? 0 : keys.count / keySize }
 }
 
 extension BPFMap {

@@ -8,6 +8,8 @@ public struct ObjectMap: Sendable, Equatable {
     public var keySize: Int
     public var valueSize: Int
     public var maxEntries: Int
+    /// `BPF_F_*` map flags as declared.
+    public var flags: UInt32
     /// libbpf's own maps for global data (.rodata, .bss, .data), not declared by the author.
     public var isInternal: Bool
     /// BTF type ids of the key and value (0 when the map has no BTF types).
@@ -105,7 +107,8 @@ public struct BPFObject: ~Copyable {
             ObjectMap(
                 name: name, type: MapType(rawValue: bpf_map__type(map).rawValue),
                 keySize: Int(bpf_map__key_size(map)), valueSize: Int(bpf_map__value_size(map)),
-                maxEntries: Int(bpf_map__max_entries(map)), isInternal: bpf_map__is_internal(map),
+                maxEntries: Int(bpf_map__max_entries(map)), flags: bpf_map__map_flags(map),
+                isInternal: bpf_map__is_internal(map),
                 keyType: bpf_map__btf_key_type_id(map), valueType: bpf_map__btf_value_type_id(map))
         }.sorted { $0.name < $1.name }
     }

@@ -31,10 +31,13 @@ public struct Executor {
     }
 
     /// Loads every new or changed program of the plan so the verifier checks it,
-    /// before anything changes. Prepared instances are dropped again.
-    public func verify(_ plan: Plan, desired: [DesiredChain]) throws {
+    /// before anything changes, and works out how each replaced cube's state maps
+    /// are carried over: the plan comes back with that, and with the refusals of
+    /// state that cannot be. Prepared instances are dropped again.
+    public func verify(_ plan: Plan, desired: [DesiredChain]) throws -> Plan {
+        var plan = plan
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for change in plan.chains {
+        for (index, change) in plan.chains.enumerated() {
             guard let chain = byName[change.name] else { continue }
             switch change.action {
             case .create, .replace:
@@ -43,13 +46,20 @@ public struct Executor {
                 // An interrupted commit is undone or finished first; until then, check every program.
                 if try MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil {
                     try Chain.verify(chain.settings, topology: chain.topology)
-                } else {
-                    _ = try Chain.open(change.name, pinRoot: pinRoot).prepare(chain.topology)
+                    continue
                 }
+                let prepared = try Chain.open(change.name, pinRoot: pinRoot)
+                    .prepare(chain.topology, digests: chain.cubeDigests)
+                for (cubeIndex, cube) in change.cubes.enumerated() {
+                    plan.chains[index].cubes[cubeIndex].state = (prepared.state[cube.name] ?? [:])
+                        .sorted { $0.key < $1.key }.map { StateMapChange(map: $0.key, carry: $0.value) }
+                }
+                plan.refusals += prepared.refusals.map { "chain \(change.name): \($0)" }
             case .destroy, .none, .skip, .repair:
                 break
             }
         }
+        return plan
     }
 
     /// Carries out `plan`: all of it, or (when a step fails) none of it.

@@ -33,6 +33,37 @@ public struct CubeChange: Sendable, Equatable, Codable {
     public var reasons: [String]
     /// Entry changes of tables updated in place.
     public var tables: [TableDelta] = []
+    /// For a replaced cube, how each state map reaches the new instance (filled in
+    /// by `Executor.verify`, which reads the live maps' layouts).
+    public var state: [StateMapChange] = []
+}
+
+/// How one state map of a replaced cube is carried over.
+public struct StateMapChange: Sendable, Equatable, Codable {
+    public enum Action: String, Sendable, Codable {
+        /// The same map, taken over as is.
+        case kept
+        /// A new map, entries translated field by field.
+        case migrated
+        /// Starts empty, as the spec asks.
+        case reset
+        /// Cannot be carried over: the plan is refused.
+        case refused
+    }
+    public var map: String
+    public var action: Action
+    /// What changes (`+field -field ~field u32->u64`), or why it is refused.
+    public var detail: String
+
+    public init(map: String, carry: StateCarry) {
+        self.map = map
+        switch carry {
+        case .reuse: (action, detail) = (.kept, "")
+        case .migrate(let translation): (action, detail) = (.migrated, translation.summary)
+        case .reset: (action, detail) = (.reset, "migration: reset")
+        case .refuse(let reason): (action, detail) = (.refused, reason)
+        }
+    }
 }
 
 /// How a table's entries change: counts, and each entry as `+|~|- KEY = VALUE` (hex).
@@ -113,6 +144,9 @@ public struct Plan: Sendable, Equatable, Codable {
     public var formatVersion = Plan.formatVersion
     public var chains: [ChainChange]
     public var summary: Summary
+    /// Why the plan must not be applied (state that cannot be carried over); set by
+    /// `Executor.verify`. Plan and apply exit 1 when it is not empty.
+    public var refusals: [String] = []
 
     /// No chain changes (drift alone is shown but changes nothing yet).
     public var isEmpty: Bool { chains.allSatisfy { $0.action == .none || $0.action == .skip } }

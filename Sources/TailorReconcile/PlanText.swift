@@ -54,12 +54,19 @@ public enum PlanText {
                 let forces = cube.action == .replace ? paint("31", " (forces replacement)") : ""
                 lines.append("      \(symbol(cube.action)) cube \"\(cube.name)\" (\(cube.type))\(why)\(forces)")
                 if verbose { for delta in cube.tables { lines += delta.entries.map { "          \($0)" } } }
+                for state in cube.state where state.action != .kept || verbose {
+                    let mark = state.action == .refused ? paint("31", "!") : " "
+                    lines.append("        \(mark) state \"\(state.map)\": \(state.action.rawValue)"
+                                 + (state.detail.isEmpty ? "" : " (\(state.detail))"))
+                }
             }
             let kept = chain.cubes.filter { $0.action == .keep }.count
             if kept > 0 && !verbose { lines.append("        (\(kept) unchanged cube\(kept == 1 ? "" : "s") hidden)") }
             lines.append("    }")
             lines.append("")
         }
+        for refusal in plan.refusals { lines.append(paint("31", "Refused: ") + refusal) }
+        if !plan.refusals.isEmpty { lines.append("") }
         let s = plan.summary
         lines.append(paint("1", "Plan:") + " \(s.add) to add, \(s.change) to change, \(s.replace) to replace, "
                      + "\(s.destroy) to destroy" + (s.repair > 0 ? ", \(s.repair) to repair." : "."))

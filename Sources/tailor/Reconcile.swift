@@ -59,6 +59,13 @@ struct PlanOptions: ParsableArguments {
         return chains
     }
 
+    /// Exits 1, with the reasons on stderr, when the plan carries refusals.
+    static func refuse(_ plan: Plan) throws {
+        guard !plan.refusals.isEmpty else { return }
+        for refusal in plan.refusals { FileHandle.standardError.write(Data("error: \(refusal)\n".utf8)) }
+        throw ExitCode(1)
+    }
+
     func show(_ plan: Plan) throws {
         if output == .json {
             try printJSON(plan)
@@ -91,9 +98,10 @@ struct PlanCommand: ParsableCommand {
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
         let observed = Observer.observe(pinRoot: pinRoot)
-        let plan = Planner.plan(desired: desired, observed: observed, prune: !options.noPrune)
-        try Executor(pinRoot: pinRoot).verify(plan, desired: desired)
+        let plan = try Executor(pinRoot: pinRoot).verify(
+            Planner.plan(desired: desired, observed: observed, prune: !options.noPrune), desired: desired)
         try options.show(plan)
+        try PlanOptions.refuse(plan)
         if let out {
             let file = PlanFile(paths: options.paths, prune: !options.noPrune, desired: desired, observed: observed,
                                 plan: plan)
@@ -133,11 +141,12 @@ struct ApplyCommand: ParsableCommand {
         if let saved, let why = saved.staleness(desired: desired, observed: observed) {
             throw CommandError("refusing the saved plan: \(why)")
         }
-        let plan = Planner.plan(desired: desired, observed: observed, prune: !options.noPrune)
         var executor = Executor(pinRoot: pinRoot, takeover: takeover)
         if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
-        try executor.verify(plan, desired: desired)
+        let plan = try executor.verify(
+            Planner.plan(desired: desired, observed: observed, prune: !options.noPrune), desired: desired)
         try options.show(plan)
+        try PlanOptions.refuse(plan)
         guard !plan.isEmpty else { return }
         let report = try executor.apply(plan, desired: desired)
         if options.output == .text {

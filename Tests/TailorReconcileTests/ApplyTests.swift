@@ -22,7 +22,7 @@ struct ApplyTests {
                 let executor = Executor(pinRoot: root)
                 var desired = try chains(lab)
                 var plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
-                try executor.verify(plan, desired: desired)
+                _ = try executor.verify(plan, desired: desired)
                 #expect(try executor.apply(plan, desired: desired) == Executor.Report(added: 2))
 
                 let observed = Observer.observe(pinRoot: root)
@@ -34,7 +34,7 @@ struct ApplyTests {
                 desired = try chains(lab, tagID: 2)
                 plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
                 #expect(plan.summary == Plan.Summary(replace: 1))
-                try executor.verify(plan, desired: desired)
+                _ = try executor.verify(plan, desired: desired)
                 #expect(try executor.apply(plan, desired: desired) == Executor.Report(replaced: 1))
                 #expect(try Traffic.udp(in: lab, count: 5) == 5)
                 let counters = try CubeCounters(pinnedAt: root.appending("edge", "cubes", "tag", "maps", "tailor_counters"))

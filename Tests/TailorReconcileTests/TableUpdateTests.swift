@@ -23,7 +23,7 @@ struct TableUpdateTests {
 
     static func apply(_ desired: [DesiredChain], _ executor: Executor, _ root: PinRoot) throws -> Plan {
         let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root))
-        try executor.verify(plan, desired: desired)
+        _ = try executor.verify(plan, desired: desired)
         _ = try executor.apply(plan, desired: desired)
         return plan
     }

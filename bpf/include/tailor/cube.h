@@ -45,6 +45,13 @@ enum tailor_hook {
 #define TAILOR_TABLE_ENTRY_SAFE __attribute__((btf_decl_tag("tailor:table:entry-safe")))
 #define TAILOR_STATE __attribute__((btf_decl_tag("tailor:state")))
 
+/* How a state map migrates when its layout changes (docs/state-migration.md):
+ * ADDITIVE marks integer fields as counters, so increments the old instance made
+ * while entries were being copied are added, not lost; DEFAULT gives a field
+ * added to the value a starting value other than zero. Both go after the map. */
+#define TAILOR_STATE_ADDITIVE __attribute__((btf_decl_tag("tailor:state:additive")))
+#define TAILOR_STATE_DEFAULT(field, value) __attribute__((btf_decl_tag("tailor:default:" #field "=" #value)))
+
 /* ---- chain wiring (rodata, set by the controller before load) ----------- */
 
 #define TAILOR_MAX_PORTS 8          /* outputs a cube may have */

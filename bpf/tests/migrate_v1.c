@@ -1,0 +1,16 @@
+/* State-migration fixture, version 1 (see migrate.h). */
+typedef unsigned short flow_key_t;
+#define FLOW_KEY(port, proto) (port)
+#define FLOWS_MAX 64
+#define FLOWS_TAGS
+#define FLOW_INIT , .tos = 7
+struct flow_value {
+    unsigned int packets;
+    unsigned int bytes;
+    unsigned char tos;
+};
+struct last_value {
+    unsigned short len;
+    unsigned char proto;
+};
+#include "migrate.h"
