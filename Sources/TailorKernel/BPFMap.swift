@@ -230,6 +230,14 @@ public final class BPFMap: Sendable, CustomStringConvertible {
                 values = [UInt8](repeating: 0, count: valueSize * chunk)
                 continue
             }
+            if first && [-EINVAL, -EOPNOTSUPP, -524].contains(result) {
+                // Map types without batch lookup (LPM tries, prog_arrays; 524 is ENOTSUPP): key by key.
+                for (key, value) in try entries() {
+                    all.keys += key
+                    all.values += value
+                }
+                return all
+            }
             first = false
             // The kernel ends a walk with ENOENT while still returning the last entries.
             if result < 0 && result != -ENOENT { try check(result, "batch look up entries in", description) }

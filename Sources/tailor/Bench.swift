@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure tailor against its baselines (needs root for kernel benchmarks).",
-        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self]
+        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self]
     )
 }
 
