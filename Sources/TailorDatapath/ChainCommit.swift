@@ -18,6 +18,11 @@ public struct PreparedCommit {
     public let refusals: [String]
 
     public var isEmpty: Bool { plan.isEmpty && tables.isEmpty }
+
+    /// How many entries the old map of a migration holds now (nil for other maps).
+    public func liveEntries(_ cube: String, _ map: String) throws -> Int? {
+        try migrations.first { $0.cube == cube && $0.map == map }?.old.count()
+    }
 }
 
 /// A state map to migrate: the old instance's map, the new instance's, and how

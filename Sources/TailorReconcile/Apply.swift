@@ -51,8 +51,10 @@ public struct Executor {
                 let prepared = try Chain.open(change.name, pinRoot: pinRoot)
                     .prepare(chain.topology, digests: chain.cubeDigests)
                 for (cubeIndex, cube) in change.cubes.enumerated() {
-                    plan.chains[index].cubes[cubeIndex].state = (prepared.state[cube.name] ?? [:])
-                        .sorted { $0.key < $1.key }.map { StateMapChange(map: $0.key, carry: $0.value) }
+                    plan.chains[index].cubes[cubeIndex].state = try (prepared.state[cube.name] ?? [:])
+                        .sorted { $0.key < $1.key }.map { map, carry in
+                            StateMapChange(map: map, carry: carry, entries: try prepared.liveEntries(cube.name, map))
+                        }
                 }
                 plan.refusals += prepared.refusals.map { "chain \(change.name): \($0)" }
             case .destroy, .none, .skip, .repair:

@@ -54,9 +54,12 @@ public struct StateMapChange: Sendable, Equatable, Codable {
     public var action: Action
     /// What changes (`+field -field ~field u32->u64`), or why it is refused.
     public var detail: String
+    /// Entries the live map holds, for migrated maps.
+    public var entries: Int?
 
-    public init(map: String, carry: StateCarry) {
+    public init(map: String, carry: StateCarry, entries: Int? = nil) {
         self.map = map
+        self.entries = entries
         switch carry {
         case .reuse: (action, detail) = (.kept, "")
         case .migrate(let translation): (action, detail) = (.migrated, translation.summary)

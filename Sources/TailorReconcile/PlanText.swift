@@ -57,6 +57,7 @@ public enum PlanText {
                 for state in cube.state where state.action != .kept || verbose {
                     let mark = state.action == .refused ? paint("31", "!") : " "
                     lines.append("        \(mark) state \"\(state.map)\": \(state.action.rawValue)"
+                                 + (state.entries.map { " \($0) entries" } ?? "")
                                  + (state.detail.isEmpty ? "" : " (\(state.detail))"))
                 }
             }

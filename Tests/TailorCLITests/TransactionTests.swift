@@ -236,6 +236,45 @@ struct TransactionTests {
         }
     }
 
+    @Test("state that cannot be migrated makes plan and apply exit 1 with the reason, and nothing changes")
+    func migrationRefused() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let specs = try Specs(lab)
+                defer { specs.remove() }
+                let cube = { (version: String, extra: String) throws -> String in
+                    let object = try Fixtures.testObject(version)
+                    try Data(object).write(to: URL(fileURLWithPath: specs.v1 + "/\(version).o"))
+                    return """
+                            - name: m
+                              type: object
+                              config: {path: \(version).o, sha256: \(CubeBlueprint(type: "object", object: object).objectDigest)}
+                    \(extra)
+                    """
+                }
+                try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [try cube("migrate_v1", "")]))
+                try Self.apply(specs.v1, root)
+                _ = try Traffic.udp(in: lab, count: 1)
+                try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [try cube("migrate_narrow", "")]))
+                let before = try KernelSnapshot(root, hooks: specs.hooks)
+                for command in ["plan", "apply"] {
+                    let refused = try Self.tailor([command, specs.v1], root)
+                    #expect(refused.status == 1, "\(command): \(refused.stdout)")
+                    #expect(refused.stderr.contains("error: chain m: cube m: state map flows cannot be carried over: "
+                        + "value field 'packets' narrows"), "\(command): \(refused.stderr)")
+                    #expect(refused.stdout.contains("! state \"flows\": refused"), "\(refused.stdout)")
+                    #expect(try KernelSnapshot(root, hooks: specs.hooks) == before, "\(command) changed the kernel")
+                }
+                try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [
+                    try cube("migrate_narrow", "          migration: {flows: reset}")]))
+                let accepted = try Self.tailor(["apply", specs.v1], root)
+                #expect(accepted.status == 0, "\(accepted.stderr)")
+                #expect(accepted.stdout.contains("state \"flows\": reset"), "\(accepted.stdout)")
+                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+            }
+        }
+    }
+
     @Test("a second apply waits for the first, or fails at once with --lock-timeout 0")
     func concurrentApplies() async throws {
         try await Lab.with { lab in

@@ -35,7 +35,7 @@ struct MigrationPlanTests {
                 #expect(state[0].detail == "+version -tos ~packets unsigned int->unsigned long long "
                     + "~bytes unsigned int->unsigned long long max_entries 64->128")
                 let text = PlanText.render(plan, color: false)
-                #expect(text.contains("state \"flows\": migrated (+version -tos"), "\(text)")
+                #expect(text.contains("state \"flows\": migrated 4 entries (+version -tos"), "\(text)")
                 #expect(text.contains("state \"last\": reset (migration: reset)"), "\(text)")
                 #expect(!text.contains("state \"tailor_counters\""), "kept maps show only with -v")
 
