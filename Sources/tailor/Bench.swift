@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import TailorKernel
+import TailorLab
 
 /// `tailor bench`: the benchmarks behind docs/benchmarks.md. Each prints a table
 /// with its baseline measured in the same run, or JSON with `--output json`.
@@ -8,6 +10,18 @@ struct Bench: ParsableCommand {
         abstract: "Measure tailor against its baselines (needs root for kernel benchmarks).",
         subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self]
     )
+}
+
+/// Runs `body` with a veth lab and a pin root of this process's own, both removed
+/// afterwards (`prefix` keeps interface names of concurrent benchmarks apart).
+func withBenchLab<R>(_ prefix: String, _ body: (VethLab, PinRoot) throws -> R) throws -> R {
+    let id = ProcessInfo.processInfo.processIdentifier
+    let lab = try VethLab.create(namespacePrefix: "tailor-bench-\(id)", interfacePrefix: "\(prefix)\(id)")
+    defer { lab.destroy() }
+    let pinRoot = try PinRoot("/sys/fs/bpf/tailor-bench-\(id)")
+    try pinRoot.makeDirectory(pinRoot.path)
+    defer { try? pinRoot.removeTree(pinRoot.path) }
+    return try body(lab, pinRoot)
 }
 
 /// How a command prints its data.

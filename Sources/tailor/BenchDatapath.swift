@@ -52,41 +52,39 @@ struct BenchDatapath: ParsableCommand {
     }
 
     func run() throws {
-        let id = ProcessInfo.processInfo.processIdentifier
-        let lab = try VethLab.create(namespacePrefix: "tailor-bench-\(id)", interfacePrefix: "tb\(id)")
-        defer { lab.destroy() }
-        let pinRoot = try PinRoot("/sys/fs/bpf/tailor-bench-\(id)")
-        try pinRoot.makeDirectory(pinRoot.path)
-        defer { try? pinRoot.removeTree(pinRoot.path) }
+        try withBenchLab("tb") { lab, pinRoot in
 
-        let packet = Self.packet(lab)
-        var rows: [Row] = []
-        for kind in [ChainHook.Kind.xdp(.native), .tcIngress] {
-            // The chain on side b, the monolithic program on side a: both attached,
-            // measured in alternating rounds so that drift affects both alike.
-            let chainHook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
-            let monolithicHook = ChainHook(interface: lab.a.interfaceName, namespace: lab.a.namespaceName, kind: kind)
-            for cubes in [1, 2, 4, 8] {
-                let monolithic = try Self.monolithic(cubes: cubes, xdp: chainHook.isXDP)
-                let chain = try Chain.create(
-                    ChainSettings(name: "bench\(cubes)", hook: chainHook),
-                    topology: .line((0..<cubes).map { ("c\($0)", try Counter.blueprint()) }), pinRoot: pinRoot)
-                defer { try? chain.destroy() }
-                let (mono, chained) = try whileAttached(monolithic, monolithicHook) {
-                    try measure(monolithic, against: chain.rootProgram, packet)
+            let packet = Self.packet(lab)
+            var rows: [Row] = []
+            for kind in [ChainHook.Kind.xdp(.native), .tcIngress] {
+                // The chain on side b, the monolithic program on side a: both attached,
+                // measured in alternating rounds so that drift affects both alike.
+                let chainHook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
+                let monolithicHook = ChainHook(interface: lab.a.interfaceName, namespace: lab.a.namespaceName, kind: kind)
+                for cubes in [1, 2, 4, 8] {
+                    let monolithic = try Self.monolithic(cubes: cubes, xdp: chainHook.isXDP)
+                    let chain = try Chain.create(
+                        ChainSettings(name: "bench\(cubes)", hook: chainHook),
+                        topology: .line((0..<cubes).map { ("c\($0)", try Counter.blueprint()) }), pinRoot: pinRoot)
+                    defer { try? chain.destroy() }
+                    let (mono, chained) = try whileAttached(monolithic, monolithicHook) {
+                        try measure(monolithic, against: chain.rootProgram, packet)
+                    }
+                    rows.append(Row(hook: chainHook.isXDP ? "xdp" : "tc", cubes: cubes, monolithicNs: mono,
+                                    chainNs: chained, perHopNs: (chained - mono) / Double(cubes),
+                                    ratio: chained / mono))
                 }
-                rows.append(Row(hook: chainHook.isXDP ? "xdp" : "tc", cubes: cubes, monolithicNs: mono,
-                                chainNs: chained, perHopNs: (chained - mono) / Double(cubes),
-                                ratio: chained / mono))
             }
+            let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .xdp(.native))
+            let timings = try commitTimings(hook: hook, pinRoot: pinRoot)
+            let grace = try GracePeriod()
+            let graceUs = median(try (0..<commits).map { _ in
+                try ContinuousClock().measure { try grace.wait() }.microseconds
+            })
+            let report = Report(repeats: repeats, rounds: rounds, packetBytes: packet.count, chains: rows,
+                                commits: timings, gracePeriodUs: graceUs)
+            if output == .json { try printJSON(report) } else { print(Self.text(report)) }
         }
-        let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .xdp(.native))
-        let timings = try commitTimings(hook: hook, pinRoot: pinRoot)
-        let grace = try GracePeriod()
-        let graceUs = median(try (0..<commits).map { _ in try ContinuousClock().measure { try grace.wait() }.microseconds })
-        let report = Report(repeats: repeats, rounds: rounds, packetBytes: packet.count, chains: rows,
-                            commits: timings, gracePeriodUs: graceUs)
-        if output == .json { try printJSON(report) } else { print(Self.text(report)) }
     }
 
     /// ns/packet of two programs: the median over rounds of wall time / repeats,

@@ -105,22 +105,18 @@ struct BenchMigration: ParsableCommand {
     /// A tag cube's config changed on a lab chain: a new instance that takes over
     /// the old one's counters, one slot write, no grace period.
     func replaceWithReusedState() throws -> Double {
-        let id = ProcessInfo.processInfo.processIdentifier
-        let lab = try VethLab.create(namespacePrefix: "tailor-bench-\(id)", interfacePrefix: "tm\(id)")
-        defer { lab.destroy() }
-        let pinRoot = try PinRoot("/sys/fs/bpf/tailor-bench-\(id)")
-        try pinRoot.makeDirectory(pinRoot.path)
-        defer { try? pinRoot.removeTree(pinRoot.path) }
-        let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
-        let chain = try Chain.create(ChainSettings(name: "m", hook: hook), topology: .line([("t", try Tag.blueprint(id: 1))]),
-                                     pinRoot: pinRoot)
-        defer { try? chain.destroy() }
-        var times: [Double] = []
-        for round in 0..<(runs * 5) {
-            let blueprint = try Tag.blueprint(id: UInt16(2 + round))
-            times.append(try ContinuousClock().measure { try chain.apply(.line([("t", blueprint)])) }.milliseconds)
+        try withBenchLab("tm") { lab, pinRoot in
+            let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+            let chain = try Chain.create(ChainSettings(name: "m", hook: hook),
+                                         topology: .line([("t", try Tag.blueprint(id: 1))]), pinRoot: pinRoot)
+            defer { try? chain.destroy() }
+            var times: [Double] = []
+            for round in 0..<(runs * 5) {
+                let blueprint = try Tag.blueprint(id: UInt16(2 + round))
+                times.append(try ContinuousClock().measure { try chain.apply(.line([("t", blueprint)])) }.milliseconds)
+            }
+            return median(times)
         }
-        return median(times)
     }
 }
 

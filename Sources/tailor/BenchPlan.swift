@@ -111,42 +111,41 @@ struct BenchPlan: ParsableCommand {
     /// Create, replace one cube (state reused), insert a cube (path copy), change
     /// table entries in place, destroy.
     func applyLatencies() throws -> [String: Double] {
-        let id = ProcessInfo.processInfo.processIdentifier
-        let lab = try VethLab.create(namespacePrefix: "tailor-bench-\(id)", interfacePrefix: "tp\(id)")
-        defer { lab.destroy() }
-        let pinRoot = try PinRoot("/sys/fs/bpf/tailor-bench-\(id)")
-        try pinRoot.makeDirectory(pinRoot.path)
-        defer { try? pinRoot.removeTree(pinRoot.path) }
-        let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
-        let tags = try (1...4).map { ("t\($0)", try Tag.blueprint(id: UInt16($0))) }
-        var replaced = tags
-        replaced[2].1 = try Tag.blueprint(id: 30)
-        var inserted = tags
-        inserted.insert(("x", try Tag.blueprint(id: 99)), at: 2)
-        let executor = Executor(pinRoot: pinRoot)
-        func apply(_ cubes: [(String, CubeBlueprint)]?) throws -> Double {
-            let desired = cubes.map { [DesiredChain(settings: ChainSettings(name: "b", hook: hook), topology: .line($0))] } ?? []
-            let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot))
-            return try ContinuousClock().measure { _ = try executor.apply(plan, desired: desired) }.microseconds / 1000
+        try withBenchLab("tp") { lab, pinRoot in
+            let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+            let tags = try (1...4).map { ("t\($0)", try Tag.blueprint(id: UInt16($0))) }
+            var replaced = tags
+            replaced[2].1 = try Tag.blueprint(id: 30)
+            var inserted = tags
+            inserted.insert(("x", try Tag.blueprint(id: 99)), at: 2)
+            let executor = Executor(pinRoot: pinRoot)
+            func apply(_ cubes: [(String, CubeBlueprint)]?) throws -> Double {
+                let desired = cubes.map {
+                    [DesiredChain(settings: ChainSettings(name: "b", hook: hook), topology: .line($0))]
+                } ?? []
+                let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: pinRoot))
+                return try ContinuousClock().measure { _ = try executor.apply(plan, desired: desired) }.microseconds / 1000
+            }
+            // An entry-safe table of 1,000 ports (bpf/bench/blocklist.c) in front of the tags.
+            guard let blocklist = DatapathObjects.all.bytes(named: "blocklist") else {
+                throw CommandError("this tailor binary was built without bpf/bench/blocklist.c")
+            }
+            let ports = { (shift: Int) in
+                CubeBlueprint(type: "object", object: blocklist, tables: ["blocked": (0..<1000).map {
+                    TableEntry(key: withUnsafeBytes(of: UInt16(20000 + $0 + shift).littleEndian, Array.init), value: [1])
+                }])
+            }
+            var results: [String: [Double]] = [:]
+            for _ in 0..<runs {
+                results["create chain", default: []].append(try apply(tags))
+                results["replace a cube (state reused)", default: []].append(try apply(replaced))
+                results["insert a cube (path copy)", default: []].append(try apply(inserted))
+                _ = try apply([("block", ports(0))] + tags)
+                results["table entries in place (1 in, 1 out of 1,000)", default: []]
+                    .append(try apply([("block", ports(1))] + tags))
+                results["destroy chain", default: []].append(try apply(nil))
+            }
+            return results.mapValues(median)
         }
-        // An entry-safe table of 1,000 ports (bpf/bench/blocklist.c) in front of the tags.
-        guard let blocklist = DatapathObjects.all.bytes(named: "blocklist") else {
-            throw CommandError("this tailor binary was built without bpf/bench/blocklist.c")
-        }
-        let ports = { (shift: Int) in
-            CubeBlueprint(type: "object", object: blocklist, tables: ["blocked": (0..<1000).map {
-                TableEntry(key: withUnsafeBytes(of: UInt16(20000 + $0 + shift).littleEndian, Array.init), value: [1])
-            }])
-        }
-        var results: [String: [Double]] = [:]
-        for _ in 0..<runs {
-            results["create chain", default: []].append(try apply(tags))
-            results["replace a cube (state reused)", default: []].append(try apply(replaced))
-            results["insert a cube (path copy)", default: []].append(try apply(inserted))
-            _ = try apply([("block", ports(0))] + tags)
-            results["table entries in place (1 in, 1 out of 1,000)", default: []].append(try apply([("block", ports(1))] + tags))
-            results["destroy chain", default: []].append(try apply(nil))
-        }
-        return results.mapValues(median)
     }
 }

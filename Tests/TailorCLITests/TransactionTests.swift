@@ -72,6 +72,18 @@ struct TransactionTests {
         func remove() { try? FileManager.default.removeItem(atPath: directory) }
     }
 
+    /// Runs `body` with a lab, a pin root and specs for them; removes every chain after.
+    static func withSpecs(_ body: (Specs, PinRoot) async throws -> Void) async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let specs = try Specs(lab)
+                defer { specs.remove() }
+                try await body(specs, root)
+                #expect(try tailor(["destroy", "--all"], root).status == 0)
+            }
+        }
+    }
+
     static func tailor(_ arguments: [String], _ root: PinRoot, failpoints: String? = nil) throws
         -> (status: Int32, stdout: String, stderr: String) {
         try CLI.run(arguments + ["--bpffs", root.path], environment: failpoints.map { ["TAILOR_FAILPOINTS": $0] } ?? [:])
@@ -102,212 +114,184 @@ struct TransactionTests {
 
     @Test("a failure at any step leaves every chain exactly as it was; a kill at any step is undone or finished by the next apply")
     func everyStep() async throws {
-        try await Lab.with { lab in
-            try await TestPinRoot.with { root in
-                let specs = try Specs(lab)
-                defer { specs.remove() }
-                let steps = try Self.steps(specs, root)
-                // Update, create, destroy, and the grace period they share.
-                for expected in ["a: stage cube", "a: write pending record", "a: commit slot", "b: attach root of b",
-                                 "z: detach root of z", "wait for a grace period", "a: promote cube", "a: write record",
-                                 "z: unpin chain z"] {
-                    #expect(steps.contains { $0.hasPrefix(expected) }, "no step \(expected) in \(steps)")
-                }
-                // Until a's old instances start to go, a killed apply is undone exactly.
-                let pointOfNoReturn = try #require(steps.firstIndex { $0.hasPrefix("a: unpin cube") || $0.hasPrefix("a: promote cube") })
-                // Steps after the grace period that retire old chains cannot fail the transaction back.
-                let retiring = { (step: String) in step.hasPrefix("z: ") && steps.firstIndex(of: step)! > steps.firstIndex(of: "wait for a grace period")! }
-
-                try Self.apply(specs.v1, root)
-                for (index, step) in steps.enumerated() {
-                    let before = try KernelSnapshot(root, hooks: specs.hooks)
-                    let failed = try Self.tailor(["apply", specs.v2], root, failpoints: "\(step)=EPERM")
-                    #expect(failed.status == 1 && failed.stderr.contains("failpoint"), "EPERM at \(step): \(failed.stderr)")
-                    let after = try KernelSnapshot(root, hooks: specs.hooks)
-                    if !retiring(step) {
-                        #expect(after == before, "EPERM at \(step) changed the kernel:\n\(before.changes(to: after))")
-                    }
-                    try Self.apply(specs.v1, root)
-
-                    let start = try KernelSnapshot(root, hooks: specs.hooks)
-                    let killed = try Self.tailor(["apply", specs.v2], root, failpoints: "\(step)=kill")
-                    #expect(killed.status == 128 + SIGKILL, "kill at \(step): \(killed.status) \(killed.stderr)")
-                    if index < pointOfNoReturn {
-                        try Self.apply(specs.v1, root)
-                        let end = try KernelSnapshot(root, hooks: specs.hooks)
-                        #expect(end == start, "kill at \(step) was not undone exactly:\n\(start.changes(to: end))")
-                    } else {
-                        try Self.apply(specs.v2, root)
-                        let plan = try Self.tailor(["plan", specs.v2, "--detailed-exitcode"], root)
-                        #expect(plan.status == 0, "after a kill at \(step), v2 did not converge:\n\(plan.stdout)")
-                        try Self.apply(specs.v1, root)
-                    }
-                    #expect(Self.leftovers(root).isEmpty, "kill at \(step) left \(Self.leftovers(root))")
-                }
-                // And once nothing fails, v2 applies and holds.
-                try Self.apply(specs.v2, root)
-                #expect(try Self.tailor(["plan", specs.v2, "--detailed-exitcode"], root).status == 0)
-                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+        try await Self.withSpecs { specs, root in
+            let steps = try Self.steps(specs, root)
+            // Update, create, destroy, and the grace period they share.
+            for expected in ["a: stage cube", "a: write pending record", "a: commit slot", "b: attach root of b",
+                             "z: detach root of z", "wait for a grace period", "a: promote cube", "a: write record",
+                             "z: unpin chain z"] {
+                #expect(steps.contains { $0.hasPrefix(expected) }, "no step \(expected) in \(steps)")
             }
+            // Until a's old instances start to go, a killed apply is undone exactly.
+            let pointOfNoReturn = try #require(steps.firstIndex { $0.hasPrefix("a: unpin cube") || $0.hasPrefix("a: promote cube") })
+            // Steps after the grace period that retire old chains cannot fail the transaction back.
+            let retiring = { (step: String) in step.hasPrefix("z: ") && steps.firstIndex(of: step)! > steps.firstIndex(of: "wait for a grace period")! }
+
+            try Self.apply(specs.v1, root)
+            for (index, step) in steps.enumerated() {
+                let before = try KernelSnapshot(root, hooks: specs.hooks)
+                let failed = try Self.tailor(["apply", specs.v2], root, failpoints: "\(step)=EPERM")
+                #expect(failed.status == 1 && failed.stderr.contains("failpoint"), "EPERM at \(step): \(failed.stderr)")
+                let after = try KernelSnapshot(root, hooks: specs.hooks)
+                if !retiring(step) {
+                    #expect(after == before, "EPERM at \(step) changed the kernel:\n\(before.changes(to: after))")
+                }
+                try Self.apply(specs.v1, root)
+
+                let start = try KernelSnapshot(root, hooks: specs.hooks)
+                let killed = try Self.tailor(["apply", specs.v2], root, failpoints: "\(step)=kill")
+                #expect(killed.status == 128 + SIGKILL, "kill at \(step): \(killed.status) \(killed.stderr)")
+                if index < pointOfNoReturn {
+                    try Self.apply(specs.v1, root)
+                    let end = try KernelSnapshot(root, hooks: specs.hooks)
+                    #expect(end == start, "kill at \(step) was not undone exactly:\n\(start.changes(to: end))")
+                } else {
+                    try Self.apply(specs.v2, root)
+                    let plan = try Self.tailor(["plan", specs.v2, "--detailed-exitcode"], root)
+                    #expect(plan.status == 0, "after a kill at \(step), v2 did not converge:\n\(plan.stdout)")
+                    try Self.apply(specs.v1, root)
+                }
+                #expect(Self.leftovers(root).isEmpty, "kill at \(step) left \(Self.leftovers(root))")
+            }
+            // And once nothing fails, v2 applies and holds.
+            try Self.apply(specs.v2, root)
+            #expect(try Self.tailor(["plan", specs.v2, "--detailed-exitcode"], root).status == 0)
         }
     }
 
     @Test("a chain whose interface is missing fails the whole apply before anything changes")
     func missingInterface() async throws {
-        try await Lab.with { lab in
-            try await TestPinRoot.with { root in
-                let specs = try Specs(lab)
-                defer { specs.remove() }
-                try Self.apply(specs.v1, root)
-                let before = try KernelSnapshot(root, hooks: specs.hooks)
-                // Chain y's build finds no interface; a, b and z are prepared but none is switched.
-                try specs.write("v2/y.yaml", specs.chain("y", hook: "tc-ingress", cubes: [specs.counter("yc")])
-                    .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: nosuch0"))
-                let failed = try Self.tailor(["apply", specs.v2], root)
-                #expect(failed.status == 1)
-                #expect(failed.stderr.contains("nosuch0"), "\(failed.stderr)")
-                #expect(try KernelSnapshot(root, hooks: specs.hooks) == before)
-                #expect(Self.leftovers(root).isEmpty)
-                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
-            }
+        try await Self.withSpecs { specs, root in
+            let lab = specs.lab
+            try Self.apply(specs.v1, root)
+            let before = try KernelSnapshot(root, hooks: specs.hooks)
+            // Chain y's build finds no interface; a, b and z are prepared but none is switched.
+            try specs.write("v2/y.yaml", specs.chain("y", hook: "tc-ingress", cubes: [specs.counter("yc")])
+                .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: nosuch0"))
+            let failed = try Self.tailor(["apply", specs.v2], root)
+            #expect(failed.status == 1)
+            #expect(failed.stderr.contains("nosuch0"), "\(failed.stderr)")
+            #expect(try KernelSnapshot(root, hooks: specs.hooks) == before)
+            #expect(Self.leftovers(root).isEmpty)
         }
     }
 
     @Test("a second apply changes nothing: no mutating bpf() command, no rtnetlink NEW/DEL/SET message")
     func idempotent() async throws {
-        try await Lab.with { lab in
-            try await TestPinRoot.with { root in
-                let specs = try Specs(lab)
-                defer { specs.remove() }
-                try Self.apply(specs.v1, root)
-                let trace = specs.directory + "/strace.txt"
-                let traced = try CLI.run(["-f", "-e", "trace=bpf,sendto,sendmsg", "-o", trace, Golden.tailor.path,
-                                          "apply", specs.v1, "--bpffs", root.path], executable: "/usr/bin/strace")
-                #expect(traced.status == 0, "\(traced.stderr)")
-                #expect(traced.stdout.contains("No changes."))
-                let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
-                let reads: Set<String> = ["BPF_MAP_LOOKUP_ELEM", "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_GET_NEXT_KEY",
-                                          "BPF_OBJ_GET", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_GET_FD_BY_ID",
-                                          "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_PROG_QUERY"]
-                var commands = 0, messages = 0
-                for line in lines {
-                    if let range = line.range(of: #"bpf\((BPF_[A-Z_]+)"#, options: .regularExpression) {
-                        let command = String(line[range].dropFirst(4))
-                        commands += 1
-                        #expect(reads.contains(command), "a mutating bpf() command: \(line)")
-                    }
-                    // rtnetlink types come in fours from 16: NEW, DEL, GET, SET; only GET reads.
-                    if let range = line.range(of: #"nlmsg_type=0x[0-9a-f]+"#, options: .regularExpression),
-                       let type = Int(line[range].dropFirst("nlmsg_type=0x".count), radix: 16), type >= 16 {
-                        messages += 1
-                        #expect((type - 16) % 4 == 2, "a mutating netlink message: \(line)")
-                    }
+        try await Self.withSpecs { specs, root in
+            try Self.apply(specs.v1, root)
+            let trace = specs.directory + "/strace.txt"
+            let traced = try CLI.run(["-f", "-e", "trace=bpf,sendto,sendmsg", "-o", trace, Golden.tailor.path,
+                                      "apply", specs.v1, "--bpffs", root.path], executable: "/usr/bin/strace")
+            #expect(traced.status == 0, "\(traced.stderr)")
+            #expect(traced.stdout.contains("No changes."))
+            let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
+            let reads: Set<String> = ["BPF_MAP_LOOKUP_ELEM", "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_GET_NEXT_KEY",
+                                      "BPF_OBJ_GET", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_GET_FD_BY_ID",
+                                      "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_PROG_QUERY"]
+            var commands = 0, messages = 0
+            for line in lines {
+                if let range = line.range(of: #"bpf\((BPF_[A-Z_]+)"#, options: .regularExpression) {
+                    let command = String(line[range].dropFirst(4))
+                    commands += 1
+                    #expect(reads.contains(command), "a mutating bpf() command: \(line)")
                 }
-                #expect(commands > 0 && messages > 0, "the trace saw no bpf() or netlink call")
-                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+                // rtnetlink types come in fours from 16: NEW, DEL, GET, SET; only GET reads.
+                if let range = line.range(of: #"nlmsg_type=0x[0-9a-f]+"#, options: .regularExpression),
+                   let type = Int(line[range].dropFirst("nlmsg_type=0x".count), radix: 16), type >= 16 {
+                    messages += 1
+                    #expect((type - 16) % 4 == 2, "a mutating netlink message: \(line)")
+                }
             }
+            #expect(commands > 0 && messages > 0, "the trace saw no bpf() or netlink call")
         }
     }
 
     @Test("a cube the verifier rejects fails plan and apply with the verifier's log, before anything changes")
     func verifierReject() async throws {
-        try await Lab.with { lab in
-            try await TestPinRoot.with { root in
-                let specs = try Specs(lab)
-                defer { specs.remove() }
-                try Self.apply(specs.v1, root)
-                let before = try KernelSnapshot(root, hooks: specs.hooks)
-                let object = try Fixtures.testObject("unverifiable")
-                try Data(object).write(to: URL(fileURLWithPath: specs.v2 + "/bad.o"))
-                try specs.write("v2/r.yaml", specs.chain("r", hook: "tc-ingress", cubes: ["""
-                        - name: bad
-                          type: object
-                          config: {path: bad.o, sha256: \(CubeBlueprint(type: "object", object: object).objectDigest)}
-                    """]))
-                for command in ["plan", "apply"] {
-                    let failed = try Self.tailor([command, specs.v2], root)
-                    #expect(failed.status == 1, "\(command): \(failed.stderr)")
-                    #expect(failed.stderr.contains("verifier log"), "\(command): \(failed.stderr)")
-                    #expect(try KernelSnapshot(root, hooks: specs.hooks) == before, "\(command) changed the kernel")
-                }
-                #expect(Self.leftovers(root).isEmpty)
-                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+        try await Self.withSpecs { specs, root in
+            try Self.apply(specs.v1, root)
+            let before = try KernelSnapshot(root, hooks: specs.hooks)
+            let object = try Fixtures.testObject("unverifiable")
+            try Data(object).write(to: URL(fileURLWithPath: specs.v2 + "/bad.o"))
+            try specs.write("v2/r.yaml", specs.chain("r", hook: "tc-ingress", cubes: ["""
+                    - name: bad
+                      type: object
+                      config: {path: bad.o, sha256: \(CubeBlueprint(type: "object", object: object).objectDigest)}
+                """]))
+            for command in ["plan", "apply"] {
+                let failed = try Self.tailor([command, specs.v2], root)
+                #expect(failed.status == 1, "\(command): \(failed.stderr)")
+                #expect(failed.stderr.contains("verifier log"), "\(command): \(failed.stderr)")
+                #expect(try KernelSnapshot(root, hooks: specs.hooks) == before, "\(command) changed the kernel")
             }
+            #expect(Self.leftovers(root).isEmpty)
         }
     }
 
     @Test("state that cannot be migrated makes plan and apply exit 1 with the reason, and nothing changes")
     func migrationRefused() async throws {
-        try await Lab.with { lab in
-            try await TestPinRoot.with { root in
-                let specs = try Specs(lab)
-                defer { specs.remove() }
-                let cube = { (version: String, extra: String) throws -> String in
-                    let object = try Fixtures.testObject(version)
-                    try Data(object).write(to: URL(fileURLWithPath: specs.v1 + "/\(version).o"))
-                    return """
-                            - name: m
-                              type: object
-                              config: {path: \(version).o, sha256: \(CubeBlueprint(type: "object", object: object).objectDigest)}
-                    \(extra)
-                    """
-                }
-                try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [try cube("migrate_v1", "")]))
-                try Self.apply(specs.v1, root)
-                _ = try Traffic.udp(in: lab, count: 1)
-                try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [try cube("migrate_narrow", "")]))
-                let before = try KernelSnapshot(root, hooks: specs.hooks)
-                for command in ["plan", "apply"] {
-                    let refused = try Self.tailor([command, specs.v1], root)
-                    #expect(refused.status == 1, "\(command): \(refused.stdout)")
-                    #expect(refused.stderr.contains("error: chain m: cube m: state map flows cannot be carried over: "
-                        + "value field 'packets' narrows"), "\(command): \(refused.stderr)")
-                    #expect(refused.stdout.contains("! state \"flows\": refused"), "\(refused.stdout)")
-                    #expect(try KernelSnapshot(root, hooks: specs.hooks) == before, "\(command) changed the kernel")
-                }
-                try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [
-                    try cube("migrate_narrow", "          migration: {flows: reset}")]))
-                let accepted = try Self.tailor(["apply", specs.v1], root)
-                #expect(accepted.status == 0, "\(accepted.stderr)")
-                #expect(accepted.stdout.contains("state \"flows\": reset"), "\(accepted.stdout)")
-                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+        try await Self.withSpecs { specs, root in
+            let lab = specs.lab
+            let cube = { (version: String, extra: String) throws -> String in
+                let object = try Fixtures.testObject(version)
+                try Data(object).write(to: URL(fileURLWithPath: specs.v1 + "/\(version).o"))
+                return """
+                        - name: m
+                          type: object
+                          config: {path: \(version).o, sha256: \(CubeBlueprint(type: "object", object: object).objectDigest)}
+                \(extra)
+                """
             }
+            try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [try cube("migrate_v1", "")]))
+            try Self.apply(specs.v1, root)
+            _ = try Traffic.udp(in: lab, count: 1)
+            try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [try cube("migrate_narrow", "")]))
+            let before = try KernelSnapshot(root, hooks: specs.hooks)
+            for command in ["plan", "apply"] {
+                let refused = try Self.tailor([command, specs.v1], root)
+                #expect(refused.status == 1, "\(command): \(refused.stdout)")
+                #expect(refused.stderr.contains("error: chain m: cube m: state map flows cannot be carried over: "
+                    + "value field 'packets' narrows"), "\(command): \(refused.stderr)")
+                #expect(refused.stdout.contains("! state \"flows\": refused"), "\(refused.stdout)")
+                #expect(try KernelSnapshot(root, hooks: specs.hooks) == before, "\(command) changed the kernel")
+            }
+            try specs.write("v1/m.yaml", specs.chain("m", hook: "tc-egress", cubes: [
+                try cube("migrate_narrow", "          migration: {flows: reset}")]))
+            let accepted = try Self.tailor(["apply", specs.v1], root)
+            #expect(accepted.status == 0, "\(accepted.stderr)")
+            #expect(accepted.stdout.contains("state \"flows\": reset"), "\(accepted.stdout)")
         }
     }
 
     @Test("a second apply waits for the first, or fails at once with --lock-timeout 0")
     func concurrentApplies() async throws {
-        try await Lab.with { lab in
-            try await TestPinRoot.with { root in
-                let specs = try Specs(lab)
-                defer { specs.remove() }
-                // The first apply announces its commit write, then holds the lock a while.
-                let first = Process()
-                first.executableURL = Golden.tailor
-                first.arguments = ["apply", specs.v1, "--bpffs", root.path]
-                first.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                                     "TAILOR_FAILPOINTS": "a: commit slot=trace;a: commit slot=sleep:1500"]
-                let err = Pipe()
-                first.standardError = err
-                first.standardOutput = FileHandle.nullDevice
-                try first.run()
-                var seen = ""
-                while !seen.contains("failpoint: a: commit slot") {
-                    let data = err.fileHandleForReading.availableData
-                    guard !data.isEmpty else { break }
-                    seen += String(decoding: data, as: UTF8.self)
-                }
-                #expect(seen.contains("failpoint: a: commit slot"))
-                let impatient = try Self.tailor(["apply", specs.v1, "--lock-timeout", "0"], root)
-                #expect(impatient.status == 1)
-                #expect(impatient.stderr.contains("another tailor (apply or the daemon) holds it"), "\(impatient.stderr)")
-                let patient = try Self.tailor(["apply", specs.v1], root)
-                first.waitUntilExit()
-                #expect(first.terminationStatus == 0)
-                #expect(patient.status == 0)
-                #expect(patient.stdout.contains("No changes."), "\(patient.stdout)")
-                #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+        try await Self.withSpecs { specs, root in
+            // The first apply announces its commit write, then holds the lock a while.
+            let first = Process()
+            first.executableURL = Golden.tailor
+            first.arguments = ["apply", specs.v1, "--bpffs", root.path]
+            first.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                 "TAILOR_FAILPOINTS": "a: commit slot=trace;a: commit slot=sleep:1500"]
+            let err = Pipe()
+            first.standardError = err
+            first.standardOutput = FileHandle.nullDevice
+            try first.run()
+            var seen = ""
+            while !seen.contains("failpoint: a: commit slot") {
+                let data = err.fileHandleForReading.availableData
+                guard !data.isEmpty else { break }
+                seen += String(decoding: data, as: UTF8.self)
             }
+            #expect(seen.contains("failpoint: a: commit slot"))
+            let impatient = try Self.tailor(["apply", specs.v1, "--lock-timeout", "0"], root)
+            #expect(impatient.status == 1)
+            #expect(impatient.stderr.contains("another tailor (apply or the daemon) holds it"), "\(impatient.stderr)")
+            let patient = try Self.tailor(["apply", specs.v1], root)
+            first.waitUntilExit()
+            #expect(first.terminationStatus == 0)
+            #expect(patient.status == 0)
+            #expect(patient.stdout.contains("No changes."), "\(patient.stdout)")
         }
     }
 }
