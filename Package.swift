@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries the product links, found through pkg-config.
@@ -64,6 +65,18 @@ let package = Package(
             ]
         ),
 
+        // The reconcile daemon (`tailor run`): spec watcher, reconcile loop, journald
+        // logging, systemd notification.
+        .target(
+            name: "TailorDaemon",
+            dependencies: [
+                "CSystemd", "TailorReconcile", "TailorDatapath", "TailorKernel", "TailorSpec",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // The built-in lab: network namespaces joined by veth pairs.
         .target(name: "TailorLab", dependencies: ["TailorKernel"]),
 
@@ -71,8 +84,9 @@ let package = Package(
             name: "tailor",
             dependencies: [
                 "TailorKernel", "TailorObjects", "TailorSpec", "TailorDatapath", "TailorCubes", "TailorLab",
-                "TailorReconcile",
+                "TailorReconcile", "TailorDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

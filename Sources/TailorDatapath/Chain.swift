@@ -398,9 +398,9 @@ public final class Chain {
     /// Nothing is reachable by packets until `commit`.
     /// A cube whose blueprint differs only in entries of entry-safe tables keeps its
     /// instance; its entries are changed in place by `switchOver`.
-    /// `specDigest`, when given, goes into the record the commit writes; `digests`
-    /// are the cubes' blueprint digests when the caller has them.
-    public func prepare(_ topology: Topology, specDigest: String? = nil,
+    /// `specDigest` and `gitRevision`, when given, go into the record the commit
+    /// writes; `digests` are the cubes' blueprint digests when the caller has them.
+    public func prepare(_ topology: Topology, specDigest: String? = nil, gitRevision: String? = nil,
                         digests: [String: String] = [:]) throws -> PreparedCommit {
         var live = layout
         var inPlace: [String: TableUpdate] = [:]
@@ -436,7 +436,8 @@ public final class Chain {
         }
         // A cube the path copy loads anew gets its new tables with its new instance.
         return PreparedCommit(plan: plan, instances: loaded, tables: inPlace.filter { loaded[$0.key] == nil },
-                              specDigest: specDigest, state: state, migrations: migrations, refusals: refusals)
+                              provenance: specDigest.map { ($0, gitRevision) }, state: state, migrations: migrations,
+                              refusals: refusals)
     }
 
     /// How the state maps of `cube`'s live instance reach a new instance of

@@ -8,8 +8,8 @@ public struct PreparedCommit {
     let instances: [String: CubeInstance]
     /// Cube -> its new blueprint digest and the entries its entry-safe tables get.
     public let tables: [String: TableUpdate]
-    /// The spec digest to record with the change.
-    public let specDigest: String?
+    /// The spec digest and git revision to record with the change.
+    let provenance: (specDigest: String, gitRevision: String?)?
     /// Per replaced cube, how each state map reaches the new instance.
     public let state: [String: [String: StateCarry]]
     /// State maps whose entries are copied into new maps (pre-copy, then a final pass).
@@ -98,7 +98,7 @@ extension Chain {
         var tablesBefore: [String: [String: [TableEntry]]] = [:]
         var copied: [FlatEntries] = []
         guard prepared.refusals.isEmpty else { throw DatapathError(prepared.refusals.joined(separator: "\n")) }
-        if let specDigest = prepared.specDigest { provenance.specDigest = specDigest }
+        if let new = prepared.provenance { provenance = (new.specDigest, new.gitRevision) }
         do {
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }

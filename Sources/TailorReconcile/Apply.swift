@@ -19,6 +19,8 @@ public struct Executor {
     /// Called before each kernel change with its name ("<chain>: <step>"); throwing
     /// fails the apply there (failpoints, `TAILOR_FAILPOINTS`).
     public var failpoint: ((String) throws -> Void)?
+    /// The git revision of the specs, recorded in every chain this apply changes.
+    public var gitRevision: String?
 
     public init(pinRoot: PinRoot, takeover: Bool = false) {
         self.pinRoot = pinRoot
@@ -118,7 +120,7 @@ public struct Executor {
         case .create:
             guard let desired else { return nil }
             let chain = try build(desired)
-            try chain.setProvenance(specDigest: desired.digest, gitRevision: nil)
+            try chain.setProvenance(specDigest: desired.digest, gitRevision: gitRevision)
             let foreign = takeover ? try chain.settings.hook.attachedProgram() : nil
             return ChainTask(name: change.name, work: .create(chain, replacing: foreign))
         case .update, .repair:
@@ -129,19 +131,33 @@ public struct Executor {
                 if let desired { try restoreTables(live, desired) }
             }
             guard let desired, change.action == .update else { return ChainTask(name: change.name, work: .none) }
-            let prepared = try live.prepare(desired.topology, specDigest: desired.digest, digests: desired.cubeDigests)
+            let prepared = try live.prepare(desired.topology, specDigest: desired.digest, gitRevision: gitRevision,
+                                            digests: desired.cubeDigests)
             return ChainTask(name: change.name, work: .update(live, prepared))
         case .replace:
             guard let desired else { return nil }
             let old = try open()
             let new = try build(desired)
-            try new.setProvenance(specDigest: desired.digest, gitRevision: nil)
+            try new.setProvenance(specDigest: desired.digest, gitRevision: gitRevision)
             return ChainTask(name: change.name, work: .replace(old: old, new: new))
         case .destroy:
             return ChainTask(name: change.name, work: .destroy(try open()))
         case .none, .skip:
             return nil
         }
+    }
+
+    /// Records `revision` in the meta record of each chain named that is live and
+    /// records another one: a spec commit that changed nothing in the kernel is
+    /// still the revision applied. Returns the chains it wrote.
+    public func record(revision: String, chains names: Set<String>, observed: [ObservedChain]) throws -> [String] {
+        var recorded: [String] = []
+        for chain in observed where names.contains(chain.name) && !chain.isLeftover {
+            guard let record = chain.record, record.pending == nil, record.gitRevision != revision else { continue }
+            try Chain.open(chain.name, pinRoot: pinRoot).setProvenance(specDigest: record.specDigest, gitRevision: revision)
+            recorded.append(chain.name)
+        }
+        return recorded
     }
 
     /// Puts back the tables of cubes that stay as they are (a replaced cube gets fresh tables anyway).

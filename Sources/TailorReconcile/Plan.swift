@@ -10,13 +10,16 @@ public struct DesiredChain: Sendable {
     public let cubeDigests: [String: String]
     /// A suspended chain is left as it is in the kernel.
     public var suspend: Bool
+    /// Drift is put back when true, only reported when false.
+    public var repairDrift: Bool
 
-    public init(settings: ChainSettings, topology: Topology, suspend: Bool = false) {
+    public init(settings: ChainSettings, topology: Topology, suspend: Bool = false, repairDrift: Bool = true) {
         self.settings = settings
         self.topology = topology
         self.cubeDigests = topology.nodes.mapValues(\.blueprint.digest)
         self.digest = topology.digest(settings: settings, cubeDigests: cubeDigests)
         self.suspend = suspend
+        self.repairDrift = repairDrift
     }
 }
 
@@ -120,6 +123,8 @@ public struct ChainChange: Sendable, Equatable, Codable {
     public var drift: [String]
     /// Whether apply repairs the drift (slots and hook put back from the pins).
     public var repairsDrift = false
+    /// The kind of each drift entry (`root-detached`, `table-changed`, ...), for logs.
+    public var driftKinds: [String] = []
 }
 
 /// The plan: per chain what changes and why, and totals over cubes.
@@ -151,6 +156,13 @@ public struct Plan: Sendable, Equatable, Codable {
     /// `Executor.verify`. Plan and apply exit 1 when it is not empty.
     public var refusals: [String] = []
 
+    /// A plan of `chains`, with the totals counted from them.
+    public init(chains: [ChainChange]) {
+        self.chains = chains
+        summary = Summary()
+        for change in chains where change.action != .skip { summary.tally(change) }
+    }
+
     /// No chain changes (drift alone is shown but changes nothing yet).
     public var isEmpty: Bool { chains.allSatisfy { $0.action == .none || $0.action == .skip } }
 }
@@ -181,13 +193,13 @@ public enum Planner {
                 changes.append(ChainChange(name: chain.name, action: .destroy,
                                            hook: chain.record?.settings.hook.description ?? "?",
                                            reasons: ["pins left behind by an interrupted apply; removed"], cubes: [],
-                                           drift: chain.drift.map(\.description)))
+                                           drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
                 continue
             }
             guard let record = chain.record else {
                 changes.append(ChainChange(name: chain.name, action: .skip, hook: "?",
                                            reasons: ["not a chain tailor can read; left alone"], cubes: [],
-                                           drift: chain.drift.map(\.description)))
+                                           drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
                 continue
             }
             let cubes = record.cubes.keys.sorted().map {
@@ -196,15 +208,27 @@ public enum Planner {
             changes.append(ChainChange(
                 name: chain.name, action: prune ? .destroy : .skip, hook: record.settings.hook.description,
                 reasons: [prune ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
-                cubes: cubes, drift: chain.drift.map(\.description)))
+                cubes: cubes, drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
         }
         changes.sort { $0.name < $1.name }
-        var summary = Plan.Summary()
-        for change in changes where change.action != .skip { summary.tally(change) }
-        return Plan(chains: changes, summary: summary)
+        return Plan(chains: changes)
     }
 
     static func plan(_ desired: DesiredChain, _ observed: ObservedChain?) -> ChainChange {
+        var drift = observed?.drift ?? []
+        for cube in desired.topology.reachable {
+            guard let observed, let node = desired.topology.nodes[cube],
+                  observed.record?.cubes[cube]?.digest == desired.cubeDigests[cube] else { continue }
+            drift += tableDrift(cube, desired: node.blueprint.tables, live: observed.tables[cube] ?? [:])
+        }
+        var change = plan(desired, observed, drift: drift)
+        change.driftKinds = drift.map(\.kind)
+        return change
+    }
+
+    /// The change of one chain, given every drift found in it (observed and in its tables).
+    private static func plan(_ desired: DesiredChain, _ observed: ObservedChain?, drift observedDrift: [Drift])
+        -> ChainChange {
         let name = desired.settings.name
         let hook = desired.settings.hook.description
         let reachable = desired.topology.reachable
@@ -214,12 +238,6 @@ public enum Planner {
                                reasons: desired.suspend ? ["suspended in the spec"] : [],
                                cubes: reachable.map { CubeChange(name: $0, type: type($0), action: .add, reasons: []) },
                                drift: [])
-        }
-        var observedDrift = observed.drift
-        for cube in reachable {
-            guard let node = desired.topology.nodes[cube], observed.record?.cubes[cube]?.digest == desired.cubeDigests[cube]
-            else { continue }
-            observedDrift += tableDrift(cube, desired: node.blueprint.tables, live: observed.tables[cube] ?? [:])
         }
         let drift = observedDrift.map(\.description)
         guard let record = observed.record else {
@@ -291,9 +309,11 @@ public enum Planner {
             entryMoved = ["entry: \(cubeAtSlot[0] ?? "none") -> \(entry)"]
         }
         let changed = cubes.contains { $0.action != .keep } || !entryMoved.isEmpty
-        let repairable = !observedDrift.isEmpty && observedDrift.allSatisfy(\.isRepairable)
+        let repairable = !observedDrift.isEmpty && observedDrift.allSatisfy(\.isRepairable) && desired.repairDrift
         var reasons = entryMoved
-        if !observedDrift.isEmpty && !repairable {
+        if !observedDrift.isEmpty && !desired.repairDrift {
+            reasons.append("drift is reported, not repaired (repairDrift: false)")
+        } else if !observedDrift.isEmpty && !repairable {
             reasons.append("drift that tailor cannot put back by itself: destroy and re-apply the chain")
         }
         return ChainChange(name: name, action: changed ? .update : (repairable ? .repair : .none), hook: hook,

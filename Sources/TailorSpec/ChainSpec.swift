@@ -30,6 +30,8 @@ public struct ChainSpec: Sendable {
     public var defaultVerdict: Verdict
     public var onMissingCube: MissingCube
     public var suspend: Bool
+    /// Whether drift found in the kernel is put back (true) or only reported.
+    public var repairDrift: Bool
     public var cubes: [CubeSpec]
     public var location: SourceLocation
     /// The spec directory the chain was loaded from: files a cube names (objects)
@@ -84,7 +86,7 @@ struct ChainDecoder {
     let maxCubes: Int
 
     static let documentKeys = ["apiVersion", "kind", "metadata", "spec"]
-    static let specKeys = ["attach", "defaultVerdict", "onMissingCube", "suspend", "cubes"]
+    static let specKeys = ["attach", "defaultVerdict", "onMissingCube", "suspend", "repairDrift", "cubes"]
     static let cubeKeys = ["name", "type", "config", "next", "outputs", "migration"]
 
     func decode(_ document: YAMLNode, diagnostics d: inout Diagnostics) -> ChainSpec? {
@@ -124,10 +126,11 @@ struct ChainDecoder {
                 .flatMap(ChainSpec.MissingCube.init(rawValue:))
         } ?? .failClosed
         let suspend = spec["suspend"].map { $0.boolean("suspend", diagnostics: &d) } ?? false
+        let repairDrift = spec["repairDrift"].map { $0.boolean("repairDrift", diagnostics: &d) } ?? true
         let cubes = spec.required("cubes", diagnostics: &d).flatMap { decodeCubes($0, &d) }
-        guard let name, let attach, let verdict, let missing, let suspend, let cubes else { return nil }
+        guard let name, let attach, let verdict, let missing, let suspend, let repairDrift, let cubes else { return nil }
         return ChainSpec(name: name, labels: labels, attach: attach, defaultVerdict: verdict, onMissingCube: missing,
-                         suspend: suspend, cubes: cubes, location: document.location,
+                         suspend: suspend, repairDrift: repairDrift, cubes: cubes, location: document.location,
                          specRoot: (document.location.file as NSString).deletingLastPathComponent)
     }
 

@@ -72,6 +72,7 @@ public enum JSONSchema {
                         "defaultVerdict": ["enum": .array(ChainSpec.Verdict.allCases.map { .string($0.rawValue) })],
                         "onMissingCube": ["enum": .array(ChainSpec.MissingCube.allCases.map { .string($0.rawValue) })],
                         "suspend": ["type": "boolean"],
+                        "repairDrift": ["type": "boolean"],
                         "cubes": ["type": "array", "minItems": 1, "maxItems": .int(SpecLimits().cubesPerChain),
                                   "items": ["$ref": "#/$defs/cube"]],
                     ],

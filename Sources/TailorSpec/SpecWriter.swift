@@ -50,6 +50,7 @@ public struct SpecWriter: Sendable {
                 ("defaultVerdict", .plain(chain.defaultVerdict.rawValue)),
                 ("onMissingCube", .plain(chain.onMissingCube.rawValue)),
                 ("suspend", .plain(chain.suspend ? "true" : "false")),
+                ("repairDrift", .plain(chain.repairDrift ? "true" : "false")),
                 ("cubes", .list(chain.cubes.map(cube))),
             ])),
         ])

@@ -46,16 +46,9 @@ struct PlanOptions: ParsableArguments {
 
     /// The desired state, or exit 1 after printing the spec's errors.
     func desired() throws -> [DesiredChain] {
-        let (state, diagnostics) = SpecLoader(cubeTypes: CubeType.schemas).load(paths)
-        var all = diagnostics
-        var chains: [DesiredChain] = []
-        for chain in state?.chains ?? [] {
-            if let (settings, topology) = chain.datapath(diagnostics: &all) {
-                chains.append(DesiredChain(settings: settings, topology: topology, suspend: chain.suspend))
-            }
-        }
-        for diagnostic in all.sorted { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
-        if all.hasErrors { throw ExitCode(1) }
+        let (chains, diagnostics) = DesiredChain.load(paths)
+        for diagnostic in diagnostics.sorted { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
+        if diagnostics.hasErrors { throw ExitCode(1) }
         return chains
     }
 

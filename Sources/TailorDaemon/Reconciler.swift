@@ -1,0 +1,178 @@
+import Foundation
+import Logging
+import TailorDatapath
+import TailorKernel
+import TailorReconcile
+import TailorSpec
+
+/// One reconcile at a time: specs -> desired state, kernel -> observed state, plan,
+/// and each chain applied on its own, so one that fails does not hold the others.
+///
+/// A spec directory with errors changes nothing: the errors are logged with their
+/// positions and the last good desired state is kept (its drift still repaired).
+/// A chain whose apply failed is not retried for the same desired state until its
+/// backoff (5 s, doubling to 5 min) has passed; a new desired state is tried at once.
+public final class Reconciler {
+    public struct Configuration: Sendable {
+        public var specDirectory: String
+        public var pinRoot: PinRoot
+        public var lockTimeout: Double
+
+        public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30) {
+            (self.specDirectory, self.pinRoot, self.lockTimeout) = (specDirectory, pinRoot, lockTimeout)
+        }
+    }
+
+    /// What a reconcile found and did, for logs and the service status line.
+    public struct Outcome: Sendable, Equatable {
+        public var chains = 0, synced = 0, drifted = 0, failed = 0
+        public var specErrors = 0
+        public var revision: String?
+
+        /// `3 chains synced, 0 drifted, rev abc1234`.
+        public var status: String {
+            var line = "\(synced) chain\(synced == 1 ? "" : "s") synced, \(drifted) drifted"
+            if failed > 0 { line += ", \(failed) failing" }
+            if specErrors > 0 { line += ", specs have \(specErrors) error\(specErrors == 1 ? "" : "s")" }
+            return line + (revision.map { ", rev \($0)" } ?? "")
+        }
+    }
+
+    struct Failure {
+        var digest: String
+        var attempts: Int
+        var retryAt: ContinuousClock.Instant
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+    private var lastGood: [DesiredChain]?
+    private var failures: [String: Failure] = [:]
+
+    public init(_ configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Makes the kernel match the specs as far as it can; never throws.
+    public func reconcile(reason: String) -> Outcome {
+        let start = ContinuousClock.now
+        var log = logger
+        log[metadataKey: "plan_id"] = "\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        let revision = GitRevision.of(configuration.specDirectory)
+        if let revision { log[metadataKey: "git_commit"] = "\(revision)" }
+        log.info("reconcile started", metadata: ["reason": "\(reason)"])
+        var outcome = Outcome(revision: revision?.short)
+
+        let (chains, diagnostics) = DesiredChain.load([configuration.specDirectory])
+        if diagnostics.hasErrors {
+            for diagnostic in diagnostics.sorted where diagnostic.severity == .error {
+                log.error("spec error", metadata: ["spec_file": "\(diagnostic.location.file)",
+                                                   "position": "\(diagnostic.location)",
+                                                   "error": "\(diagnostic)"])
+            }
+            outcome.specErrors = diagnostics.sorted.filter { $0.severity == .error }.count
+        } else {
+            lastGood = chains
+        }
+        guard let desired = lastGood else {
+            log.error("no valid specs yet: nothing is changed until they are fixed")
+            return finish(outcome, log, start)
+        }
+        do {
+            let lock = try PinRootLock(configuration.pinRoot, timeout: configuration.lockTimeout)
+            defer { withExtendedLifetime(lock) {} }
+            outcome = try apply(desired, outcome, revision, log)
+        } catch {
+            log.error("reconcile failed", metadata: ["error": "\(error)"])
+            outcome.failed = desired.count
+        }
+        return finish(outcome, log, start)
+    }
+
+    private func finish(_ outcome: Outcome, _ log: Logger, _ start: ContinuousClock.Instant) -> Outcome {
+        log.info("reconcile finished", metadata: [
+            "duration_us": "\(Int((ContinuousClock.now - start).microseconds))", "status": "\(outcome.status)",
+        ])
+        return outcome
+    }
+
+    private func apply(_ desired: [DesiredChain], _ start: Outcome, _ revision: GitRevision?,
+                       _ log: Logger) throws -> Outcome {
+        var outcome = start
+        let pinRoot = configuration.pinRoot
+        let observed = Observer.observe(pinRoot: pinRoot)
+        let plan = Planner.plan(desired: desired, observed: observed)
+        for change in plan.chains {
+            for (kind, drift) in zip(change.driftKinds, change.drift) {
+                log.warning("drift found", metadata: ["chain": "\(change.name)", "drift_kind": "\(kind)",
+                                                      "drift": "\(drift)"])
+            }
+        }
+        let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var executor = Executor(pinRoot: pinRoot)
+        executor.gitRevision = revision?.description
+        for change in plan.chains where change.action != .none && change.action != .skip {
+            var chainLog = log
+            chainLog[metadataKey: "chain"] = "\(change.name)"
+            chainLog[metadataKey: "action"] = "\(change.action.rawValue)"
+            let digest = byName[change.name]?.digest ?? "absent"
+            if let failure = failures[change.name], failure.digest == digest, ContinuousClock.now < failure.retryAt {
+                chainLog.warning("chain not retried yet", metadata: [
+                    "attempts": "\(failure.attempts)",
+                    "retry_in_ms": "\(Int((failure.retryAt - ContinuousClock.now).microseconds / 1000))",
+                ])
+                outcome.failed += 1
+                continue
+            }
+            let chainStart = ContinuousClock.now
+            do {
+                let single = try executor.verify(Plan(chains: [change]), desired: desired)
+                guard single.refusals.isEmpty else { throw ReconcileRefusal(reasons: single.refusals) }
+                _ = try executor.apply(single, desired: desired)
+                failures[change.name] = nil
+                for cube in change.cubes where cube.action != .keep {
+                    chainLog.info("cube changed", metadata: ["cube": "\(cube.name)", "cube_action": "\(cube.action.rawValue)",
+                                                             "reasons": "\(cube.reasons.joined(separator: "; "))"])
+                }
+                if change.repairsDrift {
+                    for kind in change.driftKinds {
+                        chainLog.notice("drift repaired", metadata: ["drift_kind": "\(kind)"])
+                    }
+                }
+                chainLog.notice("chain reconciled", metadata: [
+                    "duration_us": "\(Int((ContinuousClock.now - chainStart).microseconds))",
+                ])
+            } catch {
+                let attempts = (failures[change.name].map { $0.digest == digest ? $0.attempts : 0 } ?? 0) + 1
+                let backoff = Duration.seconds(min(300, 5 << min(attempts - 1, 6)))
+                failures[change.name] = Failure(digest: digest, attempts: attempts, retryAt: .now + backoff)
+                chainLog.error("chain failed", metadata: ["error": "\(error)", "attempts": "\(attempts)",
+                                                          "retry_in_ms": "\(Int(backoff.microseconds / 1000))"])
+                outcome.failed += 1
+            }
+        }
+        let after = Observer.observe(pinRoot: pinRoot)
+        if let revision {
+            for name in try executor.record(revision: revision.description, chains: Set(byName.keys), observed: after) {
+                log.info("revision recorded", metadata: ["chain": "\(name)"])
+            }
+        }
+        outcome.chains = desired.count
+        let afterPlan = Planner.plan(desired: desired, observed: after)
+        for change in afterPlan.chains where byName[change.name] != nil {
+            if !change.drift.isEmpty { outcome.drifted += 1 } else if change.action == .none { outcome.synced += 1 }
+        }
+        return outcome
+    }
+}
+
+/// A chain's plan that must not be applied (state that cannot be carried over).
+struct ReconcileRefusal: Error, CustomStringConvertible {
+    let reasons: [String]
+    var description: String { reasons.joined(separator: "; ") }
+}
+
+extension Duration {
+    var microseconds: Double { Double(components.seconds) * 1e6 + Double(components.attoseconds) / 1e12 }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TailorDaemon
+
+/// `tailor run SPECDIR`: the reconcile daemon.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Keep the kernel matching a spec directory: reconcile on start, on every change, every interval.",
+        discussion: "Logs go to the systemd journal (CHAIN, CUBE, ACTION, PLAN_ID, GIT_COMMIT, DURATION_US, "
+            + "DRIFT_KIND, SPEC_FILE fields), or to stderr without one. SIGHUP reconciles at once; SIGTERM stops "
+            + "after the reconcile in progress and leaves the datapath as it is. With systemd (Type=notify): READY=1 "
+            + "after the first reconcile, STATUS= after each, WATCHDOG=1 when WatchdogSec is set."
+    )
+
+    @Argument(help: "The spec directory (a git work tree, or inside one, to record revisions).")
+    var specDirectory: String
+
+    @OptionGroup var kernel: KernelOptions
+
+    @Option(help: "Seconds between reconciles that look for drift.")
+    var interval = 30.0
+
+    @Option(help: "Milliseconds of quiet after a file change before reconciling.")
+    var debounce = 100
+
+    func validate() throws {
+        guard interval > 0, debounce >= 0 else { throw ValidationError("--interval must be > 0, --debounce >= 0") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: specDirectory, isDirectory: &isDirectory), isDirectory.boolValue
+        else { throw ValidationError("\(specDirectory) is not a directory") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { JournalLogHandler(label: $0) }
+        let logger = Logger(label: "tailor.run")
+        let directory = URL(fileURLWithPath: specDirectory).standardizedFileURL.path
+        let service = ReconcileService(
+            .init(reconciler: .init(specDirectory: directory, pinRoot: try kernel.pinRoot(),
+                                    lockTimeout: kernel.lockTimeout),
+                  interval: .milliseconds(Int64(interval * 1000)), debounce: .milliseconds(debounce)),
+            logger: logger)
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import Testing
+import TailorDatapath
+import TailorKernel
+import TailorLab
+import TailorTestKit
+
+/// A systemd-journald started by hand for a test when none runs, and stopped after.
+enum Journal {
+    static let socket = "/run/systemd/journal/socket"
+
+    static func with<R>(_ body: () async throws -> R) async throws -> R {
+        let running = FileManager.default.fileExists(atPath: socket) && (try? CLI.run(
+            ["-c", "ls /run/systemd/journal/socket && pgrep -x systemd-journal"], executable: "/bin/sh").status) == 0
+        guard !running else { return try await body() }
+        let journald = Process()
+        journald.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
+        journald.standardOutput = FileHandle.nullDevice
+        journald.standardError = FileHandle.nullDevice
+        try journald.run()
+        defer {
+            journald.terminate()
+            journald.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: "/run/systemd/journal")
+        }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(20_000) }
+        return try await body()
+    }
+
+    /// The journal entries a process wrote, as JSON objects.
+    static func entries(pid: Int32) throws -> [[String: String]] {
+        let out = try CLI.run(["-o", "json", "--no-pager", "_PID=\(pid)"], executable: "/usr/bin/journalctl").stdout
+        return out.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        }.map { $0.compactMapValues { $0 as? String } }
+    }
+}
+
+/// `tailor run` as a real process.
+final class Daemon {
+    let process = Process()
+
+    init(_ specs: String, _ root: PinRoot, interval: String = "1") throws {
+        process.executableURL = Golden.tailor
+        process.arguments = ["run", specs, "--bpffs", root.path, "--interval", interval, "--debounce", "50"]
+        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// SIGTERM, then the exit status.
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+/// Polls `condition` every 20 ms for up to `seconds`; an error counts as not yet.
+func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if (try? condition()) == true { return true }
+        usleep(20_000)
+    }
+    return (try? condition()) == true
+}
+
+@Suite("tailor run", .kernel, .serialized)
+struct DaemonTests {
+    /// A spec directory in a git repository: commit 1 drops UDP to port 9, commit 2
+    /// to port 10, on TC ingress of the lab's side b.
+    struct Repository {
+        let directory: String
+        let lab: Lab
+        var commits: [String] = []
+
+        init(_ lab: Lab) throws {
+            self.lab = lab
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-run-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try git("init", "-q")
+            for port in [9, 10] {
+                try write(spec(dropping: port))
+                try git("add", "edge.yaml")
+                try git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "drop \(port)")
+                commits.append(try git("rev-parse", "HEAD").trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        }
+
+        var file: String { directory + "/edge.yaml" }
+
+        func spec(dropping port: Int) -> String {
+            """
+            apiVersion: tailor/v1
+            kind: Chain
+            metadata:
+              name: edge
+            spec:
+              attach: {interface: \(lab.b.interfaceName), namespace: \(lab.b.namespaceName), hook: tc-ingress}
+              cubes:
+                - name: acl
+                  type: filter
+                  config:
+                    rules:
+                      - {match: {proto: udp, dport: \(port)}, action: drop}
+                - {name: count, type: counter}
+
+            """
+        }
+
+        func write(_ text: String) throws { try text.write(toFile: file, atomically: true, encoding: .utf8) }
+
+        @discardableResult
+        func git(_ arguments: String...) throws -> String {
+            let run = try CLI.run(["-C", directory] + arguments, executable: "/usr/bin/git")
+            guard run.status == 0 else { throw CommandFailed(command: "git \(arguments)", output: run.stderr) }
+            return run.stdout
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    struct CommandFailed: Error { let command: String, output: String }
+
+    static func record(_ root: PinRoot) -> ChainRecord? {
+        (try? MetaRecordReader.read(root.appending("edge", "meta"))) ?? nil
+    }
+
+    @Test("reconciles edits, git checkouts and tampering, survives bad specs, logs to the journal, stops and restarts cleanly")
+    func lifecycle() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                try await Journal.with {
+                    let repository = try Repository(lab)
+                    defer { repository.remove() }
+                    try repository.git("checkout", "-q", repository.commits[0])
+                    let daemon = try Daemon(repository.directory, root)
+                    var stopped = false
+                    defer { if !stopped { _ = daemon.stop() } }
+
+                    // Start: the chain is created and records the commit.
+                    #expect(eventually { Self.record(root)?.gitRevision == repository.commits[0] })
+                    #expect(try Traffic.udp(in: lab, count: 3, port: 9, timeout: .milliseconds(300)) == 0)
+
+                    // An edit, not committed: applied, recorded as dirty.
+                    try repository.write(repository.spec(dropping: 11))
+                    #expect(eventually { Self.record(root)?.gitRevision == repository.commits[0] + "+dirty" })
+                    #expect(try Traffic.udp(in: lab, count: 3, port: 9) == 3)
+                    #expect(try Traffic.udp(in: lab, count: 3, port: 11, timeout: .milliseconds(300)) == 0)
+
+                    // A broken file changes nothing in the kernel.
+                    let before = try KernelSnapshot(root, hooks: [])
+                    try repository.write("apiVersion: tailor/v1\nkind: Chain\nmetadata: {name: edge\n")
+                    usleep(1_500_000)
+                    #expect(try KernelSnapshot(root, hooks: []) == before)
+
+                    // git checkout of another commit: converges to it.
+                    try repository.git("checkout", "-q", "--", ".")
+                    try repository.git("checkout", "-q", repository.commits[1])
+                    #expect(eventually { Self.record(root)?.gitRevision == repository.commits[1] })
+                    #expect(try Traffic.udp(in: lab, count: 3, port: 10, timeout: .milliseconds(300)) == 0)
+
+                    // Tampering, each kind repaired within an interval or two.
+                    let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                    let rootID = try Program(pinnedAt: root.appending("edge", "root")).info().id
+                    try TC.detach(from: lab.b.interface(), direction: .ingress, expected: rootID)
+                    #expect(eventually(5) { try hook.attachedProgram() == rootID })
+                    let slots = try ProgramArray(pinnedAt: root.appending("edge", "progs"))
+                    let count = try #require(Self.record(root)?.cubes["count"])
+                    try slots.clear(count.slot)
+                    #expect(eventually(5) { try slots.program(at: count.slot)?.rawValue == count.program })
+                    let rules = try BPFMap(pinnedAt: root.appending("edge", "cubes", "acl", "maps", "rules"))
+                    let rule = try #require(try rules.lookup([0, 0, 0, 0]))
+                    try rules.update([0, 0, 0, 0], [UInt8](repeating: 0, count: rule.count))
+                    #expect(eventually(5) { try rules.lookup([0, 0, 0, 0]) == rule })
+
+                    // SIGTERM: exits 0 and the datapath stays, still filtering.
+                    let pid = daemon.process.processIdentifier
+                    #expect(daemon.stop() == 0)
+                    stopped = true
+                    #expect(try hook.attachedProgram() == rootID)
+                    #expect(try Traffic.udp(in: lab, count: 3, port: 10, timeout: .milliseconds(300)) == 0)
+                    #expect(try Traffic.udp(in: lab, count: 3, port: 9) == 3)
+
+                    // A restart adopts what is there and changes nothing.
+                    let running = try KernelSnapshot(root, hooks: [hook])
+                    let again = try Daemon(repository.directory, root, interval: "60")
+                    let restarted = eventually {
+                        try Journal.entries(pid: again.process.processIdentifier)
+                            .contains { $0["MESSAGE"] == "tailor run is ready" }
+                    }
+                    #expect(restarted)
+                    #expect(again.stop() == 0)
+                    #expect(try KernelSnapshot(root, hooks: [hook]) == running)
+                    #expect(try !Journal.entries(pid: again.process.processIdentifier)
+                        .contains { $0["MESSAGE"] == "chain reconciled" })
+
+                    // The journal: structured fields, one PLAN_ID per reconcile.
+                    let entries = try Journal.entries(pid: pid)
+                    for field in ["MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "CODE_FILE", "CODE_LINE", "CODE_FUNC",
+                                  "CHAIN", "CUBE", "ACTION", "PLAN_ID", "GIT_COMMIT", "DURATION_US", "DRIFT_KIND",
+                                  "SPEC_FILE"] {
+                        #expect(entries.contains { $0[field] != nil }, "no entry has \(field)")
+                    }
+                    #expect(entries.allSatisfy { $0["SYSLOG_IDENTIFIER"] == "tailor" })
+                    let kinds = Set(entries.compactMap { $0["MESSAGE"] == "drift repaired" ? $0["DRIFT_KIND"] : nil })
+                    #expect(kinds.isSuperset(of: ["root-detached", "slot-empty", "table-changed"]), "\(kinds)")
+                    let specError = try #require(entries.first { $0["MESSAGE"] == "spec error" })
+                    #expect(specError["SPEC_FILE"] == repository.file)
+                    #expect(specError["POSITION"]?.hasPrefix(repository.file + ":4:") == true, "\(specError)")
+                    #expect(specError["PRIORITY"] == "3")
+                    let plans = Dictionary(grouping: entries.filter { $0["PLAN_ID"] != nil }) { $0["PLAN_ID"]! }
+                    #expect(plans.values.allSatisfy { group in
+                        group.contains { $0["MESSAGE"] == "reconcile started" }
+                            && group.contains { $0["MESSAGE"] == "reconcile finished" }
+                    })
+                    try Chain.open("edge", pinRoot: root).destroy()
+                }
+            }
+        }
+    }
+}
