@@ -221,4 +221,37 @@ struct DaemonTests {
             }
         }
     }
+
+    @Test("the unit file passes systemd-analyze verify")
+    func unitFile() throws {
+        let unit = Golden.root.appendingPathComponent("dist/tailor.service")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-unit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The unit names the installed binary; verify it against the one just built.
+        let text = try String(contentsOf: unit, encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/tailor", with: Golden.tailor.path)
+        let copy = directory.appendingPathComponent("tailor.service")
+        try text.write(to: copy, atomically: true, encoding: .utf8)
+        let verified = try CLI.run(["verify", copy.path], executable: "/usr/bin/systemd-analyze")
+        #expect(verified.status == 0 && verified.stderr.isEmpty && verified.stdout.isEmpty,
+                "\(verified.stdout)\(verified.stderr)")
+        #expect(text.contains("Type=notify") && text.contains("NoNewPrivileges=yes") && text.contains("ProtectSystem=strict"))
+    }
+
+    @Test("CAP_NET_ADMIN and CAP_SYS_ADMIN are enough to apply and destroy; without either it fails",
+          arguments: [(["cap_net_admin", "cap_sys_admin"], true), (["cap_net_admin", "cap_bpf", "cap_perfmon"], false),
+                      (["cap_sys_admin"], false)])
+    func capabilities(keep: [String], works: Bool) async throws {
+        try await TransactionTests.withSpecs { specs, root in
+            let bounding = try CLI.run(["--print"], executable: "/usr/sbin/capsh").stdout
+                .split(separator: "\n").first { $0.hasPrefix("Bounding set =") }?
+                .dropFirst("Bounding set =".count).split(separator: ",").map(String.init) ?? []
+            let drop = bounding.filter { !keep.contains($0) }.joined(separator: ",")
+            let command = "\(Golden.tailor.path) apply \(specs.v1) --bpffs \(root.path) && "
+                + "\(Golden.tailor.path) destroy --all --bpffs \(root.path)"
+            let run = try CLI.run(["--drop=\(drop)", "--", "-c", command], executable: "/usr/sbin/capsh")
+            #expect((run.status == 0) == works, "keeping \(keep): \(run.stderr)")
+        }
+    }
 }

@@ -142,6 +142,20 @@ struct PlannerTests {
         #expect(text.hasPrefix("Drift found in the kernel:\n  chain c: slot 0 of cube a is empty"))
     }
 
+    @Test("with repairDrift: false, drift is reported with its kind and left alone")
+    func reportOnly() throws {
+        var chain = desired([("a", blueprint(1))])
+        let drift: [Drift] = [.slotEmpty(cube: "a", slot: 0), .rootDetached]
+        var plan = Planner.plan(desired: [chain], observed: [try observed(chain, drift: drift)])
+        #expect(plan.chains[0].action == .repair && plan.chains[0].repairsDrift)
+        #expect(plan.chains[0].driftKinds == ["slot-empty", "root-detached"])
+        chain.repairDrift = false
+        plan = Planner.plan(desired: [chain], observed: [try observed(chain, drift: drift)])
+        #expect(plan.chains[0].action == .none && !plan.chains[0].repairsDrift && plan.isEmpty)
+        #expect(plan.chains[0].reasons == ["drift is reported, not repaired (repairDrift: false)"])
+        #expect(plan.chains[0].driftKinds == ["slot-empty", "root-detached"])
+    }
+
     @Test("the text plan has a legend, the reasons and a summary line")
     func text() throws {
         let live = try observed(desired([("a", blueprint(1)), ("b", blueprint(2))]))
