@@ -11,9 +11,12 @@ public struct GitRevision: Sendable, Equatable, CustomStringConvertible {
     /// The first 7 characters, for status lines.
     public var short: String { String(commit.prefix(7)) + (dirty ? "+dirty" : "") }
 
-    /// The revision of the work tree `directory` is in; nil outside a git work tree
-    /// or without git.
-    public static func of(_ directory: String) -> GitRevision? {
+    /// The revision of the work tree `path` (a directory, or a file's directory) is
+    /// in; nil outside a git work tree or without git.
+    public static func of(_ path: String) -> GitRevision? {
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        let directory = exists && !isDirectory.boolValue ? (path as NSString).deletingLastPathComponent : path
         guard let commit = git(["rev-parse", "HEAD"], in: directory), commit.count >= 40 else { return nil }
         let changes = git(["status", "--porcelain", "--untracked-files=normal", "--", "."], in: directory)
         return GitRevision(commit: commit, dirty: !(changes ?? "").isEmpty)

@@ -140,11 +140,19 @@ struct ApplyCommand: ParsableCommand {
             Planner.plan(desired: desired, observed: observed, prune: !options.noPrune), desired: desired)
         try options.show(plan)
         try PlanOptions.refuse(plan)
-        guard !plan.isEmpty else { return }
-        let report = try executor.apply(plan, desired: desired)
-        if options.output == .text {
-            print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
-                  + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))
+        // Specs from one directory of a git work tree: its revision goes into each chain's record.
+        let revision = options.paths.count == 1 ? GitRevision.of(options.paths[0]) : nil
+        executor.gitRevision = revision?.description
+        if !plan.isEmpty {
+            let report = try executor.apply(plan, desired: desired)
+            if options.output == .text {
+                print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
+                      + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))
+            }
+        }
+        if let revision {
+            _ = try executor.record(revision: revision.description, chains: Set(desired.map(\.settings.name)),
+                                    observed: Observer.observe(pinRoot: pinRoot))
         }
     }
 }
@@ -233,7 +241,8 @@ struct StatusCommand: ParsableCommand {
         if chains.isEmpty { return print("No chains under \(pinRoot.path).") }
         for chain in chains {
             print("chain \(chain.name)  \(chain.state)  \(chain.hook)"
-                  + (chain.specDigest.map { "  spec \($0.prefix(12))" } ?? ""))
+                  + (chain.specDigest.map { "  spec \($0.prefix(12))" } ?? "")
+                  + (chain.gitRevision.map { "  rev \($0.prefix(7))\($0.hasSuffix("+dirty") ? "+dirty" : "")" } ?? ""))
             for drift in chain.drift { print("  drift: \(drift)") }
             print(table(["  cube", "type", "slot", "prog", "packets", "passed", "dropped", "missed"],
                         chain.cubes.map { cube in
