@@ -283,6 +283,7 @@ public final class Chain {
             _ = try recover(name, pinRoot: pinRoot)
             return try open(name, pinRoot: pinRoot)
         }
+        if recovering { try repin(record, in: directory, pinRoot: pinRoot) }
         let hook = record.settings.hook
         let chain = try Chain(
             settings: record.settings, pinRoot: pinRoot, directory: directory,
@@ -301,6 +302,34 @@ public final class Chain {
         }
         chain.provenance = (record.specDigest, record.gitRevision)
         return chain
+    }
+
+    /// Pins again a cube's program and maps whose pins someone removed, while the
+    /// instance still runs in its slot: the program from the slot (by id), its maps
+    /// among the maps the program uses, by name (the kernel keeps 15 characters).
+    static func repin(_ record: ChainRecord, in directory: String, pinRoot: PinRoot) throws {
+        let progs = try ProgramArray(pinnedAt: directory + "/progs")
+        for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
+            let pins = directory + "/cubes/" + cube
+            let missing = cubeRecord.maps.keys.filter { !pinRoot.exists(pins + "/maps/" + $0) }.sorted()
+            guard !pinRoot.exists(pins + "/prog") || !missing.isEmpty else { continue }
+            guard try progs.program(at: cubeRecord.slot)?.rawValue == cubeRecord.program else {
+                throw DatapathError("cube \(cube): its pins are gone and its slot no longer holds its instance; "
+                    + "destroy the chain and apply again")
+            }
+            let program = try Program(id: ProgramID(rawValue: cubeRecord.program))
+            try pinRoot.makeDirectory(pins + "/maps")
+            if !pinRoot.exists(pins + "/prog") { try program.pin(at: pins + "/prog") }
+            let used = try program.info().mapIDs.map { try BPFMap(id: $0) }
+            for name in missing {
+                let candidates = used.filter { $0.info.name == String(name.prefix(15)) }
+                guard candidates.count == 1, let map = candidates.first else {
+                    throw DatapathError("cube \(cube): cannot tell which map of its program is \(name) "
+                        + "(\(candidates.count) candidates); destroy the chain and apply again")
+                }
+                try map.pin(at: pins + "/maps/" + name)
+            }
+        }
     }
 
     /// Puts back what someone changed by hand, from this chain's own pins: a cube's

@@ -19,6 +19,9 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     case programSwapped(cube: String, slot: Int, found: ProgramID)
     /// A pin tailor made is gone.
     case pinMissing(String)
+    /// A pin of a cube instance is gone while the instance still runs in its slot:
+    /// apply pins it again from the program (and the maps it uses).
+    case cubePinMissing(cube: String, pin: String)
     /// A controller-owned table's entries were changed by hand (found by the planner,
     /// which knows what the table should hold).
     case tableChanged(cube: String, map: String, added: Int, changed: Int, removed: Int)
@@ -33,6 +36,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .slotEmpty(let cube, let slot): "slot \(slot) of cube \(cube) is empty"
         case .programSwapped(let cube, let slot, let found): "slot \(slot) of cube \(cube) holds \(found), not tailor's"
         case .pinMissing(let pin): "pin \(pin) is missing"
+        case .cubePinMissing(let cube, let pin): "pin \(pin) of cube \(cube) is missing (the instance still runs)"
         case .tableChanged(let cube, let map, let added, let changed, let removed):
             "table \(map) of cube \(cube) was changed by hand (+\(added) ~\(changed) -\(removed) entries)"
         }
@@ -42,7 +46,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// only with --takeover; without it the apply stops with the reason).
     public var isRepairable: Bool {
         switch self {
-        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .interruptedApply, .leftover: true
+        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .interruptedApply, .leftover,
+             .cubePinMissing: true
         case .metaMissing, .pinMissing: false
         }
     }
@@ -57,7 +62,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .hookTaken: "hook-taken"
         case .slotEmpty: "slot-empty"
         case .programSwapped: "program-swapped"
-        case .pinMissing: "pin-missing"
+        case .pinMissing, .cubePinMissing: "pin-missing"
         case .tableChanged: "table-changed"
         }
     }
@@ -118,14 +123,20 @@ public enum Observer {
         let interrupted = record.pending != nil || pinRoot.exists(directory + "/staging")
         if interrupted { chain.drift.append(.interruptedApply) }
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) where !interrupted {
-            if !pinRoot.exists(directory + "/cubes/\(cube)/prog") { chain.drift.append(.pinMissing("cubes/\(cube)/prog")) }
-            for (map, role) in cubeRecord.maps where role.isTable {
-                let pin = directory + "/cubes/\(cube)/maps/\(map)"
-                guard let entries = try? BPFMap(pinnedAt: pin).lookupBatch() else {
-                    chain.drift.append(.pinMissing("cubes/\(cube)/maps/\(map)"))
+            let running = chain.slots[cubeRecord.slot]?.rawValue == cubeRecord.program
+            let missing = { (pin: String) -> Drift in
+                running ? .cubePinMissing(cube: cube, pin: pin) : .pinMissing(pin)
+            }
+            if !pinRoot.exists(directory + "/cubes/\(cube)/prog") { chain.drift.append(missing("cubes/\(cube)/prog")) }
+            for (map, role) in cubeRecord.maps.sorted(by: { $0.key < $1.key }) {
+                let pin = "cubes/\(cube)/maps/\(map)"
+                guard pinRoot.exists(directory + "/" + pin) else {
+                    chain.drift.append(missing(pin))
                     continue
                 }
-                chain.tables[cube, default: [:]][map] = entries.map { TableEntry(key: $0.key, value: $0.value) }
+                if role.isTable, let entries = try? BPFMap(pinnedAt: directory + "/" + pin).lookupBatch() {
+                    chain.tables[cube, default: [:]][map] = entries.map { TableEntry(key: $0.key, value: $0.value) }
+                }
             }
             guard slots != nil else { continue }
             if let found = chain.slots[cubeRecord.slot] {

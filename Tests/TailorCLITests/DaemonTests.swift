@@ -175,6 +175,13 @@ struct DaemonTests {
                     let rule = try #require(try rules.lookup([0, 0, 0, 0]))
                     try rules.update([0, 0, 0, 0], [UInt8](repeating: 0, count: rule.count))
                     #expect(eventually(5) { try rules.lookup([0, 0, 0, 0]) == rule })
+                    let countPins = root.appending("edge", "cubes", "count")
+                    try root.unpin(countPins + "/prog")
+                    try root.unpin(countPins + "/maps/counters")
+                    #expect(eventually(5) {
+                        try Program(pinnedAt: countPins + "/prog").info().id.rawValue == count.program
+                            && root.exists(countPins + "/maps/counters")
+                    })
 
                     // SIGTERM: exits 0 and the datapath stays, still filtering.
                     let pid = daemon.process.processIdentifier
@@ -206,7 +213,8 @@ struct DaemonTests {
                     }
                     #expect(entries.allSatisfy { $0["SYSLOG_IDENTIFIER"] == "tailor" })
                     let kinds = Set(entries.compactMap { $0["MESSAGE"] == "drift repaired" ? $0["DRIFT_KIND"] : nil })
-                    #expect(kinds.isSuperset(of: ["root-detached", "slot-empty", "table-changed"]), "\(kinds)")
+                    #expect(kinds.isSuperset(of: ["root-detached", "slot-empty", "table-changed", "pin-missing"]),
+                            "\(kinds)")
                     let specError = try #require(entries.first { $0["MESSAGE"] == "spec error" })
                     #expect(specError["SPEC_FILE"] == repository.file)
                     #expect(specError["POSITION"]?.hasPrefix(repository.file + ":4:") == true, "\(specError)")
