@@ -102,7 +102,7 @@ let package = Package(
         // Shared by every kernel test: namespaces, veth pairs, pin roots, packets, traffic.
         .target(
             name: "TailorTestKit",
-            dependencies: ["TailorKernel", "TailorObjects", "TailorLab", "CShims"],
+            dependencies: ["TailorKernel", "TailorDatapath", "TailorObjects", "TailorLab", "CShims"],
             path: "Tests/TailorTestKit",
             plugins: ["BPFCompiler"]
         ),
@@ -129,6 +129,10 @@ let package = Package(
             name: "TailorCLITests",
             dependencies: ["TailorDatapath", "TailorKernel", "TailorLab", "TailorTestKit"],
             exclude: ["Goldens"]
+        ),
+        .testTarget(
+            name: "TailorDaemonTests",
+            dependencies: ["TailorDaemon", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "TailorKernelTests",

@@ -40,12 +40,14 @@ enum Journal {
 final class Daemon {
     let process = Process()
 
-    init(_ specs: String, _ root: PinRoot, interval: String = "1") throws {
+    /// `stderr`: a file for its log lines when no journald runs.
+    init(_ specs: String, _ root: PinRoot, interval: String = "1", environment: [String: String] = [:],
+         stderr: FileHandle = .nullDevice) throws {
         process.executableURL = Golden.tailor
         process.arguments = ["run", specs, "--bpffs", root.path, "--interval", interval, "--debounce", "50"]
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"].merging(environment) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr
         try process.run()
     }
 
@@ -54,6 +56,51 @@ final class Daemon {
         process.terminate()
         process.waitUntilExit()
         return process.terminationStatus
+    }
+}
+
+/// A datagram socket standing in for systemd's notification socket.
+final class NotifySocket {
+    let path: String
+    let fd: Int32
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-notify-\(UUID().uuidString)").path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard fd >= 0, bound == 0 else { throw NotifyError() }
+    }
+
+    struct NotifyError: Error {}
+
+    /// The next message, or nil after `seconds`.
+    func receive(within seconds: Double) -> String? {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&descriptor, 1, Int32(seconds * 1000)) > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = recv(fd, &buffer, buffer.count, 0)
+        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+    }
+
+    /// Messages until one contains `text`, or nil after `seconds`.
+    func wait(for text: String, within seconds: Double) -> String? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let message = receive(within: deadline.timeIntervalSinceNow), message.contains(text) { return message }
+        }
+        return nil
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
     }
 }
 
@@ -260,6 +307,47 @@ struct DaemonTests {
                 + "\(Golden.tailor.path) destroy --all --bpffs \(root.path)"
             let run = try CLI.run(["--drop=\(drop)", "--", "-c", command], executable: "/usr/sbin/capsh")
             #expect((run.status == 0) == works, "keeping \(keep): \(run.stderr)")
+        }
+    }
+
+    @Test("sd_notify: READY, STATUS, WATCHDOG, STOPPING; SIGHUP reconciles; a failing chain backs off, others go on")
+    func notifyAndBackoff() async throws {
+        try await TransactionTests.withSpecs { specs, root in
+            let lab = specs.lab
+            let directory = specs.directory + "/run"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let bad = specs.chain("bad", hook: "tc-ingress", cubes: [specs.counter("c")])
+                .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: nosuch0")
+            try specs.chain("good", hook: "tc-ingress", cubes: [specs.counter("c")])
+                .write(toFile: directory + "/good.yaml", atomically: true, encoding: .utf8)
+            try bad.write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
+            let log = directory + ".log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let notify = try NotifySocket()
+            let daemon = try Daemon(directory, root, environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"],
+                                    stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+            let ready = notify.wait(for: "READY=1", within: 10)
+            #expect(ready?.contains("STATUS=1 chain synced, 0 drifted, 1 failing") == true, "\(ready ?? "nothing")")
+            #expect(notify.wait(for: "WATCHDOG=1", within: 1) != nil)
+            #expect(root.exists(root.appending("good")) && !root.exists(root.appending("bad")))
+
+            // The failed chain is not retried for the same specs within its 5 s backoff.
+            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            #expect(eventually(5) { lines().contains("chain not retried yet") })
+            #expect(lines().components(separatedBy: "chain failed").count - 1 == 1, "\(lines())")
+
+            // SIGHUP reconciles at once; a new desired state for the chain is tried at once.
+            kill(daemon.process.processIdentifier, SIGHUP)
+            #expect(eventually(5) { lines().contains("REASON=SIGHUP") })
+            try bad.replacingOccurrences(of: "interface: nosuch0", with: "interface: \(lab.b.interfaceName)")
+                .replacingOccurrences(of: "tc-ingress", with: "tc-egress")
+                .write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
+            #expect(notify.wait(for: "STATUS=2 chains synced, 0 drifted", within: 5) != nil)
+            #expect(root.exists(root.appending("bad")))
+
+            #expect(daemon.stop() == 0)
+            #expect(notify.wait(for: "STOPPING=1", within: 2) != nil)
+            #expect(lines().contains("tailor run is stopping; the datapath stays as it is"))
         }
     }
 }
