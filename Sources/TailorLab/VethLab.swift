@@ -74,6 +74,27 @@ public struct VethLab: Sendable {
         return lab
     }
 
+    /// A spec of chain `name` on TC ingress of side b: a filter dropping UDP to `port`,
+    /// then a counter. Benchmarks and tests edit it (another port replaces the filter).
+    public func filterChainSpec(_ name: String = "edge", droppingUDP port: Int) -> String {
+        """
+        apiVersion: tailor/v1
+        kind: Chain
+        metadata:
+          name: \(name)
+        spec:
+          attach: {interface: \(b.interfaceName), namespace: \(b.namespaceName), hook: tc-ingress}
+          cubes:
+            - name: acl
+              type: filter
+              config:
+                rules:
+                  - {match: {proto: udp, dport: \(port)}, action: drop}
+            - {name: count, type: counter}
+
+        """
+    }
+
     /// Deletes both namespaces, which deletes the veth pair and every program attached to it.
     public func destroy() {
         for side in [a, b] { _ = try? run("ip", ["netns", "delete", side.namespaceName]) }

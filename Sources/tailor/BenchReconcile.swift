@@ -34,7 +34,8 @@ struct BenchReconcile: ParsableCommand {
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let file = directory + "/edge.yaml"
             let write = { (port: Int) throws -> String in
-                try Self.spec(lab, dropping: port).write(toFile: file, atomically: true, encoding: .utf8)
+                // Another port for the filter: each edit replaces the filter cube.
+                try lab.filterChainSpec(droppingUDP: port).write(toFile: file, atomically: true, encoding: .utf8)
                 return DesiredChain.load([directory]).chains.first?.digest ?? ""
             }
             let live = { (digest: String) in
@@ -95,25 +96,5 @@ struct BenchReconcile: ParsableCommand {
         print(table(["way", "p50", "p90", "max", "p50 vs baseline"], rows.map { row in
             [row.way, f(row.p50Ms), f(row.p90Ms), f(row.maxMs), String(format: "%.2fx", row.p50Ms / rows[0].p50Ms)]
         }))
-    }
-
-    /// A chain on the lab's side b that drops UDP to `port`: each edit replaces its filter.
-    static func spec(_ lab: VethLab, dropping port: Int) -> String {
-        """
-        apiVersion: tailor/v1
-        kind: Chain
-        metadata:
-          name: edge
-        spec:
-          attach: {interface: \(lab.b.interfaceName), namespace: \(lab.b.namespaceName), hook: tc-ingress}
-          cubes:
-            - name: acl
-              type: filter
-              config:
-                rules:
-                  - {match: {proto: udp, dport: \(port)}, action: drop}
-            - {name: count, type: counter}
-
-        """
     }
 }

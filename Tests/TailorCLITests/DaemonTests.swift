@@ -138,24 +138,7 @@ struct DaemonTests {
 
         var file: String { directory + "/edge.yaml" }
 
-        func spec(dropping port: Int) -> String {
-            """
-            apiVersion: tailor/v1
-            kind: Chain
-            metadata:
-              name: edge
-            spec:
-              attach: {interface: \(lab.b.interfaceName), namespace: \(lab.b.namespaceName), hook: tc-ingress}
-              cubes:
-                - name: acl
-                  type: filter
-                  config:
-                    rules:
-                      - {match: {proto: udp, dport: \(port)}, action: drop}
-                - {name: count, type: counter}
-
-            """
-        }
+        func spec(dropping port: Int) -> String { lab.filterChainSpec(droppingUDP: port) }
 
         func write(_ text: String) throws { try text.write(toFile: file, atomically: true, encoding: .utf8) }
 

@@ -5,13 +5,5 @@ typedef unsigned short flow_key_t;
 #define FLOWS_MAX 4
 #define FLOWS_TAGS
 #define FLOW_INIT , .tos = 7
-struct flow_value {
-    unsigned int packets;
-    unsigned int bytes;
-    unsigned char tos;
-};
-struct last_value {
-    unsigned short len;
-    unsigned char proto;
-};
+#include "migrate_v1_types.h"
 #include "migrate.h"
