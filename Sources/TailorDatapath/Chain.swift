@@ -121,7 +121,7 @@ public final class Chain {
         }
         let chain = try build(settings, topology: topology, pinRoot: pinRoot)
         do {
-            try chain.attach(replacing: takeover ? chain.attachedProgram() : nil)
+            try chain.attach(replacing: takeover ? chain.attachedProgram().map { try Program(id: $0) } : nil)
         } catch {
             try? chain.pinRoot.removeTree(chain.directory)
             throw error
@@ -168,7 +168,7 @@ public final class Chain {
     /// Makes a built chain live: moves its pins into place, then attaches the root
     /// (the one write that sends packets into it). With `replacing`, the program on
     /// the hook must be exactly that one and is replaced atomically.
-    public func attach(replacing expected: ProgramID? = nil) throws {
+    public func attach(replacing expected: Program? = nil) throws {
         let final = pinRoot.appending(settings.name)
         if directory != final {
             guard !pinRoot.exists(final) else {
@@ -188,7 +188,7 @@ public final class Chain {
         try step("detach root of \(settings.name)") {
             switch settings.hook.kind {
             case .xdp(let mode):
-                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: id)
+                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: root)
             case .tcIngress, .tcEgress:
                 try TC.detach(from: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
                               expected: id)
@@ -242,7 +242,7 @@ public final class Chain {
             let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
             switch hook.kind {
             case .xdp(let mode):
-                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: id)
+                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: root)
             case .tcIngress, .tcEgress:
                 try TC.detach(from: interface, direction: hook.kind == .tcIngress ? .ingress : .egress, expected: id)
             }
@@ -357,7 +357,7 @@ public final class Chain {
                 throw DatapathError("chain \(settings.name): \(settings.hook) is held by \(attached), not tailor's "
                     + "root; use --takeover to replace it")
             }
-            try attachRoot(replacing: attached)
+            try attachRoot(replacing: Program(id: attached))
             done.append("root took \(settings.hook) over from \(attached)")
         }
         return done
@@ -405,21 +405,21 @@ public final class Chain {
     /// The program on the chain's hook, or nil.
     func attachedProgram() throws -> ProgramID? { try settings.hook.attachedProgram(on: interface) }
 
-    func attachRoot(replacing expected: ProgramID? = nil) throws {
+    func attachRoot(replacing expected: Program? = nil) throws {
         try attachToHook(root, replacing: expected)
     }
 
     /// Attaches `program` to the chain's hook: its root, or (when an apply is undone)
     /// the program it took the hook over from. With `replacing` nil the hook must be
     /// free; else it must hold exactly that program, which is swapped atomically.
-    public func attachToHook(_ program: Program, replacing expected: ProgramID?) throws {
+    public func attachToHook(_ program: Program, replacing expected: Program?) throws {
         switch settings.hook.kind {
         case .xdp(let mode):
             try XDP.attach(program, to: interface, mode: mode == .native ? .native : .generic, replacing: expected)
         case .tcIngress, .tcEgress:
             try TC.createHook(on: interface)
             try TC.attach(program, to: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
-                          replacing: expected)
+                          replacing: expected?.info().id)
         }
     }
 

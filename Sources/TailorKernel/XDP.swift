@@ -38,14 +38,15 @@ public struct XDPAttachments: Sendable, Equatable {
 /// Each call runs in the interface's namespace.
 public enum XDP {
     /// Attaches `program` to `interface` in `mode`. With `replacing: nil` the hook
-    /// must be empty; with an id, that program must be the one attached, and it is
-    /// swapped atomically. Anything else is `.staleExpectation`: someone else's
-    /// program is never overwritten.
+    /// must be empty; with a program, that one must be attached, and it is swapped
+    /// atomically. Anything else is `.staleExpectation`: someone else's program is
+    /// never overwritten. The expected program is passed as the program itself (the
+    /// kernel compares descriptors): opening one by id would need CAP_SYS_ADMIN.
     public static func attach(
-        _ program: Program, to interface: NetworkInterface, mode: XDPMode, replacing expected: ProgramID?
+        _ program: Program, to interface: NetworkInterface, mode: XDPMode, replacing expectedProgram: Program?
     ) throws {
         let operation = "attach \(program.description) with XDP (\(mode.rawValue)) to"
-        let expectedProgram = try expected.map { try Program(id: $0) }
+        let expected = try expectedProgram?.info().id
         try interface.run {
             let result = withZeroed(bpf_xdp_attach_opts.self) { opts in
                 opts.pointee.sz = offsetOfEnd(\bpf_xdp_attach_opts.old_prog_fd)
@@ -62,10 +63,10 @@ public enum XDP {
         }
     }
 
-    /// Detaches the XDP program in `mode`, which must be `expected`.
-    public static func detach(from interface: NetworkInterface, mode: XDPMode, expected: ProgramID) throws {
+    /// Detaches the XDP program in `mode`, which must be `expectedProgram`.
+    public static func detach(from interface: NetworkInterface, mode: XDPMode, expected expectedProgram: Program) throws {
+        let expected = try expectedProgram.info().id
         let operation = "detach XDP (\(mode.rawValue)) \(expected) from"
-        let expectedProgram = try Program(id: expected)
         try interface.run {
             let result = withZeroed(bpf_xdp_attach_opts.self) { opts in
                 opts.pointee.sz = offsetOfEnd(\bpf_xdp_attach_opts.old_prog_fd)

@@ -214,15 +214,14 @@ private final class ChainTask {
     func switchOver() throws {
         switch work {
         case .create(let chain, let foreign):
-            try chain.attach(replacing: foreign)
+            try chain.attach(replacing: foreign.map { try Program(id: $0) })
         case .update(let chain, let prepared):
             switched = try chain.switchOver(prepared)
         case .replace(let old, let new):
-            let oldRoot = try old.rootProgram.info().id
             try old.moveAside()
             progress = 1
             if new.settings.hook == old.settings.hook {
-                try new.attach(replacing: oldRoot)
+                try new.attach(replacing: old.rootProgram)
                 progress = 3
             } else {
                 try new.attach()
@@ -242,7 +241,7 @@ private final class ChainTask {
         switch work {
         case .create(let chain, let foreign):
             if let foreign, let program = try? Program(id: foreign) {
-                try? chain.attachToHook(program, replacing: try chain.rootProgram.info().id)
+                try? chain.attachToHook(program, replacing: chain.rootProgram)
             } else {
                 try? chain.detach()
             }
@@ -251,7 +250,7 @@ private final class ChainTask {
             if let switched { chain.revert(switched) }
         case .replace(let old, let new):
             if progress == 3 && new.settings.hook == old.settings.hook {
-                try? old.attachToHook(old.rootProgram, replacing: try new.rootProgram.info().id)
+                try? old.attachToHook(old.rootProgram, replacing: new.rootProgram)
             } else if progress >= 2 {
                 try? new.detach()
                 if progress == 3 { try? old.attachToHook(old.rootProgram, replacing: nil) }

@@ -116,7 +116,7 @@ struct BenchDatapath: ParsableCommand {
         case .xdp(let mode):
             let mode: XDPMode = mode == .native ? .native : .generic
             try XDP.attach(program, to: interface, mode: mode, replacing: nil)
-            defer { try? XDP.detach(from: interface, mode: mode, expected: id) }
+            defer { try? XDP.detach(from: interface, mode: mode, expected: program) }
             return try body()
         case .tcIngress, .tcEgress:
             let direction: TCDirection = hook.kind == .tcIngress ? .ingress : .egress

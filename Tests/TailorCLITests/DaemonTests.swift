@@ -277,6 +277,54 @@ struct DaemonTests {
         #expect(text.contains("Type=notify") && text.contains("NoNewPrivileges=yes") && text.contains("ProtectSystem=strict"))
     }
 
+    @Test("chains on host interfaces need only CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON: create, replace, destroy",
+          arguments: [(["cap_bpf", "cap_net_admin", "cap_perfmon"], true), (["cap_bpf", "cap_net_admin"], false)])
+    func hostCapabilities(keep: [String], works: Bool) async throws {
+        try await TestPinRoot.with { root in
+            // A veth pair in this namespace, without traffic: chains on host interfaces need no setns.
+            let name = "tc\(UniqueName.make(""))"
+            _ = try CLI.run(["link", "add", name + "a", "type", "veth", "peer", "name", name + "b"], executable: "/sbin/ip")
+            defer { _ = try? CLI.run(["link", "del", name + "a"], executable: "/sbin/ip") }
+            _ = try CLI.run(["link", "set", name + "b", "up"], executable: "/sbin/ip")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-caps-\(name)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let spec = { (hook: String, cube: String) in
+                "apiVersion: tailor/v1\nkind: Chain\nmetadata: {name: \(hook)}\nspec:\n"
+                    + "  attach: {interface: \(name)b, hook: \(hook)}\n  cubes: [{name: \(cube), type: counter}]\n"
+            }
+            let write = { (cube: String) in
+                for hook in ["xdp", "tc-ingress"] {
+                    try spec(hook, cube).write(toFile: directory + "/\(hook).yaml", atomically: true, encoding: .utf8)
+                }
+            }
+            try write("c1")
+            let bounding = try CLI.run(["--print"], executable: "/usr/sbin/capsh").stdout
+                .split(separator: "\n").first { $0.hasPrefix("Bounding set =") }?
+                .dropFirst("Bounding set =".count).split(separator: ",").map(String.init) ?? []
+            let drop = bounding.filter { !keep.contains($0) }.joined(separator: ",")
+            let tailor = { (arguments: String) throws -> (status: Int32, stdout: String, stderr: String) in
+                try CLI.run(["--drop=\(drop)", "--", "-c", "\(Golden.tailor.path) \(arguments) --bpffs \(root.path)"],
+                            executable: "/usr/sbin/capsh")
+            }
+            let created = try tailor("apply \(directory)")
+            #expect((created.status == 0) == works, "keeping \(keep): \(created.stderr)")
+            if works {
+                try write("c2")
+                let replaced = try tailor("apply \(directory)")
+                #expect(replaced.status == 0 && replaced.stdout.contains("2 added"), "\(replaced.stdout)\(replaced.stderr)")
+                #expect(try tailor("destroy --all").status == 0)
+            } else {
+                #expect(created.stderr.contains("verifier"), "\(created.stderr)")
+            }
+            _ = try Self.destroyAll(root)
+        }
+    }
+
+    static func destroyAll(_ root: PinRoot) throws -> Int32 {
+        try CLI.run(["destroy", "--all", "--bpffs", root.path]).status
+    }
+
     @Test("CAP_NET_ADMIN and CAP_SYS_ADMIN are enough to apply and destroy; without either it fails",
           arguments: [(["cap_net_admin", "cap_sys_admin"], true), (["cap_net_admin", "cap_bpf", "cap_perfmon"], false),
                       (["cap_sys_admin"], false)])

@@ -34,7 +34,7 @@ struct AttachTests {
             let totals = try counterTotals(cube.counters)
             #expect(totals.packets == UInt64(Self.packets))
             #expect(totals.bytes == UInt64(Self.packets) * Self.frameBytes)
-            try XDP.detach(from: interface, mode: mode, expected: cube.program.info().id)
+            try XDP.detach(from: interface, mode: mode, expected: cube.program)
             #expect(try XDP.query(interface) == XDPAttachments())
         }
     }
@@ -70,10 +70,10 @@ struct AttachTests {
                 try XDP.attach(second.program, to: interface, mode: .native, replacing: nil)
             }
             #expect(occupied?.code == .staleExpectation)
-            try XDP.attach(second.program, to: interface, mode: .native, replacing: first.program.info().id)
+            try XDP.attach(second.program, to: interface, mode: .native, replacing: first.program)
             #expect(try XDP.query(interface).native == second.program.info().id)
             let stale = #expect(throws: KernelError.self) {
-                try XDP.attach(third.program, to: interface, mode: .native, replacing: first.program.info().id)
+                try XDP.attach(third.program, to: interface, mode: .native, replacing: first.program)
             }
             #expect(stale?.code == .staleExpectation)
             #expect(stale?.description.contains("found \(try second.program.info().id)") == true)
@@ -83,10 +83,10 @@ struct AttachTests {
             #expect(try totalPackets(second.counters) == 10)
             #expect(try totalPackets(first.counters) == 0)
             let staleDetach = #expect(throws: KernelError.self) {
-                try XDP.detach(from: interface, mode: .native, expected: first.program.info().id)
+                try XDP.detach(from: interface, mode: .native, expected: first.program)
             }
             #expect(staleDetach?.code == .staleExpectation)
-            try XDP.detach(from: interface, mode: .native, expected: second.program.info().id)
+            try XDP.detach(from: interface, mode: .native, expected: second.program)
         }
     }
 
@@ -102,7 +102,7 @@ struct AttachTests {
                 try XDP.attach(native.program, to: interface, mode: .native, replacing: nil)
             }
             #expect(refused?.description.contains("in generic mode (the kernel allows one mode at a time)") == true)
-            try XDP.detach(from: interface, mode: .generic, expected: generic.program.info().id)
+            try XDP.detach(from: interface, mode: .generic, expected: generic.program)
             try XDP.attach(native.program, to: interface, mode: .native, replacing: nil)
             #expect(try XDP.query(interface) == XDPAttachments(native: native.program.info().id))
         }
