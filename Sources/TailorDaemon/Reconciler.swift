@@ -101,7 +101,14 @@ public final class Reconciler {
                        _ log: Logger) throws -> Outcome {
         var outcome = start
         let pinRoot = configuration.pinRoot
-        let observed = Observer.observe(pinRoot: pinRoot)
+        var executor = Executor(pinRoot: pinRoot)
+        executor.gitRevision = revision?.description
+        var observed = Observer.observe(pinRoot: pinRoot)
+        let recovered = try executor.recover(observed)
+        if !recovered.isEmpty {
+            for line in recovered { log.notice("interrupted apply recovered", metadata: ["what": "\(line)"]) }
+            observed = Observer.observe(pinRoot: pinRoot)
+        }
         let plan = Planner.plan(desired: desired, observed: observed)
         for change in plan.chains {
             for (kind, drift) in zip(change.driftKinds, change.drift) {
@@ -110,8 +117,6 @@ public final class Reconciler {
             }
         }
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var executor = Executor(pinRoot: pinRoot)
-        executor.gitRevision = revision?.description
         for change in plan.chains where change.action != .none && change.action != .skip {
             var chainLog = log
             chainLog[metadataKey: "chain"] = "\(change.name)"

@@ -196,11 +196,12 @@ public final class Chain {
         }
     }
 
-    /// Moves the chain's pins aside (to `_removing-<name>`), so the name is free
-    /// for a replacement while this one is still live. `restoreName` undoes it.
+    /// Moves the chain's pins aside (to `_removing-<name>-<root program id>`, its
+    /// own place even while a replacement of the same name is moved aside too), so
+    /// the name is free for a replacement while this one is still live.
+    /// `restoreName` undoes it.
     public func moveAside() throws {
-        let aside = pinRoot.appending(Chain.removingPrefix + settings.name)
-        try pinRoot.removeTree(aside)
+        let aside = pinRoot.appending(Chain.removingPrefix + settings.name + "-\(try root.info().id.rawValue)")
         try step("move chain \(settings.name) aside") { try pinRoot.rename(directory, to: aside) }
         directory = aside
     }
@@ -231,20 +232,62 @@ public final class Chain {
         try remove()
     }
 
-    /// Removes what an interrupted apply left under `directory` (`_creating-` or
-    /// `_removing-`): its root is detached first if it is still attached, then
-    /// its pins go. Returns what it did.
-    public static func removeLeftover(_ directory: String, pinRoot: PinRoot) throws -> String {
-        if let record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil,
-           let root = try? Program(pinnedAt: directory + "/root"),
-           let id = try? root.info().id, (try? record.settings.hook.attachedProgram()) == id {
+    /// Sorts out what an interrupted apply left under `directory`. A chain moved
+    /// aside (`_removing-`) gets its name back, and its replacement goes, when it is
+    /// still attached while the replacement is not (the switch never happened), or
+    /// when the apply died before its transaction finished (`transactionOpen`: the
+    /// replacement went live, so the old root is attached again in its place).
+    /// Anything else (`_creating-`, or a chain replaced by a finished transaction) is
+    /// detached if still attached, then removed. Returns what it did.
+    public static func recoverLeftover(_ directory: String, pinRoot: PinRoot, transactionOpen: Bool) throws
+        -> String {
+        let record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil
+        let root = try? Program(pinnedAt: directory + "/root")
+        let attached = { (record: ChainRecord?, root: Program?) -> Bool in
+            guard let record, let id = try? root?.info().id else { return false }
+            return (try? record.settings.hook.attachedProgram()) == id
+        }
+        if let record, let root, (directory as NSString).lastPathComponent.hasPrefix(removingPrefix) {
+            let final = pinRoot.appending(record.settings.name)
+            let replacement = (try? MetaRecordReader.read(final + "/meta")) ?? nil
+            let replacementRoot = try? Program(pinnedAt: final + "/root")
+            let live = attached(replacement, replacementRoot)
+            if attached(record, root) && !live {
+                try pinRoot.removeTree(final)
+                try pinRoot.rename(directory, to: final)
+                return "put chain \(record.settings.name) back: its replacement was interrupted before it went live"
+            }
+            if transactionOpen, let replacement, let replacementRoot, live {
+                // The replacement went live in a transaction that never finished: undo its switch.
+                let new = try open(replacement.settings.name, pinRoot: pinRoot)
+                let old = try Chain(settings: record.settings, pinRoot: pinRoot, directory: directory, root: root,
+                                    rootCounters: BPFMap(pinnedAt: directory + "/root_counters"),
+                                    shared: SharedMaps(progs: BPFMap(pinnedAt: directory + "/progs"),
+                                                       meta: BPFMap(pinnedAt: directory + "/packet_meta")),
+                                    meta: MetaMap(map: BPFMap(pinnedAt: directory + "/meta")),
+                                    interface: NetworkInterface.lookup(record.settings.hook.interface,
+                                                                       in: record.settings.hook.namespace.map(NetworkNamespace.named)))
+                if record.settings.hook == replacement.settings.hook {
+                    try old.attachToHook(root, replacing: replacementRoot)
+                } else {
+                    try new.detach()
+                    try old.attachToHook(root, replacing: nil)
+                }
+                try new.waitForGracePeriod()
+                try new.remove()
+                try old.restoreName()
+                return "put chain \(record.settings.name) back: the apply that replaced it never finished"
+            }
+        }
+        if let record, let root, attached(record, root) {
             let hook = record.settings.hook
             let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
             switch hook.kind {
             case .xdp(let mode):
                 try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: root)
             case .tcIngress, .tcEgress:
-                try TC.detach(from: interface, direction: hook.kind == .tcIngress ? .ingress : .egress, expected: id)
+                try TC.detach(from: interface, direction: hook.kind == .tcIngress ? .ingress : .egress,
+                              expected: root.info().id)
             }
             try GracePeriod().wait()
         }
@@ -392,7 +435,7 @@ public final class Chain {
     }
 
     /// Returns once every packet that was in the chain when it was called is done.
-    func waitForGracePeriod() throws {
+    public func waitForGracePeriod() throws {
         if gracePeriod == nil { gracePeriod = try GracePeriod() }
         try gracePeriod?.wait()
     }

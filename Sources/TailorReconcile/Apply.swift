@@ -66,6 +66,30 @@ public struct Executor {
         return plan
     }
 
+    /// Puts back a consistent state after an apply that was killed half-way, before
+    /// anything is planned: leftovers of chain builds and removals are sorted out
+    /// (`Chain.recoverLeftover`) and interrupted commits undone or finished
+    /// (`Chain.recover`). Returns what it did; nothing when there was nothing to do.
+    public func recover(_ observed: [ObservedChain]) throws -> [String] {
+        var done: [String] = []
+        let open = pinRoot.exists(marker)
+        for chain in observed where chain.isLeftover {
+            done.append(try Chain.recoverLeftover(pinRoot.appending(chain.name), pinRoot: pinRoot, transactionOpen: open))
+        }
+        for chain in observed where !chain.isLeftover && chain.drift.contains(.interruptedApply) {
+            done += try Chain.recover(chain.name, pinRoot: pinRoot).map { "chain \(chain.name): \($0)" }
+        }
+        if open {
+            try pinRoot.unpin(marker)
+            done.append("closed the transaction of the interrupted apply")
+        }
+        return done
+    }
+
+    /// Pinned while an apply's chains are being switched and finished, so that
+    /// recovery after a crash knows the transaction never completed.
+    var marker: String { pinRoot.appending("_transaction") }
+
     /// Carries out `plan`: all of it, or (when a step fails) none of it.
     public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -80,6 +104,7 @@ public struct Executor {
         }
         var switched: [ChainTask] = []
         do {
+            try BPFMap.create(.array, name: "tailor_tx", keySize: 4, valueSize: 4, maxEntries: 1).pin(at: marker)
             for task in tasks {
                 switched.append(task)
                 try task.switchOver()
@@ -89,9 +114,11 @@ public struct Executor {
                 try GracePeriod().wait()
             }
             for task in tasks { try task.finish() }
+            try pinRoot.unpin(marker)
         } catch {
             for task in switched.reversed() { task.revert() }
             for task in tasks.dropFirst(switched.count) { task.discard() }
+            try? pinRoot.unpin(marker)
             throw error
         }
         // Everything is live as planned; what follows removes what is no longer used.
@@ -245,6 +272,8 @@ private final class ChainTask {
             } else {
                 try? chain.detach()
             }
+            // Packets that entered the chain while it was attached finish before its slots empty.
+            try? chain.waitForGracePeriod()
             try? chain.remove()
         case .update(let chain, _):
             if let switched { chain.revert(switched) }
@@ -255,6 +284,7 @@ private final class ChainTask {
                 try? new.detach()
                 if progress == 3 { try? old.attachToHook(old.rootProgram, replacing: nil) }
             }
+            if progress >= 2 { try? new.waitForGracePeriod() }
             try? new.remove()
             if progress >= 1 { try? old.restoreName() }
         case .destroy(let chain):
@@ -283,7 +313,7 @@ private final class ChainTask {
         case .replace(let old, _), .destroy(let old):
             try old.remove()
         case .leftover(let path, let pinRoot):
-            _ = try Chain.removeLeftover(path, pinRoot: pinRoot)
+            _ = try Chain.recoverLeftover(path, pinRoot: pinRoot, transactionOpen: false)
         case .create, .update, .none:
             break
         }

@@ -94,7 +94,12 @@ public struct ObservedChain: Sendable {
 public enum Observer {
     public static func observe(pinRoot: PinRoot) -> [ObservedChain] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path) else { return [] }
-        return names.sorted().map { observe($0, pinRoot: pinRoot) }
+        // Chains are directories; the pin root also holds the transaction marker.
+        return names.sorted().filter { name in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: pinRoot.appending(name), isDirectory: &isDirectory)
+                && isDirectory.boolValue
+        }.map { observe($0, pinRoot: pinRoot) }
     }
 
     public static func observe(_ name: String, pinRoot: PinRoot) -> ObservedChain {

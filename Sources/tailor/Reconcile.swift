@@ -130,9 +130,15 @@ struct ApplyCommand: ParsableCommand {
         let desired = try options.desired()
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let observed = Observer.observe(pinRoot: pinRoot)
+        var observed = Observer.observe(pinRoot: pinRoot)
         if let saved, let why = saved.staleness(desired: desired, observed: observed) {
             throw CommandError("refusing the saved plan: \(why)")
+        }
+        // An apply killed half-way is sorted out first; the plan starts from what is left.
+        let recovered = try Executor(pinRoot: pinRoot).recover(observed)
+        if !recovered.isEmpty {
+            for line in recovered { FileHandle.standardError.write(Data("Recovered: \(line)\n".utf8)) }
+            observed = Observer.observe(pinRoot: pinRoot)
         }
         var executor = Executor(pinRoot: pinRoot, takeover: takeover)
         if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
@@ -274,11 +280,11 @@ struct DestroyCommand: ParsableCommand {
     func run() throws {
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let observed = all ? Observer.observe(pinRoot: pinRoot) : []
-        for leftover in observed where leftover.isLeftover {
-            print(try Chain.removeLeftover(pinRoot.appending(leftover.name), pinRoot: pinRoot))
+        // What an interrupted apply left is sorted out first, so every chain is whole.
+        for line in try Executor(pinRoot: pinRoot).recover(Observer.observe(pinRoot: pinRoot)) {
+            print("Recovered: \(line)")
         }
-        let names = all ? observed.filter { $0.record != nil && !$0.isLeftover }.map(\.name) : chains
+        let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.record != nil }.map(\.name) : chains
         for name in names {
             try Chain.open(name, pinRoot: pinRoot, recovering: true).destroy()
             print("Destroyed chain \(name).")

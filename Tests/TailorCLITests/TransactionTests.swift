@@ -11,8 +11,10 @@ import TailorTestKit
 struct TransactionTests {
     /// Specs in a temporary directory for a lab: v1 has chains a (XDP) and z (TC
     /// ingress); v2 changes a (a rule changed, a cube added, one removed), creates b
-    /// (TC egress) and drops z. One apply from v1 to v2 thus updates, creates and
-    /// destroys, with staging, a commit write, a grace period and retiring.
+    /// (TC egress), drops z, and replaces r (TC ingress of side a: its default verdict
+    /// changes, which every instance carries). One apply from v1 to v2 thus updates,
+    /// creates, replaces and destroys, with staging, a commit write, a grace period
+    /// and retiring.
     struct Specs {
         let directory: String
         let lab: Lab
@@ -24,6 +26,9 @@ struct TransactionTests {
             try FileManager.default.createDirectory(atPath: directory + "/v2", withIntermediateDirectories: true)
             try write("v1/a.yaml", chain("a", hook: "xdp", cubes: [counter("c1"), filter("f", udpPort: 9), counter("c2")]))
             try write("v1/z.yaml", chain("z", hook: "tc-ingress", cubes: [counter("zc")]))
+            try write("v1/r.yaml", chain("r", hook: "tc-ingress", cubes: [counter("rc")], side: lab.a))
+            try write("v2/r.yaml", chain("r", hook: "tc-ingress", cubes: [counter("rc")], side: lab.a)
+                .replacingOccurrences(of: "  cubes:", with: "  defaultVerdict: drop\n  cubes:"))
             try write("v2/a.yaml", chain("a", hook: "xdp", cubes: [counter("c1"), filter("f", udpPort: 10), counter("t")]))
             try write("v2/b.yaml", chain("b", hook: "tc-egress", cubes: [counter("bc")]))
         }
@@ -33,23 +38,24 @@ struct TransactionTests {
         var hooks: [ChainHook] {
             [.xdp(.native), .tcIngress, .tcEgress].map {
                 ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: $0)
-            }
+            } + [ChainHook(interface: lab.a.interfaceName, namespace: lab.a.namespaceName, kind: .tcIngress)]
         }
 
         func write(_ name: String, _ text: String) throws {
             try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
         }
 
-        func chain(_ name: String, hook: String, cubes: [String]) -> String {
-            """
+        func chain(_ name: String, hook: String, cubes: [String], side: VethLab.Side? = nil) -> String {
+            let side = side ?? lab.b
+            return """
             apiVersion: tailor/v1
             kind: Chain
             metadata:
               name: \(name)
             spec:
               attach:
-                interface: \(lab.b.interfaceName)
-                namespace: \(lab.b.namespaceName)
+                interface: \(side.interfaceName)
+                namespace: \(side.namespaceName)
                 hook: \(hook)
               cubes:
             \(cubes.joined(separator: "\n"))
@@ -116,16 +122,20 @@ struct TransactionTests {
     func everyStep() async throws {
         try await Self.withSpecs { specs, root in
             let steps = try Self.steps(specs, root)
-            // Update, create, destroy, and the grace period they share.
+            // Update, create, replace, destroy, and the grace period they share.
             for expected in ["a: stage cube", "a: write pending record", "a: commit slot", "b: attach root of b",
                              "z: detach root of z", "wait for a grace period", "a: promote cube", "a: write record",
-                             "z: unpin chain z"] {
+                             "z: unpin chain z", "r: move chain r aside", "r: attach root of r", "r: unpin chain r"] {
                 #expect(steps.contains { $0.hasPrefix(expected) }, "no step \(expected) in \(steps)")
             }
             // Until a's old instances start to go, a killed apply is undone exactly.
             let pointOfNoReturn = try #require(steps.firstIndex { $0.hasPrefix("a: unpin cube") || $0.hasPrefix("a: promote cube") })
             // Steps after the grace period that retire old chains cannot fail the transaction back.
-            let retiring = { (step: String) in step.hasPrefix("z: ") && steps.firstIndex(of: step)! > steps.firstIndex(of: "wait for a grace period")! }
+            let grace = try #require(steps.firstIndex(of: "wait for a grace period"))
+            let retiring = { (step: String) in
+                steps.firstIndex(of: step)! > grace
+                    && ["move chain", "empty slots of", "unpin chain"].contains { step.contains($0) }
+            }
 
             try Self.apply(specs.v1, root)
             for (index, step) in steps.enumerated() {
