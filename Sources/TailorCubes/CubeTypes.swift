@@ -11,6 +11,7 @@ public struct CubeType: Sendable {
         CubeType(schema: Counter.schema, blueprint: { _ in try Counter.blueprint() }),
         CubeType(schema: Tag.schema, blueprint: { try Tag.blueprint(config: $0.config) }),
         CubeType(schema: Filter.schema, blueprint: { try Filter.blueprint(config: $0.config) }),
+        CubeType(schema: RateLimit.schema, blueprint: { try RateLimit.blueprint(config: $0.config) }),
         CubeType(schema: ObjectCube.schema, blueprint: ObjectCube.blueprint(source:)),
     ]
 

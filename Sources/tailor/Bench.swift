@@ -8,7 +8,7 @@ import TailorLab
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure tailor against its baselines (needs root for kernel benchmarks).",
-        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self, BenchReconcile.self]
+        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self, BenchReconcile.self, BenchCubes.self]
     )
 }
 
@@ -22,6 +22,22 @@ func withBenchLab<R>(_ prefix: String, _ body: (VethLab, PinRoot) throws -> R) t
     try pinRoot.makeDirectory(pinRoot.path)
     defer { try? pinRoot.removeTree(pinRoot.path) }
     return try body(lab, pinRoot)
+}
+
+/// ns/packet of each program under BPF_PROG_TEST_RUN: the median over `rounds` of
+/// wall time / `repeats`, the programs alternating in each round, after a warm-up
+/// run of each (the kernel's own figure is in whole nanoseconds).
+func nsPerPacket(_ programs: [Program], _ packet: [UInt8], repeats: Int, rounds: Int) throws -> [Double] {
+    let time = { (program: Program) throws -> Double in
+        try ContinuousClock().measure { _ = try program.testRun(packet, repeat: repeats) }.nanoseconds
+            / Double(repeats)
+    }
+    for program in programs { _ = try time(program) }
+    var samples = [[Double]](repeating: [], count: programs.count)
+    for _ in 0..<rounds {
+        for (index, program) in programs.enumerated() { samples[index].append(try time(program)) }
+    }
+    return samples.map(median)
 }
 
 /// How a command prints its data.

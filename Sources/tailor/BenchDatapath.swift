@@ -91,18 +91,8 @@ struct BenchDatapath: ParsableCommand {
     /// alternating the two in each round, after a warm-up run of each (the kernel's
     /// own figure is in whole nanoseconds).
     func measure(_ first: Program, against second: Program, _ packet: [UInt8]) throws -> (Double, Double) {
-        let time = { (program: Program) throws -> Double in
-            try ContinuousClock().measure { _ = try program.testRun(packet, repeat: repeats) }.nanoseconds
-                / Double(repeats)
-        }
-        _ = try time(first)
-        _ = try time(second)
-        var a: [Double] = [], b: [Double] = []
-        for _ in 0..<rounds {
-            a.append(try time(first))
-            b.append(try time(second))
-        }
-        return (median(a), median(b))
+        let times = try nsPerPacket([first, second], packet, repeats: repeats, rounds: rounds)
+        return (times[0], times[1])
     }
 
     /// Runs `body` with `program` attached to `hook`, as a chain root is. An attached

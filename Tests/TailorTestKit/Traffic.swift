@@ -110,6 +110,10 @@ final class Socket {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            // A connected UDP socket reports an ICMP error that arrived for its 4-tuple on
+            // the next send, also one meant for an earlier socket that had the same
+            // ephemeral port; the datagram was not sent: send it again.
+            if n < 0 && errno == ECONNREFUSED { continue }
             guard n >= 0 else { throw Socket.error("send") }
             offset += n
         }
