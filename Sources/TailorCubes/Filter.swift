@@ -6,7 +6,7 @@ import TailorSpec
 /// count is specialised into the program, and changing rules changes what every
 /// later entry means, so any rule change replaces the instance.
 public enum Filter {
-    /// The most rules one filter holds (FILTER_MAX_RULES in bpf/cubes/filter.c).
+    /// The most rules one filter holds (TAILOR_MAX_RULES in bpf/include/tailor/rules.h).
     public static let maxRules = 64
 
     public enum Action: Sendable, Hashable { case pass, drop }
@@ -39,8 +39,12 @@ public enum Filter {
         public static func == (a: Rule, b: Rule) -> Bool { a.encoded == b.encoded }
         public func hash(into hasher: inout Hasher) { hasher.combine(encoded) }
 
-        /// `struct filter_rule` (48 bytes).
-        var encoded: [UInt8] {
+        /// `struct tailor_rule` (bpf/include/tailor/rules.h, 48 bytes) with its verdict
+        /// byte from the action.
+        var encoded: [UInt8] { encoded(verdict: action == .drop ? 1 : 0) }
+
+        /// `struct tailor_rule` with `verdict` (a classifier's output) as its last field.
+        func encoded(verdict: UInt8) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: 48)
             let family = ipv6 ?? source.map(\.isIPv6) ?? destination.map(\.isIPv6)
             bytes[0] = family.map { $0 ? 6 : 4 } ?? 0
@@ -54,7 +58,7 @@ public enum Filter {
                                   + littleEndian(dports.lowerBound) + littleEndian(dports.upperBound))
             bytes[44] = tcpFlags?.mask ?? 0
             bytes[45] = tcpFlags?.value ?? 0
-            bytes[46] = action == .drop ? 1 : 0
+            bytes[46] = verdict
             return bytes
         }
     }

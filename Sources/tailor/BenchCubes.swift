@@ -39,6 +39,9 @@ struct BenchCubes: ParsableCommand {
             ("filter", "64 rules, none matches", try Filter.blueprint(rules: (0..<64).map {
                 .init(proto: 6, destinationPorts: UInt16(1000 + $0)...UInt16(1000 + $0), action: .drop)
             }, defaultAction: .pass)),
+            ("classifier", "64 rules, none matches: the default output", try Classifier.blueprint(
+                rules: (0..<64).map { (.init(proto: 6, destinationPorts: UInt16(1000 + $0)...UInt16(1000 + $0), action: .pass), 0) },
+                defaultOutput: 0, outputs: 1)),
             ("ratelimit", "1 source under its limit, 1,000 listed /32s", try RateLimit.blueprint(
                 rate: 1_000_000_000, burst: 1_000_000_000, drop: prefixes)),
         ]

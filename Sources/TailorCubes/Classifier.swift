@@ -1,0 +1,67 @@
+import TailorDatapath
+import TailorSpec
+
+/// classifier: sends each packet to one of its named outputs by ordered match rules
+/// (the filter's match fields), first match wins, else to the default output
+/// (UniBPF's BPFClassifier, Click's IPClassifier). The spec maps each output to a
+/// next cube under `outputs:`, so the chain branches. Rules change what every
+/// later rule means, so a change replaces the instance.
+public enum Classifier {
+    /// The most rules one classifier holds (the filter's rule table).
+    public static let maxRules = Filter.maxRules
+    /// The most outputs a cube has (TAILOR_MAX_PORTS in bpf/include/tailor/cube.h).
+    public static let maxOutputs = 8
+
+    public static let schema = CubeTypeSchema(
+        name: "classifier",
+        doc: "Sends each packet to one of its named outputs by ordered match rules (first match wins).",
+        config: [
+            ConfigField("outputs", .list(.string, maxItems: maxOutputs), required: true,
+                        doc: "The output names, in order; the cube's `outputs:` maps each to a next cube."),
+            ConfigField("rules", .list(.object([
+                ConfigField("match", .object(Match.fields), doc: "What the rule matches; omitted fields match anything."),
+                ConfigField("output", .string, required: true, doc: "The output a matching packet takes."),
+            ]), maxItems: maxRules), doc: "Rules in order; the first that matches decides."),
+            ConfigField("default", .string, doc: "The output of packets no rule matches (default: the first)."),
+        ],
+        outputNames: { config in config["outputs"]?.listValue?.compactMap(\.stringValue) })
+
+    /// The blueprint for a validated `classifier` config.
+    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
+        let outputs = config["outputs"]?.listValue?.compactMap(\.stringValue) ?? []
+        guard Set(outputs).count == outputs.count else {
+            throw CubeConfigError("output names must be distinct: \(outputs.joined(separator: ", "))")
+        }
+        let index = { (name: String, context: String) throws -> Int in
+            guard let index = outputs.firstIndex(of: name) else {
+                throw CubeConfigError("\(context): output '\(name)' is not one of \(outputs.joined(separator: ", "))")
+            }
+            return index
+        }
+        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { number, rule in
+            let context = "rule \(number + 1)"
+            return (try Match.rule(rule["match"] ?? .object([:]), where: context),
+                    try index(rule["output"]?.stringValue ?? "", context))
+        }
+        let fallback = try config["default"]?.stringValue.map { try index($0, "default") } ?? 0
+        return try blueprint(rules: rules, defaultOutput: fallback, outputs: outputs.count)
+    }
+
+    /// `rules` in order, each with the output index it sends to.
+    public static func blueprint(rules: [(Filter.Rule, Int)], defaultOutput: Int, outputs: Int) throws -> CubeBlueprint {
+        guard (1...maxOutputs).contains(outputs), Set(rules.map(\.1) + [defaultOutput]).allSatisfy({ $0 < outputs })
+        else {
+            throw CubeConfigError("a classifier has 1 to \(maxOutputs) outputs, and every rule sends to one of them")
+        }
+        guard rules.count <= maxRules else {
+            throw CubeConfigError("a classifier holds at most \(maxRules) rules, not \(rules.count)")
+        }
+        let entries = rules.enumerated().map { number, rule in
+            TableEntry(key: littleEndian(UInt32(number)), value: rule.0.encoded(verdict: UInt8(rule.1)))
+        }
+        return CubeBlueprint(
+            type: "classifier", object: try BuiltIn.object("classifier"),
+            rodata: ["rule_count": littleEndian(UInt32(rules.count)), "default_output": [UInt8(defaultOutput)]],
+            tables: ["rules": entries], outputs: outputs)
+    }
+}
