@@ -77,8 +77,9 @@ let package = Package(
             ]
         ),
 
-        // The built-in lab: network namespaces joined by veth pairs.
-        .target(name: "TailorLab", dependencies: ["TailorKernel"]),
+        // The built-in lab: network namespaces joined by veth pairs, packets, and
+        // random firewall rule sets with their iptables and nftables forms.
+        .target(name: "TailorLab", dependencies: ["TailorKernel", "TailorDatapath", "TailorCubes", "TailorSpec"]),
 
         .executableTarget(
             name: "tailor",

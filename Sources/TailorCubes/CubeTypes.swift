@@ -13,6 +13,7 @@ public struct CubeType: Sendable {
         CubeType(schema: Filter.schema, blueprint: { try Filter.blueprint(config: $0.config) }),
         CubeType(schema: RateLimit.schema, blueprint: { try RateLimit.blueprint(config: $0.config) }),
         CubeType(schema: Classifier.schema, blueprint: { try Classifier.blueprint(config: $0.config) }),
+        CubeType(schema: Firewall.schema, blueprint: { try Firewall.blueprint(config: $0.config) }),
         CubeType(schema: ObjectCube.schema, blueprint: ObjectCube.blueprint(source:)),
     ]
 

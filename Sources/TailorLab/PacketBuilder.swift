@@ -1,24 +1,20 @@
+import TailorSpec
+
 /// Builds Ethernet frames with IPv4/IPv6 and TCP/UDP/ICMP headers and correct
 /// checksums, for BPF_PROG_TEST_RUN and for comparing against what programs output.
-public struct PacketBuilder: Sendable {
+public struct PacketBuilder: Sendable, CustomStringConvertible {
     public enum Address: Sendable, Equatable {
         case v4([UInt8])
         case v6([UInt8])
 
-        /// Parses dotted IPv4 or colon-hex IPv6 text ("10.0.0.1", "fd00::1").
+        /// Parses dotted IPv4 or colon-hex IPv6 text ("10.0.0.1", "fd00::1"); text
+        /// that is neither is a programming error.
         public init(_ text: String) {
-            if text.contains(":") {
-                let halves = text.components(separatedBy: "::")
-                let groups = { (s: String) in s.split(separator: ":").map { UInt16($0, radix: 16) ?? 0 } }
-                let head = groups(halves[0]), tail = halves.count > 1 ? groups(halves[1]) : []
-                let all = head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
-                self = .v6(all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] })
-            } else {
-                self = .v4(text.split(separator: ".").map { UInt8($0) ?? 0 })
-            }
+            guard let bytes = IPAddress.parse(text) else { preconditionFailure("not an IP address: \(text)") }
+            self = bytes.count == 16 ? .v6(bytes) : .v4(bytes)
         }
 
-        var bytes: [UInt8] {
+        public var bytes: [UInt8] {
             switch self {
             case .v4(let b), .v6(let b): b
             }
@@ -30,6 +26,12 @@ public struct PacketBuilder: Sendable {
         case tcp(sport: UInt16, dport: UInt16, flags: TCPFlags)
         /// ICMP echo request (ICMPv6 for IPv6 addresses).
         case icmpEcho(id: UInt16, sequence: UInt16)
+        /// Any ICMP (ICMPv6) message: type, code and the header's last four bytes
+        /// (an echo's id and sequence, unused in errors); an error quotes its packet
+        /// as the payload.
+        case icmp(type: UInt8, code: UInt8, rest: UInt32)
+        /// Another IP protocol: the payload follows the IP header as it is.
+        case ip(proto: UInt8)
     }
 
     public struct TCPFlags: OptionSet, Sendable {
@@ -49,12 +51,26 @@ public struct PacketBuilder: Sendable {
     public var sourceMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
     public var destinationMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x02]
     public var ttl: UInt8 = 64
+    /// IPv4's identification field (IPv6 has none).
+    public var identification: UInt16 = 1
 
     public init(from source: String, to destination: String, _ transport: Transport, payload: [UInt8] = []) {
         self.source = Address(source)
         self.destination = Address(destination)
         self.transport = transport
         self.payload = payload
+    }
+
+    /// "tcp 10.0.0.1:1000 > 10.0.0.2:80 [0x02]", for messages.
+    public var description: String {
+        let from = IPAddress.format(source.bytes), to = IPAddress.format(destination.bytes)
+        return switch transport {
+        case .udp(let sport, let dport): "udp \(from):\(sport) > \(to):\(dport)"
+        case .tcp(let sport, let dport, let flags): "tcp \(from):\(sport) > \(to):\(dport) flags 0x\(String(flags.rawValue, radix: 16))"
+        case .icmpEcho(let id, let sequence): "icmp echo \(from) > \(to) id \(id) seq \(sequence)"
+        case .icmp(let type, let code, _): "icmp \(from) > \(to) type \(type) code \(code)"
+        case .ip(let proto): "proto \(proto) \(from) > \(to)"
+        }
     }
 
     /// The frame: Ethernet header, IP header, transport header, payload.
@@ -66,7 +82,7 @@ public struct PacketBuilder: Sendable {
             frame += [0x60, 0, 0, 0] + be16(UInt16(segment.count)) + [protocolNumber, ttl]
             frame += source.bytes + destination.bytes
         } else {
-            var header: [UInt8] = [0x45, 0] + be16(UInt16(20 + segment.count)) + [0, 1, 0x40, 0]
+            var header: [UInt8] = [0x45, 0] + be16(UInt16(20 + segment.count)) + be16(identification) + [0x40, 0]
             header += [ttl, protocolNumber, 0, 0] + source.bytes + destination.bytes
             header.replaceSubrange(10..<12, with: be16(Self.checksum(header)))
             frame += header
@@ -92,6 +108,12 @@ public struct PacketBuilder: Sendable {
             protocolNumber = isV6 ? 58 : 1
             segment = [isV6 ? 128 : 8, 0, 0, 0] + be16(id) + be16(sequence) + payload
             checksumOffset = 2
+        case .icmp(let type, let code, let rest):
+            protocolNumber = isV6 ? 58 : 1
+            segment = [type, code, 0, 0] + be32(rest) + payload
+            checksumOffset = 2
+        case .ip(let proto):
+            return (proto, payload)
         }
         // IPv4 ICMP has no pseudo-header; every other checksum here covers one.
         let pseudo: [UInt8] = if protocolNumber == 1 {

@@ -1,0 +1,250 @@
+import TailorDatapath
+import TailorSpec
+
+/// firewall: a stateful firewall with iptables semantics (bpf/cubes/firewall.c).
+/// Ordered rules, first match wins, classified by Linear Bit Vector Search: this
+/// control plane turns the rules into one bit vector per field value (prefix,
+/// port interval, protocol, TCP flags, conntrack state) and specialises the
+/// program to the fields the rules use. Inserting a rule shifts every later bit,
+/// so any rule change replaces the instance; its conntrack map is carried over.
+public enum Firewall {
+    /// Rules one firewall holds (FW_MAX_RULES in bpf/cubes/firewall.c).
+    public static let maxRules = 10_240
+    static let maxWords = 160
+    static let summaryWords = 3
+
+    public enum Action: Sendable, Hashable { case accept, drop }
+
+    /// Conntrack states, as iptables' `--ctstate` names them (enum tailor_ct_state).
+    public enum ConnectionState: Int, Sendable, Hashable, CaseIterable {
+        case new, established, related, invalid
+
+        static let names: [String: ConnectionState] = [
+            "new": .new, "established": .established, "related": .related, "invalid": .invalid,
+        ]
+    }
+
+    /// One rule: the filter's match fields, the conntrack states it matches (nil:
+    /// any) and its action.
+    public struct Rule: Sendable, Hashable {
+        /// What the packet must match; its action is not used.
+        public var match: Filter.Rule
+        public var states: Set<ConnectionState>?
+        public var action: Action
+
+        public init(_ match: Filter.Rule, states: Set<ConnectionState>? = nil, action: Action) {
+            self.match = match
+            self.states = states
+            self.action = action
+        }
+
+        /// The IP version the rule is limited to (true: IPv6), nil for both.
+        var ipv6: Bool? {
+            match.ipv6 ?? match.source.map(\.isIPv6) ?? match.destination.map(\.isIPv6)
+        }
+    }
+
+    public static let schema = CubeTypeSchema(
+        name: "firewall",
+        doc: "Stateful firewall: ordered rules (first match wins) with conntrack, classified in near-constant time.",
+        config: [
+            ConfigField("policy", .choice(["accept", "drop"]), required: true,
+                        doc: "What packets no rule matches get."),
+            ConfigField("acceptEstablished", .boolean,
+                        doc: "Accept packets of established and related connections before the rules (default true)."),
+            ConfigField("rules", .list(.object([
+                ConfigField("match", .object(Match.fields + [
+                    ConfigField("state", .list(.choice(ConnectionState.names.keys.sorted()), maxItems: 4),
+                                doc: "Conntrack states matched (iptables --ctstate): new, established, related, invalid."),
+                ]), doc: "What the rule matches; omitted fields match anything."),
+                ConfigField("action", .choice(["accept", "drop"]), required: true, doc: "What a matching packet gets."),
+            ]), maxItems: maxRules), doc: "Rules in order; the first that matches decides."),
+        ])
+
+    /// The blueprint for a validated `firewall` config.
+    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
+        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { index, rule in
+            let match = rule["match"] ?? .object([:])
+            let states = match["state"]?.listValue.map { Set($0.compactMap { $0.stringValue.flatMap { ConnectionState.names[$0] } }) }
+            return Rule(try Match.rule(match, where: "rule \(index + 1)"), states: states,
+                        action: rule["action"]?.stringValue == "drop" ? .drop : .accept)
+        }
+        return try blueprint(rules: rules, policy: config["policy"]?.stringValue == "drop" ? .drop : .accept,
+                             acceptEstablished: config["acceptEstablished"]?.booleanValue ?? true)
+    }
+
+    public static func blueprint(rules: [Rule], policy: Action, acceptEstablished: Bool = true) throws -> CubeBlueprint {
+        guard rules.count <= maxRules else {
+            throw CubeConfigError("a firewall holds at most \(maxRules) rules, not \(rules.count)")
+        }
+        let tables = Tables(rules)
+        let useState = rules.contains { $0.states != nil }
+        var rodata: [String: [UInt8]] = [
+            "summary_words": littleEndian(UInt32((tables.words + 63) / 64)),
+            "policy_drop": [policy == .drop ? 1 : 0],
+            "accept_established": [acceptEstablished ? 1 : 0],
+            "use_conntrack": [acceptEstablished || useState ? 1 : 0],
+            "use_state": [useState ? 1 : 0],
+        ]
+        for (name, used) in tables.fieldsUsed { rodata["use_\(name)"] = [used ? 1 : 0] }
+        return CubeBlueprint(type: "firewall", object: try BuiltIn.object("firewall"),
+                             rodata: rodata, tables: tables.entries)
+    }
+}
+
+/// A set of rules as bits: bit r is rule r.
+struct RuleVector: Hashable {
+    var words: [UInt64]
+
+    init(words count: Int) { words = Array(repeating: 0, count: count) }
+
+    var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
+
+    mutating func insert(_ rule: Int) { words[rule / 64] |= 1 << UInt64(rule % 64) }
+    mutating func remove(_ rule: Int) { words[rule / 64] &= ~(1 << UInt64(rule % 64)) }
+
+    func union(_ other: RuleVector) -> RuleVector {
+        var result = self
+        for index in words.indices { result.words[index] |= other.words[index] }
+        return result
+    }
+
+    /// `struct fw_vector`: the summary (bit w set when word w is not zero), then
+    /// the words, padded to the map's fixed size.
+    var encoded: [UInt8] {
+        var summary = [UInt64](repeating: 0, count: Firewall.summaryWords)
+        for (index, word) in words.enumerated() where word != 0 { summary[index / 64] |= 1 << UInt64(index % 64) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity((Firewall.summaryWords + Firewall.maxWords) * 8)
+        for word in summary + words { bytes += littleEndian(word) }
+        bytes += [UInt8](repeating: 0, count: (Firewall.maxWords - words.count) * 8)
+        return bytes
+    }
+}
+
+extension Firewall {
+    /// The classification tables of a rule list, by map name, and which fields the
+    /// program looks up at all.
+    struct Tables {
+        let rules: [Rule]
+        let words: Int
+        var entries: [String: [TableEntry]] = [:]
+        var fieldsUsed: [(String, Bool)] = []
+
+        init(_ rules: [Rule]) {
+            self.rules = rules
+            words = max(1, (rules.count + 63) / 64)
+            let all = vector { _ in true }
+            entries["all_rules"] = [TableEntry(key: littleEndian(UInt32(0)), value: all.encoded)]
+            entries["actions"] = rules.indices.filter { rules[$0].action == .drop }
+                .map { TableEntry(key: littleEndian(UInt32($0)), value: [1]) }
+
+            // The source lookup also keeps rules of the other IP version out.
+            let useSource = rules.contains { $0.match.source != nil || $0.ipv6 != nil }
+            let useDestination = rules.contains { $0.match.destination != nil }
+            if useSource {
+                entries["src_v4"] = prefixes(ipv6: false) { $0.match.source }
+                entries["src_v6"] = prefixes(ipv6: true) { $0.match.source }
+            }
+            if useDestination {
+                entries["dst_v4"] = prefixes(ipv6: false, versionChecked: useSource) { $0.match.destination }
+                entries["dst_v6"] = prefixes(ipv6: true, versionChecked: useSource) { $0.match.destination }
+            }
+
+            let useSourcePort = rules.contains { $0.match.sourcePorts != nil }
+            let useDestinationPort = rules.contains { $0.match.destinationPorts != nil }
+            var portVectors: [RuleVector: UInt32] = [:]
+            if useSourcePort { entries["sport_index"] = ports(\.sourcePorts, ids: &portVectors) }
+            if useDestinationPort { entries["dport_index"] = ports(\.destinationPorts, ids: &portVectors) }
+            entries["port_vectors"] = portVectors.sorted { $0.value < $1.value }
+                .map { TableEntry(key: littleEndian($0.value), value: $0.key.encoded) }
+
+            let useProto = rules.contains { $0.match.proto != nil }
+            if useProto {
+                entries["proto_vectors"] = values(0..<256) { rule, value in rule.match.proto.map { $0 == value } ?? true }
+            }
+            let useFlags = rules.contains { $0.match.tcpFlags != nil }
+            if useFlags {
+                entries["flag_vectors"] = values(0..<256) { rule, value in
+                    rule.match.tcpFlags.map { UInt8(value) & $0.mask == $0.value } ?? true
+                }
+            }
+            if rules.contains(where: { $0.states != nil }) {
+                entries["state_vectors"] = values(0..<ConnectionState.allCases.count) { rule, value in
+                    rule.states.map { $0.contains(ConnectionState(rawValue: value)!) } ?? true
+                }
+            }
+            fieldsUsed = [("src", useSource), ("dst", useDestination), ("sport", useSourcePort),
+                          ("dport", useDestinationPort), ("proto", useProto), ("flags", useFlags)]
+        }
+
+        func vector(_ includes: (Rule) -> Bool) -> RuleVector {
+            var result = RuleVector(words: words)
+            for (index, rule) in rules.enumerated() where includes(rule) { result.insert(index) }
+            return result
+        }
+
+        /// One vector per value of a small field (an array map), empty ones left out.
+        func values(_ range: Range<Int>, _ matches: (Rule, Int) -> Bool) -> [TableEntry] {
+            range.compactMap { value in
+                let vector = vector { matches($0, value) }
+                return vector.isEmpty ? nil : TableEntry(key: littleEndian(UInt32(value)), value: vector.encoded)
+            }
+        }
+
+        /// LPM trie entries of one address field for one IP version: each prefix a
+        /// rule names holds the rules of every prefix containing it, /0 the rules
+        /// without this field. With `versionChecked` the source lookup has already
+        /// kept rules of the other version out, so rules without the field count
+        /// whatever their version.
+        func prefixes(ipv6: Bool, versionChecked: Bool = false, _ field: (Rule) -> IPPrefix?) -> [TableEntry] {
+            let bytes = ipv6 ? 16 : 4
+            let wildcard = vector { field($0) == nil && (versionChecked || $0.ipv6 == nil || $0.ipv6 == ipv6) }
+            var exact: [IPPrefix: RuleVector] = [:]
+            for (index, rule) in rules.enumerated() {
+                guard let prefix = field(rule)?.network, prefix.isIPv6 == ipv6 else { continue }
+                exact[prefix, default: RuleVector(words: words)].insert(index)
+            }
+            let root = IPPrefix(address: [UInt8](repeating: 0, count: bytes), length: 0)
+            var resolved: [IPPrefix: RuleVector] = [root: wildcard.union(exact[root] ?? RuleVector(words: words))]
+            for prefix in exact.keys.sorted(by: { $0.length < $1.length }) where prefix.length > 0 {
+                let parent = (0..<prefix.length).reversed().lazy
+                    .compactMap { resolved[IPPrefix(address: prefix.address, length: $0).network] }.first!
+                resolved[prefix] = parent.union(exact[prefix]!)
+            }
+            return resolved.filter { !$0.value.isEmpty }
+                .map { TableEntry(key: littleEndian(UInt32($0.key.length)) + $0.key.address, value: $0.value.encoded) }
+                .sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        }
+
+        /// A port field: port -> id of its interval's vector (FW_NO_PORT, index
+        /// 65536, for packets without ports: the rules without this field), the
+        /// vectors shared through `ids`.
+        func ports(_ field: KeyPath<Filter.Rule, ClosedRange<UInt16>?>, ids: inout [RuleVector: UInt32]) -> [TableEntry] {
+            func id(_ vector: RuleVector) -> UInt32 {
+                if let id = ids[vector] { return id }
+                ids[vector] = UInt32(ids.count)
+                return UInt32(ids.count - 1)
+            }
+            var starts: [Int: [Int]] = [:], ends: [Int: [Int]] = [:]
+            for (index, rule) in rules.enumerated() {
+                guard let range = rule.match[keyPath: field] else { continue }
+                starts[Int(range.lowerBound), default: []].append(index)
+                ends[Int(range.upperBound) + 1, default: []].append(index)
+            }
+            var current = vector { $0.match[keyPath: field] == nil }
+            let noPort = id(current)
+            var index = [UInt32](repeating: 0, count: 65_536)
+            let cuts = Set(starts.keys).union(ends.keys).union([0]).filter { $0 < 65_536 }.sorted()
+            for (position, cut) in cuts.enumerated() {
+                for rule in ends[cut] ?? [] { current.remove(rule) }
+                for rule in starts[cut] ?? [] { current.insert(rule) }
+                let vectorID = id(current)
+                let end = position + 1 < cuts.count ? cuts[position + 1] : 65_536
+                for port in cut..<end { index[port] = vectorID }
+            }
+            return index.enumerated().map { TableEntry(key: littleEndian(UInt32($0.offset)), value: littleEndian($0.element)) }
+                + [TableEntry(key: littleEndian(UInt32(65_536)), value: littleEndian(noPort))]
+        }
+    }
+}

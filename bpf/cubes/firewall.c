@@ -1,0 +1,259 @@
+/* firewall: a stateful firewall with iptables semantics. Ordered rules (source and
+ * destination prefix, protocol, ports, TCP flags, conntrack state), first match
+ * wins, accept or drop, a default policy; connection tracking with an optional
+ * "accept established and related" fast path before the rules.
+ *
+ * Classification is Linear Bit Vector Search (bpf-iptables): for each field a
+ * lookup gives the bit vector of the rules that field lets match; the AND of the
+ * vectors has the matching rules as its set bits, and the lowest is the first
+ * match. Each vector carries a summary (bit w set when word w is not zero), so
+ * only words set in every summary are read: the cost stays near-flat as rules
+ * grow. Fields no rule uses are compiled out by rodata flags (Kecleon's minimum
+ * pipeline), and a field whose lookup finds nothing ends the search at once.
+ * docs/cubes/firewall.md; the tables are built by Sources/TailorCubes/Firewall.swift. */
+#include <tailor/cube.h>
+#include <tailor/parse.h>
+#include <tailor/conntrack.h>
+
+#define FW_MAX_WORDS 160                   /* 10,240 rules */
+#define FW_MAX_RULES (FW_MAX_WORDS * 64)
+#define FW_SUMMARY_WORDS 3                 /* ceil(FW_MAX_WORDS / 64) */
+#define FW_NO_PORT 65536                   /* port index of packets without ports */
+
+/* The rules a field value lets match: bit r of bits[] is rule r; bit w of
+ * summary[] says whether bits[w] has any bit set. */
+struct fw_vector {
+    __u64 summary[FW_SUMMARY_WORDS];
+    __u64 bits[FW_MAX_WORDS];
+};
+
+struct fw_lpm_v4 {
+    __u32 prefixlen;
+    __u8 addr[4];
+};
+
+struct fw_lpm_v6 {
+    __u32 prefixlen;
+    __u8 addr[16];
+};
+
+#define FW_LPM(name, key_type)                          \
+    struct {                                            \
+        __uint(type, BPF_MAP_TYPE_LPM_TRIE);            \
+        __uint(map_flags, BPF_F_NO_PREALLOC);           \
+        __uint(max_entries, FW_MAX_RULES + 1);          \
+        __type(key, struct key_type);                   \
+        __type(value, struct fw_vector);                \
+    } name SEC(".maps") TAILOR_TABLE
+
+/* Address fields: the longest prefix holds the rules of every prefix that
+ * contains it, and /0 those without an address (of the same IP version). */
+FW_LPM(src_v4, fw_lpm_v4);
+FW_LPM(dst_v4, fw_lpm_v4);
+FW_LPM(src_v6, fw_lpm_v6);
+FW_LPM(dst_v6, fw_lpm_v6);
+
+/* Port fields: port -> id of the vector of its interval (ranges cut the port
+ * space into intervals), FW_NO_PORT for packets without ports; vectors by id,
+ * equal vectors stored once. */
+#define FW_PORT_INDEX(name)                             \
+    struct {                                            \
+        __uint(type, BPF_MAP_TYPE_ARRAY);               \
+        __uint(max_entries, FW_NO_PORT + 1);            \
+        __type(key, __u32);                             \
+        __type(value, __u32);                           \
+    } name SEC(".maps") TAILOR_TABLE
+
+FW_PORT_INDEX(sport_index);
+FW_PORT_INDEX(dport_index);
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, 4 * FW_MAX_RULES + 4);
+    __type(key, __u32);
+    __type(value, struct fw_vector);
+} port_vectors SEC(".maps") TAILOR_TABLE;
+
+/* Small fields: a vector per value. */
+#define FW_ARRAY(name, entries)                         \
+    struct {                                            \
+        __uint(type, BPF_MAP_TYPE_ARRAY);               \
+        __uint(max_entries, entries);                   \
+        __type(key, __u32);                             \
+        __type(value, struct fw_vector);                \
+    } name SEC(".maps") TAILOR_TABLE
+
+FW_ARRAY(proto_vectors, 256);    /* by IP protocol */
+FW_ARRAY(flag_vectors, 256);     /* by TCP flags byte */
+FW_ARRAY(state_vectors, 4);      /* by enum tailor_ct_state */
+FW_ARRAY(all_rules, 1);          /* every rule: the vector of a field no rule uses */
+
+/* Each rule's action: 0 accept, 1 drop. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, FW_MAX_RULES);
+    __type(key, __u32);
+    __type(value, __u8);
+} actions SEC(".maps") TAILOR_TABLE;
+
+enum fw_outcome {
+    FW_RULE_ACCEPT = 0,
+    FW_RULE_DROP = 1,
+    FW_ESTABLISHED = 2,     /* accepted by the established/related fast path */
+    FW_POLICY_ACCEPT = 3,
+    FW_POLICY_DROP = 4,
+    FW_NOT_IP = 5,          /* not IPv4 or IPv6: passed on untouched */
+    FW_OUTCOMES = 6,
+};
+
+/* Packets by outcome, per CPU. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, FW_OUTCOMES);
+    __type(key, __u32);
+    __type(value, __u64);
+} outcomes SEC(".maps") TAILOR_STATE;
+
+/* Specialisation, set by the controller. */
+const volatile __u32 summary_words = 1;     /* ceil(rule words / 64) */
+const volatile __u8 policy_drop = 0;
+const volatile __u8 accept_established = 1;
+const volatile __u8 use_conntrack = 1;
+const volatile __u8 use_src = 0;            /* any rule has a source or an IP version */
+const volatile __u8 use_dst = 0;
+const volatile __u8 use_sport = 0;
+const volatile __u8 use_dport = 0;
+const volatile __u8 use_proto = 0;
+const volatile __u8 use_flags = 0;
+const volatile __u8 use_state = 0;
+
+/* de Bruijn sequence: the index of a 64-bit word's only set bit, without a loop. */
+static const __u8 fw_debruijn[64] = {
+    0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4,
+    62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
+    63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
+    46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9, 13, 8, 7, 6,
+};
+
+static __always_inline __u32 fw_lowest_bit(__u64 x) {
+    return fw_debruijn[((x & -x) * 0x03f79d71b4cb0a89ull) >> 58];
+}
+
+static __always_inline void fw_count(__u32 outcome) {
+    __u64 *n = bpf_map_lookup_elem(&outcomes, &outcome);
+    if (n)
+        *n += 1;
+}
+
+/* The first rule set in the AND of the vectors, or -1. */
+static __always_inline int fw_first_rule(const struct fw_vector *src, const struct fw_vector *dst,
+                                         const struct fw_vector *sport, const struct fw_vector *dport,
+                                         const struct fw_vector *proto, const struct fw_vector *flags,
+                                         const struct fw_vector *state) {
+    for (__u32 s = 0; s < FW_SUMMARY_WORDS && s < summary_words; s++) {
+        __u64 candidates = src->summary[s] & dst->summary[s] & sport->summary[s] & dport->summary[s] &
+                           proto->summary[s] & flags->summary[s] & state->summary[s];
+        for (int k = 0; k < 64 && candidates; k++) {
+            __u32 w = s * 64 + fw_lowest_bit(candidates);
+            if (w >= FW_MAX_WORDS)
+                return -1;
+            __u64 match = src->bits[w] & dst->bits[w] & sport->bits[w] & dport->bits[w] &
+                          proto->bits[w] & flags->bits[w] & state->bits[w];
+            if (match)
+                return (int)(w * 64 + fw_lowest_bit(match));
+            candidates &= candidates - 1;
+        }
+    }
+    return -1;
+}
+
+/* The vector of the longest prefix holding `addr` in the trie of its IP version. */
+static __always_inline const struct fw_vector *fw_address(void *trie_v4, void *trie_v6, const __u8 *addr, int v6) {
+    if (v6) {
+        struct fw_lpm_v6 key = { .prefixlen = 128 };
+        __builtin_memcpy(key.addr, addr, 16);
+        return bpf_map_lookup_elem(trie_v6, &key);
+    }
+    struct fw_lpm_v4 key = { .prefixlen = 32 };
+    __builtin_memcpy(key.addr, addr, 4);
+    return bpf_map_lookup_elem(trie_v4, &key);
+}
+
+static __always_inline const struct fw_vector *fw_vector_at(void *array, __u32 key) {
+    return bpf_map_lookup_elem(array, &key);
+}
+
+static __always_inline const struct fw_vector *fw_port(void *index, __u32 port) {
+    __u32 *id = bpf_map_lookup_elem(index, &port);
+    return id ? bpf_map_lookup_elem(&port_vectors, id) : NULL;
+}
+
+TAILOR_CUBE(firewall) {
+    struct tailor_meta *meta = tailor_meta_get();
+    if (!meta)
+        return TAILOR_DROP;
+    __u32 parsed = tailor_parse(pkt, meta);
+    if (!(parsed & TAILOR_META_L3))
+        {
+        fw_count(FW_NOT_IP);
+        return tailor_next(pkt);
+    }
+    int v6 = meta->eth_proto == ETH_P_IPV6;
+
+    struct tailor_ct_lookup ct = {};
+    if (use_conntrack) {
+        tailor_ct_lookup(pkt, meta, &ct);
+        meta->ct_state = ct.state;
+        if (accept_established && (ct.state == TAILOR_CT_ESTABLISHED || ct.state == TAILOR_CT_RELATED)) {
+            tailor_ct_update(meta, &ct);
+            fw_count(FW_ESTABLISHED);
+            return tailor_next(pkt);
+        }
+    }
+
+    __u32 zero = 0;
+    const struct fw_vector *all = bpf_map_lookup_elem(&all_rules, &zero);
+    if (!all)
+        return TAILOR_DROP;
+    const struct fw_vector *src = all, *dst = all, *sport = all, *dport = all, *proto = all,
+                           *flags = all, *state = all;
+    int rule = -1;
+    /* A field that lets no rule match ends the search: the policy decides. */
+    if (use_src && !(src = fw_address(&src_v4, &src_v6, meta->saddr, v6)))
+        goto policy;
+    if (use_dst && !(dst = fw_address(&dst_v4, &dst_v6, meta->daddr, v6)))
+        goto policy;
+    if (use_proto && !(proto = fw_vector_at(&proto_vectors, meta->ip_proto)))
+        goto policy;
+    /* Ports and flags count only for TCP and UDP with their header present. */
+    int ports = (parsed & TAILOR_META_L4) && (meta->ip_proto == IPPROTO_TCP || meta->ip_proto == IPPROTO_UDP);
+    if (use_sport && !(sport = fw_port(&sport_index, ports ? bpf_ntohs(meta->sport) : FW_NO_PORT)))
+        goto policy;
+    if (use_dport && !(dport = fw_port(&dport_index, ports ? bpf_ntohs(meta->dport) : FW_NO_PORT)))
+        goto policy;
+    if (use_flags && !(flags = fw_vector_at(&flag_vectors, ports && meta->ip_proto == IPPROTO_TCP ? meta->tcp_flags : 0)))
+        goto policy;
+    if (use_state && !(state = fw_vector_at(&state_vectors, ct.state)))
+        goto policy;
+    rule = fw_first_rule(src, dst, sport, dport, proto, flags, state);
+
+policy:
+    if (rule >= 0) {
+        __u32 index = (__u32)rule;
+        __u8 *action = bpf_map_lookup_elem(&actions, &index);
+        if (action && *action) {
+            fw_count(FW_RULE_DROP);
+            return TAILOR_DROP;
+        }
+        fw_count(FW_RULE_ACCEPT);
+    } else if (policy_drop) {
+        fw_count(FW_POLICY_DROP);
+        return TAILOR_DROP;
+    } else {
+        fw_count(FW_POLICY_ACCEPT);
+    }
+    if (use_conntrack)
+        tailor_ct_update(meta, &ct);
+    return tailor_next(pkt);
+}
