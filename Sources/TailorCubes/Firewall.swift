@@ -52,6 +52,9 @@ public enum Firewall {
                         doc: "What packets no rule matches get."),
             ConfigField("acceptEstablished", .boolean,
                         doc: "Accept packets of established and related connections before the rules (default true)."),
+            ConfigField("zone", .string,
+                        doc: "Firewalls with the same zone share one connection table, in any chain: e.g. XDP ingress "
+                            + "and TC egress of a host, so replies to what one lets through are established for the other."),
             ConfigField("rules", .list(.object([
                 ConfigField("match", .object(Match.fields + [
                     ConfigField("state", .list(.choice(ConnectionState.names.keys.sorted()), maxItems: 4),
@@ -70,10 +73,13 @@ public enum Firewall {
                         action: rule["action"]?.stringValue == "drop" ? .drop : .accept)
         }
         return try blueprint(rules: rules, policy: config["policy"]?.stringValue == "drop" ? .drop : .accept,
-                             acceptEstablished: config["acceptEstablished"]?.booleanValue ?? true)
+                             acceptEstablished: config["acceptEstablished"]?.booleanValue ?? true,
+                             zone: config["zone"]?.stringValue)
     }
 
-    public static func blueprint(rules: [Rule], policy: Action, acceptEstablished: Bool = true) throws -> CubeBlueprint {
+    /// With `zone`, the conntrack map is the zone's (shared with every firewall of that zone).
+    public static func blueprint(rules: [Rule], policy: Action, acceptEstablished: Bool = true,
+                                 zone: String? = nil) throws -> CubeBlueprint {
         guard rules.count <= maxRules else {
             throw CubeConfigError("a firewall holds at most \(maxRules) rules, not \(rules.count)")
         }
@@ -88,7 +94,8 @@ public enum Firewall {
         ]
         for (name, used) in tables.fieldsUsed { rodata["use_\(name)"] = [used ? 1 : 0] }
         return CubeBlueprint(type: "firewall", object: try BuiltIn.object("firewall"),
-                             rodata: rodata, tables: tables.entries)
+                             rodata: rodata, tables: tables.entries,
+                             sharedState: zone.map { ["conntrack": $0] } ?? [:])
     }
 }
 

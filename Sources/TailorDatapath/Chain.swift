@@ -134,7 +134,7 @@ public final class Chain {
     /// packet reaches it. `attach` moves it into place and makes it live. Undoes all
     /// of it if any step fails.
     public static func build(
-        _ settings: ChainSettings, topology: Topology, pinRoot: PinRoot,
+        _ settings: ChainSettings, topology: Topology, pinRoot: PinRoot, zones: StateZones? = nil,
         failpoint: ((String) throws -> Void)? = nil
     ) throws -> Chain {
         let directory = pinRoot.appending(buildingPrefix + settings.name)
@@ -157,7 +157,7 @@ public final class Chain {
                 try chain.meta.map.pin(at: directory + "/meta")
                 try chain.meta.write(chain.record)
             }
-            _ = try chain.commit(chain.prepare(topology))
+            _ = try chain.commit(chain.prepare(topology, zones: zones))
         } catch {
             try? pinRoot.removeTree(directory)
             throw error
@@ -473,7 +473,8 @@ public final class Chain {
     /// `specDigest` and `gitRevision`, when given, go into the record the commit
     /// writes; `digests` are the cubes' blueprint digests when the caller has them.
     public func prepare(_ topology: Topology, specDigest: String? = nil, gitRevision: String? = nil,
-                        digests: [String: String] = [:]) throws -> PreparedCommit {
+                        digests: [String: String] = [:], zones: StateZones? = nil) throws -> PreparedCommit {
+        let zones = zones ?? StateZones(pinRoot: pinRoot)
         var live = layout
         var inPlace: [String: TableUpdate] = [:]
         for (cube, instance) in instances {
@@ -494,10 +495,12 @@ public final class Chain {
                 throw DatapathError("cube \(cube) has \(node.blueprint.outputs) outputs but \(node.next.count) "
                     + "next cubes are given")
             }
-            let carried = try statePlan(cube, to: node.blueprint, digest: record.digest)
+            var carried = try statePlan(cube, to: node.blueprint, digest: record.digest)
+            try carried.join(zones, cube: cube, blueprint: node.blueprint)
             let instance = try CubeInstance.load(
                 node.blueprint, as: cube, hook: settings.hook, wiring: record, settings: settings,
                 shared: shared, carry: carried.carry)
+            zones.register(instance)
             loaded[cube] = instance
             if !carried.carries.isEmpty { state[cube] = carried.carries }
             refusals += carried.refusals

@@ -19,11 +19,14 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     public var program: UInt32
     /// Map name -> role, as the object's BTF said at load.
     public var maps: [String: MapRole]
+    /// State maps shared through a zone (map name -> zone); nil when none are.
+    public var zones: [String: String]?
 
     public init(type: String, slot: Int, next: [Int?], digest: String, objectDigest: String,
-                fixedDigest: String? = nil, program: UInt32, maps: [String: MapRole]) {
+                fixedDigest: String? = nil, program: UInt32, maps: [String: MapRole], zones: [String: String]? = nil) {
         (self.type, self.slot, self.next, self.digest, self.objectDigest, self.fixedDigest, self.program, self.maps) =
             (type, slot, next, digest, objectDigest, fixedDigest, program, maps)
+        self.zones = zones
     }
 
     /// Names of the maps whose entries change in place.

@@ -33,15 +33,19 @@ public struct CubeBlueprint: Sendable, Equatable {
     /// carried over (`migration: {map: reset}`). Not part of the digest: it only
     /// matters when something else changes.
     public var resetState: Set<String> = []
+    /// State maps shared with every other instance that names the same zone for
+    /// the same map, in any chain (map name -> zone): see `StateZones`.
+    public var sharedState: [String: String]
 
     public init(type: String, object: [UInt8], rodata: [String: [UInt8]] = [:],
-                tables: [String: [TableEntry]] = [:], outputs: Int = 1) {
+                tables: [String: [TableEntry]] = [:], outputs: Int = 1, sharedState: [String: String] = [:]) {
         self.type = type
         self.object = object
         self.objectDigest = hexDigest(SHA256.hash(data: object))
         self.rodata = rodata
         self.tables = tables
         self.outputs = outputs
+        self.sharedState = sharedState
     }
 
     /// sha256 over the object digest, rodata and tables in a canonical order:
@@ -55,6 +59,9 @@ public struct CubeBlueprint: Sendable, Equatable {
         hasher.update(data: Array(objectDigest.utf8))
         for (name, bytes) in rodata.sorted(by: { $0.key < $1.key }) {
             hasher.update(data: Array("r\(name)=\(bytes.count):".utf8) + bytes)
+        }
+        for (name, zone) in sharedState.sorted(by: { $0.key < $1.key }) {
+            hasher.update(data: Array("s\(name)=\(zone);".utf8))
         }
         for (name, entries) in tables.sorted(by: { $0.key < $1.key }) where !excluded.contains(name) {
             hasher.update(data: Array("t\(name)=\(entries.count):".utf8))

@@ -107,7 +107,8 @@ final class CubeInstance {
             fixedDigest: roles.values.contains(.entrySafeTable)
                 ? blueprint.digest(excluding: Set(roles.filter { $0.value == .entrySafeTable }.keys)) : nil,
             program: try loaded.info().id.rawValue,
-            maps: roles.filter { maps[$0.key] != nil })
+            maps: roles.filter { maps[$0.key] != nil },
+            zones: blueprint.sharedState.isEmpty ? nil : blueprint.sharedState)
         return CubeInstance(cube: cube, program: loaded, maps: maps, record: record)
     }
 

@@ -39,6 +39,7 @@ public struct Executor {
     public func verify(_ plan: Plan, desired: [DesiredChain]) throws -> Plan {
         var plan = plan
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let zones = StateZones(pinRoot: pinRoot)
         for (index, change) in plan.chains.enumerated() {
             guard let chain = byName[change.name] else { continue }
             switch change.action {
@@ -51,7 +52,7 @@ public struct Executor {
                     continue
                 }
                 let prepared = try Chain.open(change.name, pinRoot: pinRoot)
-                    .prepare(chain.topology, digests: chain.cubeDigests)
+                    .prepare(chain.topology, digests: chain.cubeDigests, zones: zones)
                 for (cubeIndex, cube) in change.cubes.enumerated() {
                     plan.chains[index].cubes[cubeIndex].state = try (prepared.state[cube.name] ?? [:])
                         .sorted { $0.key < $1.key }.map { map, carry in
@@ -94,9 +95,10 @@ public struct Executor {
     public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
         var tasks: [ChainTask] = []
+        let zones = StateZones(pinRoot: pinRoot)
         do {
             for change in plan.chains {
-                if let task = try prepare(change, byName[change.name]) { tasks.append(task) }
+                if let task = try prepare(change, byName[change.name], zones: zones) { tasks.append(task) }
             }
         } catch {
             for task in tasks { task.discard() }
@@ -130,13 +132,13 @@ public struct Executor {
     }
 
     /// The prepare phase of one chain change; nil when there is nothing to do.
-    private func prepare(_ change: ChainChange, _ desired: DesiredChain?) throws -> ChainTask? {
+    private func prepare(_ change: ChainChange, _ desired: DesiredChain?, zones: StateZones) throws -> ChainTask? {
         let fail = failpoint.map { hook in { (step: String) throws in try hook("\(change.name): \(step)") } }
         if change.name.hasPrefix(Chain.buildingPrefix) || change.name.hasPrefix(Chain.removingPrefix) {
             return ChainTask(name: change.name, work: .leftover(pinRoot.appending(change.name), pinRoot))
         }
         let build = { (chain: DesiredChain) in
-            try Chain.build(chain.settings, topology: chain.topology, pinRoot: pinRoot, failpoint: fail)
+            try Chain.build(chain.settings, topology: chain.topology, pinRoot: pinRoot, zones: zones, failpoint: fail)
         }
         let open = {
             let live = try Chain.open(change.name, pinRoot: pinRoot, recovering: true)
@@ -159,7 +161,7 @@ public struct Executor {
             }
             guard let desired, change.action == .update else { return ChainTask(name: change.name, work: .none) }
             let prepared = try live.prepare(desired.topology, specDigest: desired.digest, gitRevision: gitRevision,
-                                            digests: desired.cubeDigests)
+                                            digests: desired.cubeDigests, zones: zones)
             return ChainTask(name: change.name, work: .update(live, prepared))
         case .replace:
             guard let desired else { return nil }

@@ -68,6 +68,70 @@ struct FirewallTests {
     }
 }
 
+extension FirewallTests {
+    /// The TCP state (enum tailor_tcp_state) and seen-reply flag of the only connection.
+    static func connection(_ chain: Chain) throws -> (state: UInt8, seenReply: Bool)? {
+        let entries = try #require(chain.map("conntrack", of: "fw")).lookupBatch()
+        #expect(entries.count <= 1)
+        return entries.first.map { ($0.value[8], $0.value[10] == 1) }
+    }
+
+    @Test("conntrack follows TCP through handshake, FIN and RST; UDP and ICMP replies are established, quoted errors related")
+    func connectionTracking() async throws {
+        let rules = [Self.rule(.init(proto: 6, destinationPorts: 80...80, action: .pass), states: [.new], .accept),
+                     Self.rule(.init(proto: 17, destinationPorts: 53...53, action: .pass), .accept),
+                     Self.rule(.init(proto: 1, action: .pass), states: [.new], .accept)]
+        try await Self.withFirewall(try Firewall.blueprint(rules: rules, policy: .drop)) { _, chain in
+            let client = "192.0.2.10", server = "198.51.100.80"
+            let out = { (flags: PacketBuilder.TCPFlags) in PacketBuilder(from: client, to: server, .tcp(sport: 40000, dport: 80, flags: flags)) }
+            let back = { (flags: PacketBuilder.TCPFlags) in PacketBuilder(from: server, to: client, .tcp(sport: 80, dport: 40000, flags: flags)) }
+            // Nothing but a SYN opens; a reply before the SYN is invalid.
+            #expect(try !Self.accepts(chain, back([.syn, .ack])))
+            #expect(try Self.connection(chain) == nil)
+            let steps: [(PacketBuilder, Bool, UInt8, Bool)] = [
+                (out(.syn), true, 1, false),            // SYN_SENT
+                (out(.syn), true, 1, false),            // a retransmitted SYN is still new
+                (back([.syn, .ack]), true, 2, true),    // SYN_RECV, a reply: established
+                (out(.ack), true, 3, true),             // ESTABLISHED
+                (back([.psh, .ack]), true, 3, true),
+                (out([.fin, .ack]), true, 4, true),     // FIN_WAIT
+                (back([.fin, .ack]), true, 5, true),    // LAST_ACK
+                (out(.ack), true, 6, true),             // TIME_WAIT
+            ]
+            for (number, (packet, accepted, state, seenReply)) in steps.enumerated() {
+                let verdict = try Self.accepts(chain, packet)
+                #expect(verdict == accepted, "step \(number + 1): \(packet)")
+                let entry = try Self.connection(chain)
+                #expect(entry?.state == state && entry?.seenReply == seenReply, "step \(number + 1): \(String(describing: entry))")
+            }
+            // A new SYN on a connection in TIME_WAIT opens it again; a RST closes it.
+            #expect(try Self.accepts(chain, out(.syn)))
+            #expect(try Self.connection(chain)?.state == 1)
+            #expect(try Self.accepts(chain, back([.rst, .ack])))
+            #expect(try Self.connection(chain)?.state == 7)
+            // A flag combination conntrack never accepts is invalid even inside a connection.
+            #expect(try !Self.accepts(chain, out([.syn, .fin])))
+
+            // An ICMP error quoting the connection's packet is related; quoting another, invalid.
+            let quoted = Array(out(.ack).bytes.dropFirst(14).prefix(28))
+            let related = PacketBuilder(from: "203.0.113.1", to: client, .icmp(type: 3, code: 1, rest: 0), payload: quoted)
+            #expect(try Self.accepts(chain, related))
+            let stranger = Array(PacketBuilder(from: client, to: server, .tcp(sport: 40001, dport: 80, flags: .ack)).bytes
+                .dropFirst(14).prefix(28))
+            #expect(try !Self.accepts(chain, PacketBuilder(from: "203.0.113.1", to: client, .icmp(type: 3, code: 1, rest: 0),
+                                                         payload: stranger)))
+            // UDP: the answer to a query is established; an unasked datagram from the server port is not.
+            #expect(try Self.accepts(chain, PacketBuilder(from: client, to: server, .udp(sport: 5353, dport: 53))))
+            #expect(try Self.accepts(chain, PacketBuilder(from: server, to: client, .udp(sport: 53, dport: 5353))))
+            #expect(try !Self.accepts(chain, PacketBuilder(from: server, to: client, .udp(sport: 53, dport: 5354))))
+            // ICMP: the echo reply to a request is established; an unasked reply is invalid.
+            #expect(try Self.accepts(chain, PacketBuilder(from: client, to: server, .icmp(type: 8, code: 0, rest: 0x0007_0001))))
+            #expect(try Self.accepts(chain, PacketBuilder(from: server, to: client, .icmp(type: 0, code: 0, rest: 0x0007_0001))))
+            #expect(try !Self.accepts(chain, PacketBuilder(from: server, to: client, .icmp(type: 0, code: 0, rest: 0x0008_0001))))
+        }
+    }
+}
+
 /// The firewall against the reference model (iptables' first-match semantics) on
 /// random rule sets and packets aimed at them.
 @Suite("firewall cube: random rule sets against the model", .kernel)
@@ -103,6 +167,54 @@ struct FirewallModelTests {
                 }
             }
             #expect(mismatches.isEmpty, "seed \(seed), \(count) rules: \(mismatches.prefix(5).joined(separator: "\n"))")
+        }
+    }
+}
+
+/// The firewall on real TCP over the lab's veth pair: conntrack across two chains
+/// of one zone, established connections through a rule change.
+@Suite("firewall cube: real connections", .kernel)
+struct FirewallConnectionTests {
+    /// b's inbound rules: new TCP connections to `port` only.
+    static func inbound(_ port: UInt16) throws -> CubeBlueprint {
+        try Firewall.blueprint(rules: [FirewallTests.rule(.init(proto: 6, destinationPorts: port...port, action: .pass),
+                                                          states: [.new], .accept)],
+                               policy: .drop, zone: "host-b")
+    }
+
+    @Test("XDP ingress with rules and TC egress tracking share a zone: replies and established connections pass, and survive a rule change")
+    func hostFirewall() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let side = { (kind: ChainHook.Kind) in
+                    ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
+                }
+                let ingress = try Chain.create(ChainSettings(name: "in", hook: side(.xdp(.native))),
+                                               topology: .line([("fw", try Self.inbound(8080))]), pinRoot: root)
+                defer { try? ingress.destroy() }
+                let track = try Firewall.blueprint(rules: [], policy: .accept, zone: "host-b")
+                let egress = try Chain.create(ChainSettings(name: "out", hook: side(.tcEgress)),
+                                              topology: .line([("track", track)]), pinRoot: root)
+                defer { try? egress.destroy() }
+                #expect(ingress.map("conntrack", of: "fw")?.info.id == egress.map("conntrack", of: "track")?.info.id)
+
+                let web = try #require(try TCPConnection.open(from: lab.a, to: lab.b, port: 8080))
+                #expect(try web.roundTrip())
+                #expect(try TCPConnection.open(from: lab.a, to: lab.b, port: 8081) == nil)
+                // b's own connection out: its SYN-ACK comes in as a reply, accepted as established.
+                let outbound = try #require(try TCPConnection.open(from: lab.b, to: lab.a, port: 7000))
+                #expect(try outbound.roundTrip())
+
+                // New rules: 8080 closed to new connections, 8081 open. The instance is
+                // replaced and keeps the zone's connection table.
+                try ingress.apply(.line([("fw", try Self.inbound(8081))]))
+                #expect(ingress.map("conntrack", of: "fw")?.info.id == egress.map("conntrack", of: "track")?.info.id)
+                #expect(try web.roundTrip())
+                #expect(try outbound.roundTrip())
+                #expect(try TCPConnection.open(from: lab.a, to: lab.b, port: 8080) == nil)
+                let ssh = try TCPConnection.open(from: lab.a, to: lab.b, port: 8081)
+                #expect(try ssh?.roundTrip() == true)
+            }
         }
     }
 }

@@ -43,6 +43,47 @@ public enum Traffic {
     }
 }
 
+/// A TCP connection from one side of a lab to the other, kept open while the test
+/// changes what is between them.
+public final class TCPConnection {
+    let client: Socket
+    let server: Socket
+
+    init(client: Socket, server: Socket) {
+        (self.client, self.server) = (client, server)
+    }
+
+    /// Connects from `from` to `to`'s `port`; nil when the handshake does not
+    /// complete within `timeout` (a firewall dropped it).
+    public static func open(from: Lab.Side, to: Lab.Side, port: UInt16,
+                            timeout: Duration = .seconds(1)) throws -> TCPConnection? {
+        let listener = try to.namespace.run { try Socket(tcpListeningOn: to.ipv4, port: port) }
+        guard let client = try? from.namespace.run({ try Socket(tcpConnectedTo: to.ipv4, port: port, timeout: timeout) })
+        else { return nil }
+        return TCPConnection(client: client, server: try listener.accept(waitingAtMost: timeout))
+    }
+
+    /// Sends `bytes` from the client to the server and back; true when both
+    /// arrive in full within `timeout`.
+    public func roundTrip(bytes: Int = 100, timeout: Duration = .seconds(1)) throws -> Bool {
+        let payload = [UInt8](repeating: 0x42, count: bytes)
+        try client.send(payload)
+        guard try Self.read(bytes, from: server, timeout: timeout) else { return false }
+        try server.send(payload)
+        return try Self.read(bytes, from: client, timeout: timeout)
+    }
+
+    static func read(_ count: Int, from socket: Socket, timeout: Duration) throws -> Bool {
+        var received = 0
+        let deadline = ContinuousClock.now + timeout
+        while received < count, ContinuousClock.now < deadline,
+              let chunk = try socket.receive(waitingAtMost: deadline - ContinuousClock.now), !chunk.isEmpty {
+            received += chunk.count
+        }
+        return received == count
+    }
+}
+
 /// A socket this value owns: just enough of BSD sockets for the traffic helpers.
 final class Socket {
     let fd: Int32

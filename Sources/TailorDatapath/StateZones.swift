@@ -1,0 +1,79 @@
+import Foundation
+import TailorKernel
+
+/// State maps shared by cube instances across chains. A zone names one map that
+/// every instance declaring that zone for that map uses: the firewalls on a host's
+/// XDP ingress and TC egress, or on a router's two interfaces, keep one connection
+/// table, so each sees the replies to what the other let through. The map is no
+/// pin of its own: it lives while any instance pins it, and is found through the
+/// chains' meta records (`CubeRecord.zones`). One registry serves one apply (or
+/// plan): instances it prepares join their zones as they are loaded.
+public final class StateZones {
+    struct Key: Hashable {
+        var zone: String
+        var map: String
+    }
+
+    let pinRoot: PinRoot
+    private var known: [Key: BPFMap]?
+
+    public init(pinRoot: PinRoot) { self.pinRoot = pinRoot }
+
+    /// The zone's map, or nil when no instance has it yet.
+    func map(zone: String, name: String) throws -> BPFMap? {
+        if known == nil { known = try scan() }
+        return known?[Key(zone: zone, map: name)]
+    }
+
+    /// Makes a newly loaded instance's shared maps its zones' maps where a zone had none.
+    func register(_ instance: CubeInstance) {
+        for (name, zone) in instance.record.zones ?? [:] {
+            guard let map = instance.maps[name] else { continue }
+            if known == nil { known = (try? scan()) ?? [:] }
+            if known?[Key(zone: zone, map: name)] == nil { known?[Key(zone: zone, map: name)] = map }
+        }
+    }
+
+    /// The zone maps of the live chains, from their records and cube pins.
+    private func scan() throws -> [Key: BPFMap] {
+        var found: [Key: BPFMap] = [:]
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
+        for chain in names.sorted() where !chain.hasPrefix("_") {
+            let directory = pinRoot.appending(chain)
+            guard pinRoot.exists(directory + "/meta"),
+                  let record = try? MetaRecordReader.read(directory + "/meta") else { continue }
+            for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
+                for (name, zone) in (cubeRecord.zones ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    let pin = directory + "/cubes/\(cube)/maps/\(name)"
+                    guard found[Key(zone: zone, map: name)] == nil, pinRoot.exists(pin) else { continue }
+                    found[Key(zone: zone, map: name)] = try BPFMap(pinnedAt: pin)
+                }
+            }
+        }
+        return found
+    }
+}
+
+extension StatePlan {
+    /// Takes each shared map from its zone when the zone has one: the same map,
+    /// never migrated or reset, since other instances use it as it is. A new object
+    /// whose declaration differs from the zone's map is refused.
+    mutating func join(_ zones: StateZones, cube: String, blueprint: CubeBlueprint) throws {
+        guard !blueprint.sharedState.isEmpty else { return }
+        let declared = try MapLayout.declared(in: BPFObject(bytes: blueprint.object, name: cube))
+        for (name, zone) in blueprint.sharedState.sorted(by: { $0.key < $1.key }) {
+            guard let layout = declared[name] else {
+                throw DatapathError("cube \(cube): its object declares no map \(name) to share in zone \(zone)")
+            }
+            guard let map = try zones.map(zone: zone, name: name) else { continue }
+            migrate[name] = nil
+            guard case .reuse = StateCarry.between(try MapLayout(of: map), layout, reset: false) else {
+                refusals.append("cube \(cube): state map \(name) is shared in zone \(zone), whose map has another "
+                    + "layout; a shared map cannot be migrated while other cubes use it: give this cube a new zone")
+                continue
+            }
+            carry[name] = map
+            if carries[name] != nil { carries[name] = .reuse }
+        }
+    }
+}
