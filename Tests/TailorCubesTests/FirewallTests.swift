@@ -182,7 +182,7 @@ struct FirewallConnectionTests {
                                policy: .drop, zone: "host-b")
     }
 
-    @Test("XDP ingress with rules and TC egress tracking share a zone: replies and established connections pass, and survive a rule change")
+    @Test("XDP ingress with rules and TC egress tracking share a zone: replies and established connections pass, and survive new rules and a new object")
     func hostFirewall() async throws {
         try await Lab.with { lab in
             try await TestPinRoot.with { root in
@@ -214,6 +214,18 @@ struct FirewallConnectionTests {
                 #expect(try TCPConnection.open(from: lab.a, to: lab.b, port: 8080) == nil)
                 let ssh = try TCPConnection.open(from: lab.a, to: lab.b, port: 8081)
                 #expect(try ssh?.roundTrip() == true)
+
+                // A new release of the object with new rules again: every connection open so far keeps flowing.
+                let rules = try Self.inbound(8082)
+                let release = CubeBlueprint(type: "firewall", object: try Fixtures.testObject("firewall_v2"),
+                                            rodata: rules.rodata, tables: rules.tables, sharedState: rules.sharedState)
+                #expect(release.objectDigest != rules.objectDigest)
+                try ingress.apply(.line([("fw", release)]))
+                #expect(try web.roundTrip())
+                #expect(try outbound.roundTrip())
+                #expect(try ssh?.roundTrip() == true)
+                #expect(try TCPConnection.open(from: lab.a, to: lab.b, port: 8081) == nil)
+                #expect(try TCPConnection.open(from: lab.a, to: lab.b, port: 8082)?.roundTrip() == true)
             }
         }
     }
