@@ -79,7 +79,7 @@ let package = Package(
 
         // The built-in lab: network namespaces joined by veth pairs, packets, and
         // random firewall rule sets with their iptables and nftables forms.
-        .target(name: "TailorLab", dependencies: ["TailorKernel", "TailorDatapath", "TailorCubes", "TailorSpec"]),
+        .target(name: "TailorLab", dependencies: ["CShims", "TailorKernel", "TailorDatapath", "TailorCubes", "TailorSpec"]),
 
         .executableTarget(
             name: "tailor",
@@ -118,7 +118,9 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorCubesTests",
-            dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorSpec", "TailorTestKit"]
+            dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorSpec", "TailorTestKit"],
+            // Read from the source tree (#filePath), so a kept seed needs no rebuild.
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "TailorReconcileTests",

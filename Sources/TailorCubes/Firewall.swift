@@ -18,9 +18,12 @@ public enum Firewall {
     /// Conntrack states, as iptables' `--ctstate` names them (enum tailor_ct_state).
     public enum ConnectionState: Int, Sendable, Hashable, CaseIterable {
         case new, established, related, invalid
+        /// Never tracked: IPv6 neighbour discovery and MLD, as Linux leaves them.
+        case untracked
 
         static let names: [String: ConnectionState] = [
             "new": .new, "established": .established, "related": .related, "invalid": .invalid,
+            "untracked": .untracked,
         ]
     }
 
@@ -39,7 +42,7 @@ public enum Firewall {
         }
 
         /// The IP version the rule is limited to (true: IPv6), nil for both.
-        var ipv6: Bool? {
+        public var ipv6: Bool? {
             match.ipv6 ?? match.source.map(\.isIPv6) ?? match.destination.map(\.isIPv6)
         }
     }
@@ -57,8 +60,8 @@ public enum Firewall {
                             + "and TC egress of a host, so replies to what one lets through are established for the other."),
             ConfigField("rules", .list(.object([
                 ConfigField("match", .object(Match.fields + [
-                    ConfigField("state", .list(.choice(ConnectionState.names.keys.sorted()), maxItems: 4),
-                                doc: "Conntrack states matched (iptables --ctstate): new, established, related, invalid."),
+                    ConfigField("state", .list(.choice(ConnectionState.names.keys.sorted()), maxItems: 5),
+                                doc: "Conntrack states matched (iptables --ctstate): new, established, related, invalid, untracked."),
                 ]), doc: "What the rule matches; omitted fields match anything."),
                 ConfigField("action", .choice(["accept", "drop"]), required: true, doc: "What a matching packet gets."),
             ]), maxItems: maxRules), doc: "Rules in order; the first that matches decides."),

@@ -161,7 +161,8 @@ public struct FirewallRuleSet: Sendable {
 public enum FirewallModel {
     /// The conntrack state of a packet no connection knows (nf_conntrack_tcp_loose
     /// = 0): a SYN opens TCP, UDP and other protocols open, ICMP echo-like requests
-    /// open; everything else (other TCP, replies, errors quoting nothing) is invalid.
+    /// open; IPv6 neighbour discovery and MLD are untracked; everything else (other
+    /// TCP, replies, errors quoting nothing) is invalid.
     public static func firstPacketState(_ packet: PacketBuilder) -> Firewall.ConnectionState {
         let v6: Bool = if case .v6 = packet.source { true } else { false }
         switch packet.transport {
@@ -172,6 +173,7 @@ public enum FirewallModel {
         case .udp, .ip, .icmpEcho:
             return .new
         case .icmp(let type, _, _):
+            if v6 && ((130...136).contains(type) || type == 143) { return .untracked }
             let requests: Set<UInt8> = v6 ? [128, 139] : [8, 13, 15, 17]
             return requests.contains(type) ? .new : .invalid
         }
@@ -220,5 +222,50 @@ public enum FirewallModel {
     static func contains(_ prefix: IPPrefix, _ address: [UInt8]) -> Bool {
         guard prefix.address.count == address.count else { return false }
         return IPPrefix(address: address, length: prefix.length).network == prefix.network
+    }
+}
+
+extension FirewallRuleSet {
+    /// The rule set as `iptables-restore` input (`ip6tables-restore` with `ipv6`) for
+    /// the filter table's FORWARD chain: the rules of that IP version (and those of
+    /// either) in order, the established/related fast path first when the set has
+    /// it, and the policy.
+    public func iptablesRestore(ipv6: Bool) -> String {
+        var lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD \(policy == .accept ? "ACCEPT" : "DROP") [0:0]",
+                     ":OUTPUT ACCEPT [0:0]"]
+        if acceptEstablished { lines.append("-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT") }
+        for rule in rules where rule.ipv6 == nil || rule.ipv6 == ipv6 {
+            lines.append("-A FORWARD " + Self.iptablesMatch(rule, ipv6: ipv6) + " -j " + (rule.action == .accept ? "ACCEPT" : "DROP"))
+        }
+        lines.append("COMMIT")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static let tcpFlagNames: [(UInt8, String)] = [(0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"),
+                                                   (0x10, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR")]
+
+    static func iptablesMatch(_ rule: Firewall.Rule, ipv6: Bool) -> String {
+        var parts: [String] = []
+        let match = rule.match
+        if let source = match.source { parts.append("-s \(source.network)") }
+        if let destination = match.destination { parts.append("-d \(destination.network)") }
+        if let proto = match.proto {
+            parts.append("-p " + (proto == 6 ? "tcp" : proto == 17 ? "udp" : proto == 1 && !ipv6 ? "icmp"
+                : proto == 58 && ipv6 ? "ipv6-icmp" : "\(proto)"))
+        }
+        if let ports = match.sourcePorts { parts.append("--sport \(ports.lowerBound):\(ports.upperBound)") }
+        if let ports = match.destinationPorts { parts.append("--dport \(ports.lowerBound):\(ports.upperBound)") }
+        if let (mask, value) = match.tcpFlags {
+            let names = { (bits: UInt8) in
+                bits == 0 ? "NONE" : tcpFlagNames.filter { bits & $0.0 != 0 }.map(\.1).joined(separator: ",")
+            }
+            parts.append("--tcp-flags \(names(mask)) \(names(value))")
+        }
+        if let states = rule.states {
+            let names = [(Firewall.ConnectionState.new, "NEW"), (.established, "ESTABLISHED"), (.related, "RELATED"),
+                         (.invalid, "INVALID"), (.untracked, "UNTRACKED")].filter { states.contains($0.0) }.map(\.1)
+            parts.append("-m conntrack --ctstate \(names.joined(separator: ","))")
+        }
+        return parts.joined(separator: " ")
     }
 }

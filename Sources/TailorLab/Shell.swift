@@ -1,16 +1,23 @@
 import Foundation
 
-/// Runs a system tool (`ip`, `sysctl`) and returns its standard output;
-/// a non-zero exit throws with the command and its standard error.
+/// Runs a system tool (`ip`, `sysctl`) with `input` on its standard input, and
+/// returns its standard output; a non-zero exit throws with the command and its
+/// standard error.
 @discardableResult
-public func run(_ tool: String, _ arguments: [String]) throws -> String {
+public func run(_ tool: String, _ arguments: [String], input: String? = nil) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = [tool] + arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    let stdin = input.map { _ in Pipe() }
+    if let stdin { process.standardInput = stdin }
     try process.run()
+    if let stdin, let input {
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+    }
     let output = out.fileHandleForReading.readDataToEndOfFile()
     let error = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()

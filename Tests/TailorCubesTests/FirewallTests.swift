@@ -40,6 +40,7 @@ struct FirewallTests {
             Self.rule(.init(proto: 17, destinationPorts: 5000...5100, action: .pass), .accept),
             Self.rule(.init(destination: IPPrefix("fd00:99::/32"), action: .pass), .accept),
             Self.rule(.init(proto: 6, tcpFlags: (mask: 0x3f, value: 0), action: .pass), states: [.invalid], .accept),
+            Self.rule(.init(proto: 58, action: .pass), states: [.untracked], .accept),
         ]
         try await Self.withFirewall(try Firewall.blueprint(rules: rules, policy: .drop, acceptEstablished: false)) { _, chain in
             let cases: [(String, PacketBuilder, Bool)] = [
@@ -59,6 +60,10 @@ struct FirewallTests {
                 ("a NULL scan is invalid and matches the last rule",
                  PacketBuilder(from: "192.0.2.9", to: "192.0.2.1", .tcp(sport: 1, dport: 9, flags: [])), true),
                 ("ICMP falls to the policy", PacketBuilder(from: "192.0.2.7", to: "192.0.2.1", .icmpEcho(id: 1, sequence: 1)), false),
+                ("IPv6 neighbour discovery is untracked, not invalid (Linux's conntrack)",
+                 PacketBuilder(from: "fd12::1", to: "fd00:98::2", .icmp(type: 135, code: 0, rest: 0)), true),
+                ("an unasked ICMPv6 echo reply is invalid",
+                 PacketBuilder(from: "fd12::1", to: "fd00:98::2", .icmp(type: 129, code: 0, rest: 0)), false),
             ]
             for (name, packet, accepted) in cases {
                 let verdict = try Self.accepts(chain, packet)

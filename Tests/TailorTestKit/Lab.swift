@@ -38,3 +38,20 @@ public enum TestPinRoot {
         }
     }
 }
+
+extension RouterLab {
+    /// Runs `body` with a fresh client-router-sink lab and removes it afterwards.
+    public static func with<R>(_ body: (RouterLab) async throws -> R) async throws -> R {
+        try KernelEnvironment.require()
+        let id = UniqueName.make("")
+        let lab = try create(namespacePrefix: "tailor-t\(id)", interfacePrefix: "tt\(id)")
+        do {
+            let result = try await body(lab)
+            lab.destroy()
+            return result
+        } catch {
+            lab.destroy()
+            throw error
+        }
+    }
+}

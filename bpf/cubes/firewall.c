@@ -86,7 +86,7 @@ struct {
 
 FW_ARRAY(proto_vectors, 256);    /* by IP protocol */
 FW_ARRAY(flag_vectors, 256);     /* by TCP flags byte */
-FW_ARRAY(state_vectors, 4);      /* by enum tailor_ct_state */
+FW_ARRAY(state_vectors, 5);      /* by enum tailor_ct_state */
 FW_ARRAY(all_rules, 1);          /* every rule: the vector of a field no rule uses */
 
 /* Each rule's action: 0 accept, 1 drop. */

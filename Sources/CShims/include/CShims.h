@@ -1,6 +1,8 @@
 #pragma once
 #include <stddef.h>
 #include <sys/vfs.h> /* statfs(2), which Glibc does not export to Swift */
+#include <linux/if_packet.h> /* sockaddr_ll for AF_PACKET sockets */
+#include <linux/if_ether.h> /* ETH_P_ALL */
 
 /// setns(2): Glibc does not export it to Swift.
 int tailor_setns(int fd, int nstype);

@@ -15,6 +15,7 @@ enum tailor_ct_state {
     TAILOR_CT_ESTABLISHED = 1,
     TAILOR_CT_RELATED = 2,
     TAILOR_CT_INVALID = 3,
+    TAILOR_CT_UNTRACKED = 4,   /* never tracked: IPv6 neighbour discovery and MLD */
 };
 
 /* TCP states (a subset of nf_conntrack's, the same timeouts). */
@@ -141,6 +142,13 @@ static __always_inline int tailor_icmp_is_reply(__u8 family, __u8 type) {
     return family == 4 ? (type == 0 || type == 14 || type == 16 || type == 18) : (type == 129 || type == 140);
 }
 
+/* ICMPv6 messages conntrack leaves untracked (nf_conntrack_proto_icmpv6.c
+ * noct_valid_new): MLD queries and reports, router and neighbour solicitations and
+ * advertisements. */
+static __always_inline int tailor_icmp_is_untracked(__u8 family, __u8 type) {
+    return family == 6 && ((type >= 130 && type <= 136) || type == 143);
+}
+
 static __always_inline int tailor_icmp_is_error(__u8 family, __u8 type) {
     return family == 4 ? (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) : (type >= 1 && type <= 4);
 }
@@ -217,6 +225,10 @@ static __always_inline void tailor_ct_lookup(struct tailor_pkt *pkt, const struc
         if ((family == 4) != (proto == IPPROTO_ICMP))
             return;
         __u8 type = meta->sport & 0xff;   /* parse.h stores the ICMP type as a number */
+        if (tailor_icmp_is_untracked(family, type)) {
+            ct->state = TAILOR_CT_UNTRACKED;
+            return;
+        }
         if (tailor_icmp_is_error(family, type)) {
             if (tailor_ct_related(pkt, meta, family))
                 ct->state = TAILOR_CT_RELATED;
