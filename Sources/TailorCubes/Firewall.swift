@@ -81,13 +81,15 @@ public enum Firewall {
     }
 
     /// With `zone`, the conntrack map is the zone's (shared with every firewall of that zone).
+    /// `specialised: false` keeps every lookup stage and conntrack in the program even
+    /// where no rule needs them (what the specialisation saves, for `tailor bench firewall`).
     public static func blueprint(rules: [Rule], policy: Action, acceptEstablished: Bool = true,
-                                 zone: String? = nil) throws -> CubeBlueprint {
+                                 zone: String? = nil, specialised: Bool = true) throws -> CubeBlueprint {
         guard rules.count <= maxRules else {
             throw CubeConfigError("a firewall holds at most \(maxRules) rules, not \(rules.count)")
         }
-        let tables = Tables(rules)
-        let useState = rules.contains { $0.states != nil }
+        let tables = Tables(rules, allStages: !specialised)
+        let useState = !specialised || rules.contains { $0.states != nil }
         var rodata: [String: [UInt8]] = [
             "summary_words": littleEndian(UInt32((tables.words + 63) / 64)),
             "policy_drop": [policy == .drop ? 1 : 0],
@@ -141,7 +143,7 @@ extension Firewall {
         var entries: [String: [TableEntry]] = [:]
         var fieldsUsed: [(String, Bool)] = []
 
-        init(_ rules: [Rule]) {
+        init(_ rules: [Rule], allStages: Bool = false) {
             self.rules = rules
             words = max(1, (rules.count + 63) / 64)
             let all = vector { _ in true }
@@ -150,8 +152,8 @@ extension Firewall {
                 .map { TableEntry(key: littleEndian(UInt32($0)), value: [1]) }
 
             // The source lookup also keeps rules of the other IP version out.
-            let useSource = rules.contains { $0.match.source != nil || $0.ipv6 != nil }
-            let useDestination = rules.contains { $0.match.destination != nil }
+            let useSource = allStages || rules.contains { $0.match.source != nil || $0.ipv6 != nil }
+            let useDestination = allStages || rules.contains { $0.match.destination != nil }
             if useSource {
                 entries["src_v4"] = prefixes(ipv6: false) { $0.match.source }
                 entries["src_v6"] = prefixes(ipv6: true) { $0.match.source }
@@ -161,25 +163,25 @@ extension Firewall {
                 entries["dst_v6"] = prefixes(ipv6: true, versionChecked: useSource) { $0.match.destination }
             }
 
-            let useSourcePort = rules.contains { $0.match.sourcePorts != nil }
-            let useDestinationPort = rules.contains { $0.match.destinationPorts != nil }
+            let useSourcePort = allStages || rules.contains { $0.match.sourcePorts != nil }
+            let useDestinationPort = allStages || rules.contains { $0.match.destinationPorts != nil }
             var portVectors: [RuleVector: UInt32] = [:]
             if useSourcePort { entries["sport_index"] = ports(\.sourcePorts, ids: &portVectors) }
             if useDestinationPort { entries["dport_index"] = ports(\.destinationPorts, ids: &portVectors) }
             entries["port_vectors"] = portVectors.sorted { $0.value < $1.value }
                 .map { TableEntry(key: littleEndian($0.value), value: $0.key.encoded) }
 
-            let useProto = rules.contains { $0.match.proto != nil }
+            let useProto = allStages || rules.contains { $0.match.proto != nil }
             if useProto {
                 entries["proto_vectors"] = values(0..<256) { rule, value in rule.match.proto.map { $0 == value } ?? true }
             }
-            let useFlags = rules.contains { $0.match.tcpFlags != nil }
+            let useFlags = allStages || rules.contains { $0.match.tcpFlags != nil }
             if useFlags {
                 entries["flag_vectors"] = values(0..<256) { rule, value in
                     rule.match.tcpFlags.map { UInt8(value) & $0.mask == $0.value } ?? true
                 }
             }
-            if rules.contains(where: { $0.states != nil }) {
+            if allStages || rules.contains(where: { $0.states != nil }) {
                 entries["state_vectors"] = values(0..<ConnectionState.allCases.count) { rule, value in
                     rule.states.map { $0.contains(ConnectionState(rawValue: value)!) } ?? true
                 }

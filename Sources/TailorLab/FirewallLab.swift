@@ -269,3 +269,82 @@ extension FirewallRuleSet {
         return parts.joined(separator: " ")
     }
 }
+
+/// A rule set for measuring the firewall: `count` realistic rules (sources any or
+/// a private /16, destinations their own /24 or /32, TCP or UDP to well-known ports
+/// or ranges, accept or drop) that never overlap, so a packet aimed at rule k
+/// matches rule k and no other; stateless (no conntrack states, no fast path).
+public struct FirewallBenchmarkSet: Sendable {
+    public let set: FirewallRuleSet
+    /// Matches the first rule.
+    public let early: PacketBuilder
+    /// Matches the last rule.
+    public let late: PacketBuilder
+    /// Matches no rule though its destination is a TCP rule's (it is UDP): every
+    /// lookup finds a vector and only their AND is empty (LBVS's worst case; iptables
+    /// walks all rules).
+    public let none: PacketBuilder
+
+    public init(count: Int, seed: UInt64 = 1) {
+        var rng = SeededGenerator(seed: seed)
+        var rules: [Firewall.Rule] = []
+        var aims: [PacketBuilder] = []
+        for index in 0..<count {
+            let network: [UInt8] = [10, UInt8(index / 256), UInt8(index % 256), 0]
+            let host = Bool.random(using: &rng)
+            var match = Filter.Rule(action: .pass)
+            match.destination = IPPrefix(address: host ? network.dropLast() + [7] : network, length: host ? 32 : 24)
+            var source = "198.18.0.1"
+            if Bool.random(using: &rng) {
+                let net: [UInt8] = [172, UInt8.random(in: 16...31, using: &rng), 0, 0]
+                match.source = IPPrefix(address: net, length: 16)
+                source = IPAddress.format([net[0], net[1], 1, 2])
+            }
+            match.proto = Int.random(in: 0..<10, using: &rng) < 7 ? 6 : 17
+            match.destinationPorts = FirewallRuleSet.randomPorts(&rng)
+            rules.append(Firewall.Rule(match, action: Bool.random(using: &rng) ? .accept : .drop))
+            let port = match.destinationPorts!.lowerBound
+            let destination = IPAddress.format(network.dropLast() + [7])
+            aims.append(PacketBuilder(from: source, to: destination,
+                                      match.proto == 6 ? .tcp(sport: 40000, dport: port, flags: .ack)
+                                          : .udp(sport: 40000, dport: port), payload: [UInt8](repeating: 0, count: 18)))
+        }
+        set = FirewallRuleSet(rules: rules, policy: .accept, acceptEstablished: false)
+        early = aims[0]
+        late = aims[count - 1]
+        // UDP to the destination of the first TCP rule from the middle on: a protocol it does not name.
+        let middle = (count / 2..<count).first { rules[$0].match.proto == 6 } ?? count / 2
+        var miss = aims[middle]
+        miss.transport = .udp(sport: 40000, dport: 9)
+        none = miss
+    }
+}
+
+extension FirewallRuleSet {
+    /// The rule set as an `nft -f` script: table `table` (inet) with a forward chain
+    /// holding the rules in order and the policy. Stateless sets only (the
+    /// benchmark's): states and the fast path are not rendered.
+    public func nftScript(table: String) -> String {
+        var lines = ["table inet \(table) {", "  chain forward {",
+                     "    type filter hook forward priority filter; policy \(policy == .accept ? "accept" : "drop");"]
+        for rule in rules {
+            var parts: [String] = []
+            let match = rule.match
+            let family = { (prefix: IPPrefix) in prefix.isIPv6 ? "ip6" : "ip" }
+            if let source = match.source { parts.append("\(family(source)) saddr \(source.network)") }
+            if let destination = match.destination { parts.append("\(family(destination)) daddr \(destination.network)") }
+            let l4 = match.proto == 6 ? "tcp" : match.proto == 17 ? "udp" : nil
+            if let proto = match.proto, l4 == nil || (match.sourcePorts == nil && match.destinationPorts == nil) {
+                parts.append("meta l4proto \(proto)")
+            }
+            let range = { (ports: ClosedRange<UInt16>) in
+                ports.count == 1 ? "\(ports.lowerBound)" : "\(ports.lowerBound)-\(ports.upperBound)"
+            }
+            if let l4, let ports = match.sourcePorts { parts.append("\(l4) sport \(range(ports))") }
+            if let l4, let ports = match.destinationPorts { parts.append("\(l4) dport \(range(ports))") }
+            parts.append(rule.action == .accept ? "accept" : "drop")
+            lines.append("    " + parts.joined(separator: " "))
+        }
+        return (lines + ["  }", "}"]).joined(separator: "\n") + "\n"
+    }
+}

@@ -131,6 +131,19 @@ public final class PacketSocket {
         return Array(buffer[0..<n])
     }
 
+    /// Sends `frame` over and over for `duration`; returns how many were sent.
+    public func flood(_ frame: [UInt8], for duration: Duration) throws -> Int {
+        let deadline = ContinuousClock.now + duration
+        var sent = 0
+        while ContinuousClock.now < deadline {
+            for _ in 0..<256 {
+                let n = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+                if n == frame.count { sent += 1 } else if errno != ENOBUFS && errno != EAGAIN { throw Self.error("send", nil) }
+            }
+        }
+        return sent
+    }
+
     /// Every frame that arrives until none has for `quiet`.
     public func drain(quiet: Duration) throws -> [[UInt8]] {
         var frames: [[UInt8]] = []
