@@ -170,8 +170,14 @@ struct DaemonTests {
                     var stopped = false
                     defer { if !stopped { _ = daemon.stop() } }
 
-                    // Start: the chain is created and records the commit.
-                    #expect(eventually { Self.record(root)?.gitRevision == repository.commits[0] })
+                    // Start: the chain is created, records the commit, and is attached (the
+                    // record is in place a moment before the root is attached).
+                    let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                    let started = eventually {
+                        let attached = try hook.attachedProgram() != nil
+                        return attached && Self.record(root)?.gitRevision == repository.commits[0]
+                    }
+                    #expect(started)
                     #expect(try Traffic.udp(in: lab, count: 3, port: 9, timeout: .milliseconds(300)) == 0)
 
                     // An edit, not committed: applied, recorded as dirty.
@@ -193,7 +199,6 @@ struct DaemonTests {
                     #expect(try Traffic.udp(in: lab, count: 3, port: 10, timeout: .milliseconds(300)) == 0)
 
                     // Tampering, each kind repaired within an interval or two.
-                    let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
                     let rootID = try Program(pinnedAt: root.appending("edge", "root")).info().id
                     try TC.detach(from: lab.b.interface(), direction: .ingress, expected: rootID)
                     #expect(eventually(5) { try hook.attachedProgram() == rootID })
@@ -353,7 +358,7 @@ struct DaemonTests {
                 .write(toFile: directory + "/good.yaml", atomically: true, encoding: .utf8)
             try bad.write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
             let log = directory + ".log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            try Data().write(to: URL(fileURLWithPath: log))
             let notify = try NotifySocket()
             let daemon = try Daemon(directory, root, environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"],
                                     stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))

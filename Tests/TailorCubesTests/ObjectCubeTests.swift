@@ -16,7 +16,7 @@ struct ObjectSpec {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-obj-\(UUID().uuidString)").path
         let bytes = try Fixtures.testObject("flowtable")
         try FileManager.default.createDirectory(atPath: directory + "/objects", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: directory + "/objects/flowtable.o", contents: Data(bytes))
+        try Data(bytes).write(to: URL(fileURLWithPath: directory + "/objects/flowtable.o"))
         digest = CubeBlueprint(type: "object", object: bytes).objectDigest
     }
 

@@ -194,8 +194,7 @@ TAILOR_CUBE(firewall) {
     if (!meta)
         return TAILOR_DROP;
     __u32 parsed = tailor_parse(pkt, meta);
-    if (!(parsed & TAILOR_META_L3))
-        {
+    if (!(parsed & TAILOR_META_L3)) {
         fw_count(FW_NOT_IP);
         return tailor_next(pkt);
     }
