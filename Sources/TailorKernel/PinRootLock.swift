@@ -7,7 +7,10 @@ public final class PinRootLock {
 
     /// Takes the lock, waiting up to `timeout` seconds for another holder to finish.
     public init(_ root: PinRoot, timeout: Double = 30) throws(KernelError) {
-        fd = open(root.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        // The descriptor becomes this value's only once the lock is held: a class
+        // whose stored properties are all set runs its deinit when init throws, and a
+        // second close would close whatever another thread opened under that number.
+        let fd = open(root.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             throw KernelError(KernelError.code(for: errno), operation: "open pin root", object: root.path, errno: errno)
         }
@@ -21,6 +24,7 @@ public final class PinRootLock {
             }
             usleep(50_000)
         }
+        self.fd = fd
     }
 
     deinit {

@@ -54,6 +54,9 @@ public enum PlanText {
                 let forces = cube.action == .replace ? paint("31", " (forces replacement)") : ""
                 lines.append("      \(symbol(cube.action)) cube \"\(cube.name)\" (\(cube.type))\(why)\(forces)")
                 if verbose { for delta in cube.tables { lines += delta.entries.map { "          \($0)" } } }
+                // What a replacement carries over unchanged, in one line (each map with -v).
+                let kept = cube.state.filter { $0.action == .kept }.map(\.map)
+                if !verbose && !kept.isEmpty { lines.append("          state kept: " + kept.joined(separator: ", ")) }
                 for state in cube.state where state.action != .kept || verbose {
                     let mark = state.action == .refused ? paint("31", "!") : " "
                     lines.append("        \(mark) state \"\(state.map)\": \(state.action.rawValue)"

@@ -37,7 +37,8 @@ struct MigrationPlanTests {
                 let text = PlanText.render(plan, color: false)
                 #expect(text.contains("state \"flows\": migrated 4 entries (+version -tos"), "\(text)")
                 #expect(text.contains("state \"last\": reset (migration: reset)"), "\(text)")
-                #expect(!text.contains("state \"tailor_counters\""), "kept maps show only with -v")
+                #expect(!text.contains("state \"tailor_counters\""), "kept maps show one by one only with -v")
+                #expect(text.contains("state kept: tailor_counters"), "\(text)")
 
                 let narrow = try Self.desired(lab, "migrate_narrow")
                 let refused = try executor.verify(
