@@ -157,7 +157,9 @@ public final class Chain {
                 try chain.meta.map.pin(at: directory + "/meta")
                 try chain.meta.write(chain.record)
             }
-            _ = try chain.commit(chain.prepare(topology, zones: zones))
+            let prepared = try chain.prepare(topology, zones: zones)
+            if let refusal = prepared.refusals.first { throw DatapathError(refusal) }
+            _ = try chain.commit(prepared)
         } catch {
             try? pinRoot.removeTree(directory)
             throw error
@@ -297,15 +299,21 @@ public final class Chain {
 
     /// Loads every cube of a chain that does not exist yet, so the kernel verifier
     /// checks them all, against throwaway chain maps: nothing is pinned, attached or
-    /// kept. A rejected program throws with the verifier's log.
-    public static func verify(_ settings: ChainSettings, topology: Topology) throws {
+    /// kept. A rejected program throws with the verifier's log. Returns the refusals
+    /// of state maps the cubes would share with a zone of another layout.
+    public static func verify(_ settings: ChainSettings, topology: Topology, zones: StateZones) throws -> [String] {
         let shared = try LoadedRoot(settings).shared
         let plan = try SlotPlan.make(live: [:], desired: topology, capacity: ABI.progSlots)
-        for (cube, wiring) in plan.load {
+        var refusals: [String] = []
+        for (cube, wiring) in plan.load.sorted(by: { $0.key < $1.key }) {
             guard let node = topology.nodes[cube] else { continue }
+            var joined = StatePlan()
+            try joined.join(zones, cube: cube, blueprint: node.blueprint)
+            refusals += joined.refusals
             _ = try CubeInstance.load(node.blueprint, as: cube, hook: settings.hook, wiring: wiring,
-                                      settings: settings, shared: shared, carry: [:])
+                                      settings: settings, shared: shared, carry: joined.carry)
         }
+        return refusals
     }
 
     /// Adopts a chain an earlier controller built, from its pins and meta record,

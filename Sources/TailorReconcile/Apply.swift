@@ -44,11 +44,13 @@ public struct Executor {
             guard let chain = byName[change.name] else { continue }
             switch change.action {
             case .create, .replace:
-                try Chain.verify(chain.settings, topology: chain.topology)
+                plan.refusals += try Chain.verify(chain.settings, topology: chain.topology, zones: zones)
+                    .map { "chain \(change.name): \($0)" }
             case .update:
                 // An interrupted commit is undone or finished first; until then, check every program.
                 if try MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil {
-                    try Chain.verify(chain.settings, topology: chain.topology)
+                    plan.refusals += try Chain.verify(chain.settings, topology: chain.topology, zones: zones)
+                        .map { "chain \(change.name): \($0)" }
                     continue
                 }
                 let prepared = try Chain.open(change.name, pinRoot: pinRoot)

@@ -235,3 +235,36 @@ struct FirewallConnectionTests {
         }
     }
 }
+
+extension FirewallConnectionTests {
+    @Test("a cube joining a zone whose map has another layout is refused in the plan and never built")
+    func zoneLayoutRefused() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let side = { (kind: ChainHook.Kind) in
+                    ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
+                }
+                let firewall = try Chain.create(
+                    ChainSettings(name: "in", hook: side(.xdp(.native))),
+                    topology: .line([("fw", try Firewall.blueprint(rules: [], policy: .accept, zone: "z"))]), pinRoot: root)
+                defer { try? firewall.destroy() }
+                let other = CubeBlueprint(type: "object", object: try Fixtures.testObject("zone_other"),
+                                          sharedState: ["conntrack": "z"])
+                let settings = ChainSettings(name: "out", hook: side(.tcEgress))
+                let refusals = try Chain.verify(settings, topology: .line([("o", other)]), zones: StateZones(pinRoot: root))
+                #expect(refusals.count == 1)
+                #expect(refusals.first?.contains("state map conntrack is shared in zone z, whose map has another layout") == true)
+                #expect(throws: DatapathError.self) {
+                    try Chain.create(settings, topology: .line([("o", other)]), pinRoot: root)
+                }
+                #expect(!FileManager.default.fileExists(atPath: root.appending("out")))
+                #expect(try side(.tcEgress).attachedProgram() == nil)
+                // In a zone of its own it is fine.
+                var alone = other
+                alone.sharedState = ["conntrack": "elsewhere"]
+                let chain = try Chain.create(settings, topology: .line([("o", alone)]), pinRoot: root)
+                try chain.destroy()
+            }
+        }
+    }
+}
