@@ -59,8 +59,8 @@ public enum Classifier {
         let entries = rules.enumerated().map { number, rule in
             TableEntry(key: littleEndian(UInt32(number)), value: rule.0.encoded(verdict: UInt8(rule.1)))
         }
-        return CubeBlueprint(
-            type: "classifier", object: try BuiltIn.object("classifier"),
+        return try BuiltIn.blueprint(
+            "classifier",
             rodata: ["rule_count": littleEndian(UInt32(rules.count)), "default_output": [UInt8(defaultOutput)]],
             tables: ["rules": entries], outputs: outputs)
     }

@@ -8,6 +8,6 @@ public enum Counter {
         name: "counter", doc: "Counts packets and bytes per CPU and hands every packet on.", config: [])
 
     public static func blueprint() throws -> CubeBlueprint {
-        CubeBlueprint(type: "counter", object: try BuiltIn.object("counter"))
+        try BuiltIn.blueprint("counter")
     }
 }

@@ -25,12 +25,20 @@ public struct CubeSource: Sendable {
 
 /// Shared by the built-in cubes' control planes.
 enum BuiltIn {
-    /// The embedded object for a built-in cube type.
-    static func object(_ name: String) throws -> [UInt8] {
+    /// The embedded objects' digests, computed once: a spec of a thousand chains
+    /// would otherwise hash the same objects a thousand times.
+    static let digests: [String: String] = Dictionary(uniqueKeysWithValues: DatapathObjects.all.names.compactMap { name in
+        DatapathObjects.all.bytes(named: name).map { (name, CubeBlueprint.digest(of: $0)) }
+    })
+
+    /// A blueprint of the embedded object for a built-in cube type.
+    static func blueprint(_ name: String, rodata: [String: [UInt8]] = [:], tables: [String: [TableEntry]] = [:],
+                          outputs: Int = 1, sharedState: [String: String] = [:]) throws -> CubeBlueprint {
         guard let bytes = DatapathObjects.all.bytes(named: name) else {
             throw CubeConfigError("this tailor binary was built without the \(name) cube")
         }
-        return bytes
+        return CubeBlueprint(type: name, object: bytes, objectDigest: digests[name], rodata: rodata, tables: tables,
+                             outputs: outputs, sharedState: sharedState)
     }
 }
 

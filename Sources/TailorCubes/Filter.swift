@@ -90,10 +90,9 @@ public enum Filter {
                 + "use the firewall cube for large rule sets")
         }
         let entries = rules.enumerated().map { TableEntry(key: littleEndian(UInt32($0.offset)), value: $0.element.encoded) }
-        return CubeBlueprint(
-            type: "filter", object: try BuiltIn.object("filter"),
-            rodata: ["rule_count": littleEndian(UInt32(rules.count)),
-                     "default_action": [defaultAction == .drop ? 1 : 0]],
+        return try BuiltIn.blueprint(
+            "filter",
+            rodata: ["rule_count": littleEndian(UInt32(rules.count)), "default_action": [defaultAction == .drop ? 1 : 0]],
             tables: ["rules": entries])
     }
 }

@@ -98,9 +98,8 @@ public enum Firewall {
             "use_state": [useState ? 1 : 0],
         ]
         for (name, used) in tables.fieldsUsed { rodata["use_\(name)"] = [used ? 1 : 0] }
-        return CubeBlueprint(type: "firewall", object: try BuiltIn.object("firewall"),
-                             rodata: rodata, tables: tables.entries,
-                             sharedState: zone.map { ["conntrack": $0] } ?? [:])
+        return try BuiltIn.blueprint("firewall", rodata: rodata, tables: tables.entries,
+                                     sharedState: zone.map { ["conntrack": $0] } ?? [:])
     }
 }
 

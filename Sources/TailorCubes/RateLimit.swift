@@ -51,8 +51,8 @@ public enum RateLimit {
         let entries = { (prefixes: [IPPrefix]) in
             prefixes.map { TableEntry(key: littleEndian(UInt32($0.length)) + $0.address, value: [1]) }
         }
-        return CubeBlueprint(
-            type: "ratelimit", object: try BuiltIn.object("ratelimit"),
+        return try BuiltIn.blueprint(
+            "ratelimit",
             rodata: ["rate_pps": littleEndian(rate), "burst": littleEndian(burst),
                      "v4_len": [ipv4Prefix], "v6_len": [ipv6Prefix]],
             tables: ["drop_v4": entries(listed.v4), "drop_v6": entries(listed.v6)])

@@ -19,7 +19,6 @@ public enum Tag {
 
     public static func blueprint(id: UInt16, record: Bool = false) throws -> CubeBlueprint {
         guard id != 0 else { throw CubeConfigError("tag id must be between 1 and 65535") }
-        return CubeBlueprint(type: "tag", object: try BuiltIn.object("tag"),
-                             rodata: ["tag_id": littleEndian(id), "record": [record ? 1 : 0]])
+        return try BuiltIn.blueprint("tag", rodata: ["tag_id": littleEndian(id), "record": [record ? 1 : 0]])
     }
 }

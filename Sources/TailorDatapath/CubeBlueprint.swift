@@ -37,16 +37,21 @@ public struct CubeBlueprint: Sendable, Equatable {
     /// the same map, in any chain (map name -> zone): see `StateZones`.
     public var sharedState: [String: String]
 
-    public init(type: String, object: [UInt8], rodata: [String: [UInt8]] = [:],
+    /// `objectDigest`, when the caller has it (built-in objects are hashed once), must
+    /// be the sha256 of `object`.
+    public init(type: String, object: [UInt8], objectDigest: String? = nil, rodata: [String: [UInt8]] = [:],
                 tables: [String: [TableEntry]] = [:], outputs: Int = 1, sharedState: [String: String] = [:]) {
         self.type = type
         self.object = object
-        self.objectDigest = hexDigest(SHA256.hash(data: object))
+        self.objectDigest = objectDigest ?? CubeBlueprint.digest(of: object)
         self.rodata = rodata
         self.tables = tables
         self.outputs = outputs
         self.sharedState = sharedState
     }
+
+    /// The sha256 of an object, as `objectDigest` holds it.
+    public static func digest(of object: [UInt8]) -> String { hexDigest(SHA256.hash(data: object)) }
 
     /// sha256 over the object digest, rodata and tables in a canonical order:
     /// two blueprints with the same digest load identical instances.

@@ -8,8 +8,9 @@ public struct SpecLimits: Sendable {
     public var depth = 64
     /// Aliases (`*name`) allowed in one file.
     public var aliases = 64
-    /// Nodes in one document once aliases are expanded (alias bombs).
-    public var expandedNodes = 100_000
+    /// Nodes in one document once aliases are expanded (alias bombs). A firewall of
+    /// 10,240 rules written one rule a line takes about 120,000.
+    public var expandedNodes = 500_000
     /// Documents in one file.
     public var documents = 1000
     /// Errors reported for one file before giving up on it, as compilers do.
