@@ -321,30 +321,48 @@ public struct FirewallBenchmarkSet: Sendable {
 }
 
 extension FirewallRuleSet {
-    /// The rule set as an `nft -f` script: table `table` (inet) with a forward chain
-    /// holding the rules in order and the policy. Stateless sets only (the
-    /// benchmark's): states and the fast path are not rendered.
+    /// The rule set as an `nft -f` script: table `table` (inet, both IP versions)
+    /// with a forward chain holding the established/related fast path when the set
+    /// has it, the rules in order, and the policy.
     public func nftScript(table: String) -> String {
         var lines = ["table inet \(table) {", "  chain forward {",
                      "    type filter hook forward priority filter; policy \(policy == .accept ? "accept" : "drop");"]
+        if acceptEstablished { lines.append("    ct state established,related accept") }
         for rule in rules {
-            var parts: [String] = []
-            let match = rule.match
-            let family = { (prefix: IPPrefix) in prefix.isIPv6 ? "ip6" : "ip" }
-            if let source = match.source { parts.append("\(family(source)) saddr \(source.network)") }
-            if let destination = match.destination { parts.append("\(family(destination)) daddr \(destination.network)") }
-            let l4 = match.proto == 6 ? "tcp" : match.proto == 17 ? "udp" : nil
-            if let proto = match.proto, l4 == nil || (match.sourcePorts == nil && match.destinationPorts == nil) {
-                parts.append("meta l4proto \(proto)")
-            }
-            let range = { (ports: ClosedRange<UInt16>) in
-                ports.count == 1 ? "\(ports.lowerBound)" : "\(ports.lowerBound)-\(ports.upperBound)"
-            }
-            if let l4, let ports = match.sourcePorts { parts.append("\(l4) sport \(range(ports))") }
-            if let l4, let ports = match.destinationPorts { parts.append("\(l4) dport \(range(ports))") }
-            parts.append(rule.action == .accept ? "accept" : "drop")
-            lines.append("    " + parts.joined(separator: " "))
+            lines.append("    " + (Self.nftMatch(rule) + [rule.action == .accept ? "accept" : "drop"]).joined(separator: " "))
         }
         return (lines + ["  }", "}"]).joined(separator: "\n") + "\n"
+    }
+
+    static func nftMatch(_ rule: Firewall.Rule) -> [String] {
+        var parts: [String] = []
+        let match = rule.match
+        let family = { (prefix: IPPrefix) in prefix.isIPv6 ? "ip6" : "ip" }
+        if let source = match.source { parts.append("\(family(source)) saddr \(source.network)") }
+        if let destination = match.destination { parts.append("\(family(destination)) daddr \(destination.network)") }
+        if match.source == nil && match.destination == nil, let ipv6 = match.ipv6 {
+            parts.append("meta nfproto \(ipv6 ? "ipv6" : "ipv4")")
+        }
+        let l4 = match.proto == 6 ? "tcp" : match.proto == 17 ? "udp" : nil
+        if let proto = match.proto, l4 == nil || (match.sourcePorts == nil && match.destinationPorts == nil) {
+            parts.append("meta l4proto \(proto)")
+        }
+        let range = { (ports: ClosedRange<UInt16>) in
+            ports.count == 1 ? "\(ports.lowerBound)" : "\(ports.lowerBound)-\(ports.upperBound)"
+        }
+        if let l4, let ports = match.sourcePorts { parts.append("\(l4) sport \(range(ports))") }
+        if let l4, let ports = match.destinationPorts { parts.append("\(l4) dport \(range(ports))") }
+        if let (mask, value) = match.tcpFlags {
+            let names = { (bits: UInt8) in
+                tcpFlagNames.filter { bits & $0.0 != 0 }.map { $0.1 == "ECE" ? "ecn" : $0.1.lowercased() }
+                    .joined(separator: " | ")
+            }
+            parts.append("tcp flags & (\(names(mask))) == " + (value == 0 ? "0x0" : "(\(names(value)))"))
+        }
+        if let states = rule.states {
+            let names = Firewall.ConnectionState.allCases.filter { states.contains($0) }.map { "\($0)" }
+            parts.append("ct state { \(names.joined(separator: ", ")) }")
+        }
+        return parts
     }
 }

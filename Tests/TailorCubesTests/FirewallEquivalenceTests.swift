@@ -6,11 +6,12 @@ import TailorKernel
 import TailorLab
 import TailorTestKit
 
-/// The firewall cube against real iptables: random ordered rule sets go into the
-/// FORWARD chain of a router namespace (iptables and ip6tables), and into a tailor
-/// firewall on the router's client-side interface; the same packets are sent from
-/// the client through each, and the sink must see the same ones.
-@Suite("firewall cube: equivalence with iptables", .kernel)
+/// The firewall cube against real iptables and nftables: random ordered rule sets
+/// go into the FORWARD chain of a router namespace (iptables and ip6tables), into an
+/// nftables forward chain there, and into a tailor firewall on the router's
+/// client-side interface; the same packets are sent from the client through each,
+/// and the sink must see the same ones.
+@Suite("firewall cube: equivalence with iptables and nftables", .kernel)
 struct FirewallEquivalenceTests {
     /// Seeds that once found a difference, kept so they are always run again.
     static let fixedSeeds: [UInt64] = {
@@ -26,7 +27,7 @@ struct FirewallEquivalenceTests {
     /// 216 random sets in 4 groups (each group a lab of its own, run in parallel), and the kept seeds.
     static let groups: [[UInt64]] = (0..<4).map { group in (0..<54).map { UInt64(1000 + group * 54 + $0) } } + [fixedSeeds]
 
-    @Test("both let exactly the same packets through", arguments: groups.indices)
+    @Test("all three let exactly the same packets through", arguments: groups.indices)
     func sameVerdicts(group: Int) async throws {
         try await RouterLab.with { lab in
             try await TestPinRoot.with { root in
@@ -66,6 +67,10 @@ struct FirewallEquivalenceTests {
         try run("ip", ["netns", "exec", router, "iptables-restore"], input: open.iptablesRestore(ipv6: false))
         try run("ip", ["netns", "exec", router, "ip6tables-restore"], input: open.iptablesRestore(ipv6: true))
 
+        try run("ip", ["netns", "exec", router, "nft", "-f", "-"], input: set.nftScript(table: "tailor_eq"))
+        let byNftables = try through(packets, sender: sender, sink: sink, seed: seed)
+        try run("ip", ["netns", "exec", router, "nft", "delete", "table", "inet", "tailor_eq"])
+
         let hook = ChainHook(interface: lab.routerIn.interfaceName, namespace: router, kind: .xdp(.native))
         let chain = try Chain.create(ChainSettings(name: "fw\(seed)", hook: hook), topology: .line([("fw", try set.blueprint)]),
                                      pinRoot: root)
@@ -78,13 +83,16 @@ struct FirewallEquivalenceTests {
             throw error
         }
 
-        return packets.indices.filter { byIptables.contains($0) != byTailor.contains($0) }.map { index in
+        let verdict = { (seen: Set<Int>, index: Int) in seen.contains(index) ? "accepts" : "drops" }
+        return packets.indices.filter {
+            byIptables.contains($0) != byTailor.contains($0) || byNftables.contains($0) != byTailor.contains($0)
+        }.map { index in
             let packet = packets[index]
             let state = FirewallModel.firstPacketState(packet)
             let rule = FirewallModel.firstMatch(set.rules, packet, state: state)
-            return "seed \(seed) (\(set.rules.count) rules): \(packet) [\(state)]: iptables "
-                + (byIptables.contains(index) ? "accepts" : "drops") + ", tailor " + (byTailor.contains(index) ? "accepts" : "drops")
-                + ", model: rule \(rule.map { "\($0 + 1) \(set.rules[$0])" } ?? "none, policy \(set.policy)")"
+            return "seed \(seed) (\(set.rules.count) rules): \(packet) [\(state)]: iptables \(verdict(byIptables, index)), "
+                + "nftables \(verdict(byNftables, index)), tailor \(verdict(byTailor, index)), "
+                + "model: rule \(rule.map { "\($0 + 1) \(set.rules[$0])" } ?? "none, policy \(set.policy)")"
         }
     }
 
