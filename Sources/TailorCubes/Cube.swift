@@ -42,6 +42,12 @@ enum BuiltIn {
     }
 }
 
+extension IPPrefix {
+    /// The key of an LPM trie entry (`struct tailor_lpm_v4`/`_v6` in
+    /// bpf/include/tailor/lpm.h): the prefix length, then the network's bytes.
+    var lpmKey: [UInt8] { littleEndian(UInt32(length)) + network.address }
+}
+
 /// Little-endian bytes of an integer, as BPF on the host reads it.
 func littleEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.littleEndian, Array.init)

@@ -36,6 +36,10 @@ public enum Filter {
             self.action = action
         }
 
+        /// The IP version the rule is limited to (true: IPv6 only, false: IPv4 only),
+        /// given or implied by its prefixes; nil when it matches both.
+        public var ipv6Only: Bool? { ipv6 ?? source.map(\.isIPv6) ?? destination.map(\.isIPv6) }
+
         public static func == (a: Rule, b: Rule) -> Bool { a.encoded == b.encoded }
         public func hash(into hasher: inout Hasher) { hasher.combine(encoded) }
 
@@ -46,8 +50,7 @@ public enum Filter {
         /// `struct tailor_rule` with `verdict` (a classifier's output) as its last field.
         func encoded(verdict: UInt8) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: 48)
-            let family = ipv6 ?? source.map(\.isIPv6) ?? destination.map(\.isIPv6)
-            bytes[0] = family.map { $0 ? 6 : 4 } ?? 0
+            bytes[0] = ipv6Only.map { $0 ? 6 : 4 } ?? 0
             bytes[1] = proto ?? 0
             bytes[2] = UInt8(source?.length ?? 0)
             bytes[3] = UInt8(destination?.length ?? 0)

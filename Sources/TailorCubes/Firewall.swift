@@ -40,11 +40,6 @@ public enum Firewall {
             self.states = states
             self.action = action
         }
-
-        /// The IP version the rule is limited to (true: IPv6), nil for both.
-        public var ipv6: Bool? {
-            match.ipv6 ?? match.source.map(\.isIPv6) ?? match.destination.map(\.isIPv6)
-        }
     }
 
     public static let schema = CubeTypeSchema(
@@ -89,13 +84,11 @@ public enum Firewall {
             throw CubeConfigError("a firewall holds at most \(maxRules) rules, not \(rules.count)")
         }
         let tables = Tables(rules, allStages: !specialised)
-        let useState = !specialised || rules.contains { $0.states != nil }
         var rodata: [String: [UInt8]] = [
             "summary_words": littleEndian(UInt32((tables.words + 63) / 64)),
             "policy_drop": [policy == .drop ? 1 : 0],
             "accept_established": [acceptEstablished ? 1 : 0],
-            "use_conntrack": [acceptEstablished || useState ? 1 : 0],
-            "use_state": [useState ? 1 : 0],
+            "use_conntrack": [acceptEstablished || tables.fieldsUsed["state"] == true ? 1 : 0],
         ]
         for (name, used) in tables.fieldsUsed { rodata["use_\(name)"] = [used ? 1 : 0] }
         return try BuiltIn.blueprint("firewall", rodata: rodata, tables: tables.entries,
@@ -140,7 +133,8 @@ extension Firewall {
         let rules: [Rule]
         let words: Int
         var entries: [String: [TableEntry]] = [:]
-        var fieldsUsed: [(String, Bool)] = []
+        /// Whether the program looks each field up (rodata `use_<field>`).
+        var fieldsUsed: [String: Bool] = [:]
 
         init(_ rules: [Rule], allStages: Bool = false) {
             self.rules = rules
@@ -151,7 +145,7 @@ extension Firewall {
                 .map { TableEntry(key: littleEndian(UInt32($0)), value: [1]) }
 
             // The source lookup also keeps rules of the other IP version out.
-            let useSource = allStages || rules.contains { $0.match.source != nil || $0.ipv6 != nil }
+            let useSource = allStages || rules.contains { $0.match.ipv6Only != nil }
             let useDestination = allStages || rules.contains { $0.match.destination != nil }
             if useSource {
                 entries["src_v4"] = prefixes(ipv6: false) { $0.match.source }
@@ -180,13 +174,14 @@ extension Firewall {
                     rule.match.tcpFlags.map { UInt8(value) & $0.mask == $0.value } ?? true
                 }
             }
-            if allStages || rules.contains(where: { $0.states != nil }) {
+            let useState = allStages || rules.contains { $0.states != nil }
+            if useState {
                 entries["state_vectors"] = values(0..<ConnectionState.allCases.count) { rule, value in
                     rule.states.map { $0.contains(ConnectionState(rawValue: value)!) } ?? true
                 }
             }
-            fieldsUsed = [("src", useSource), ("dst", useDestination), ("sport", useSourcePort),
-                          ("dport", useDestinationPort), ("proto", useProto), ("flags", useFlags)]
+            fieldsUsed = ["src": useSource, "dst": useDestination, "sport": useSourcePort, "dport": useDestinationPort,
+                          "proto": useProto, "flags": useFlags, "state": useState]
         }
 
         func vector(_ includes: (Rule) -> Bool) -> RuleVector {
@@ -210,7 +205,7 @@ extension Firewall {
         /// whatever their version.
         func prefixes(ipv6: Bool, versionChecked: Bool = false, _ field: (Rule) -> IPPrefix?) -> [TableEntry] {
             let bytes = ipv6 ? 16 : 4
-            let wildcard = vector { field($0) == nil && (versionChecked || $0.ipv6 == nil || $0.ipv6 == ipv6) }
+            let wildcard = vector { field($0) == nil && (versionChecked || $0.match.ipv6Only.map { $0 == ipv6 } ?? true) }
             var exact: [IPPrefix: RuleVector] = [:]
             for (index, rule) in rules.enumerated() {
                 guard let prefix = field(rule)?.network, prefix.isIPv6 == ipv6 else { continue }
@@ -224,7 +219,7 @@ extension Firewall {
                 resolved[prefix] = parent.union(exact[prefix]!)
             }
             return resolved.filter { !$0.value.isEmpty }
-                .map { TableEntry(key: littleEndian(UInt32($0.key.length)) + $0.key.address, value: $0.value.encoded) }
+                .map { TableEntry(key: $0.key.lpmKey, value: $0.value.encoded) }
                 .sorted { $0.key.lexicographicallyPrecedes($1.key) }
         }
 

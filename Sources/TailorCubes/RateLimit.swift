@@ -47,10 +47,7 @@ public enum RateLimit {
         guard listed.v4.count <= maxListed, listed.v6.count <= maxListed else {
             throw CubeConfigError("a drop list holds at most \(maxListed) IPv4 and \(maxListed) IPv6 prefixes")
         }
-        // LPM trie keys: the prefix length, then the address bytes (network order).
-        let entries = { (prefixes: [IPPrefix]) in
-            prefixes.map { TableEntry(key: littleEndian(UInt32($0.length)) + $0.address, value: [1]) }
-        }
+        let entries = { (prefixes: [IPPrefix]) in prefixes.map { TableEntry(key: $0.lpmKey, value: [1]) } }
         return try BuiltIn.blueprint(
             "ratelimit",
             rodata: ["rate_pps": littleEndian(rate), "burst": littleEndian(burst),

@@ -110,6 +110,12 @@ public final class Chain {
     /// Where a chain goes once it is detached, until its pins are removed.
     public static let removingPrefix = "_removing-"
 
+    /// Whether a directory under the pin root is what an interrupted apply left
+    /// (a chain being built or removed), not a chain.
+    public static func isLeftover(_ name: String) -> Bool {
+        name.hasPrefix(buildingPrefix) || name.hasPrefix(removingPrefix)
+    }
+
     /// Creates the chain and attaches it: `build`, then `attach`.
     /// With `takeover`, a program someone else attached to the hook is replaced
     /// (atomically, expecting exactly that program); without it, creation fails.
@@ -508,7 +514,7 @@ public final class Chain {
             let instance = try CubeInstance.load(
                 node.blueprint, as: cube, hook: settings.hook, wiring: record, settings: settings,
                 shared: shared, carry: carried.carry)
-            zones.register(instance)
+            try zones.register(instance)
             loaded[cube] = instance
             if !carried.carries.isEmpty { state[cube] = carried.carries }
             refusals += carried.refusals

@@ -15,22 +15,29 @@ public final class StateZones {
     }
 
     let pinRoot: PinRoot
+    /// The zones' maps: the live chains' (read on first use), then new instances'.
     private var known: [Key: BPFMap]?
 
     public init(pinRoot: PinRoot) { self.pinRoot = pinRoot }
 
-    /// The zone's map, or nil when no instance has it yet.
-    func map(zone: String, name: String) throws -> BPFMap? {
-        if known == nil { known = try scan() }
-        return known?[Key(zone: zone, map: name)]
+    private func maps() throws -> [Key: BPFMap] {
+        if let known { return known }
+        let scanned = try scan()
+        known = scanned
+        return scanned
     }
 
-    /// Makes a newly loaded instance's shared maps its zones' maps where a zone had none.
-    func register(_ instance: CubeInstance) {
+    /// The zone's map, or nil when no instance has it yet.
+    func map(zone: String, name: String) throws -> BPFMap? {
+        try maps()[Key(zone: zone, map: name)]
+    }
+
+    /// Makes a newly loaded instance's shared maps its zones' maps where a zone had
+    /// none (the instance was loaded after `map` found none).
+    func register(_ instance: CubeInstance) throws {
         for (name, zone) in instance.record.zones ?? [:] {
-            guard let map = instance.maps[name] else { continue }
-            if known == nil { known = (try? scan()) ?? [:] }
-            if known?[Key(zone: zone, map: name)] == nil { known?[Key(zone: zone, map: name)] = map }
+            guard let map = instance.maps[name], try maps()[Key(zone: zone, map: name)] == nil else { continue }
+            known?[Key(zone: zone, map: name)] = map
         }
     }
 

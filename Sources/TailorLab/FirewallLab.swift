@@ -164,7 +164,7 @@ public enum FirewallModel {
     /// open; IPv6 neighbour discovery and MLD are untracked; everything else (other
     /// TCP, replies, errors quoting nothing) is invalid.
     public static func firstPacketState(_ packet: PacketBuilder) -> Firewall.ConnectionState {
-        let v6: Bool = if case .v6 = packet.source { true } else { false }
+        let v6 = packet.isIPv6
         switch packet.transport {
         case .tcp(_, _, let flags):
             let valid: Set<UInt8> = [0x02, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30]
@@ -193,9 +193,9 @@ public enum FirewallModel {
     }
 
     static func matches(_ rule: Firewall.Rule, _ packet: PacketBuilder, state: Firewall.ConnectionState) -> Bool {
-        let v6: Bool = if case .v6 = packet.source { true } else { false }
+        let v6 = packet.isIPv6
         let match = rule.match
-        if let ipv6 = match.ipv6 ?? match.source.map(\.isIPv6) ?? match.destination.map(\.isIPv6), ipv6 != v6 {
+        if let ipv6 = match.ipv6Only, ipv6 != v6 {
             return false
         }
         if let source = match.source, !contains(source, packet.source.bytes) { return false }
@@ -210,7 +210,7 @@ public enum FirewallModel {
     }
 
     static func fields(_ packet: PacketBuilder) -> (UInt8, (UInt16, UInt16)?, UInt8?) {
-        let v6: Bool = if case .v6 = packet.source { true } else { false }
+        let v6 = packet.isIPv6
         switch packet.transport {
         case .tcp(let sport, let dport, let flags): return (6, (sport, dport), flags.rawValue)
         case .udp(let sport, let dport): return (17, (sport, dport), nil)
@@ -234,7 +234,7 @@ extension FirewallRuleSet {
         var lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD \(policy == .accept ? "ACCEPT" : "DROP") [0:0]",
                      ":OUTPUT ACCEPT [0:0]"]
         if acceptEstablished { lines.append("-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT") }
-        for rule in rules where rule.ipv6 == nil || rule.ipv6 == ipv6 {
+        for rule in rules where rule.match.ipv6Only.map({ $0 == ipv6 }) ?? true {
             lines.append("-A FORWARD " + Self.iptablesMatch(rule, ipv6: ipv6) + " -j " + (rule.action == .accept ? "ACCEPT" : "DROP"))
         }
         lines.append("COMMIT")

@@ -73,12 +73,16 @@ public struct PacketBuilder: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the packet is IPv6 (its source address says).
+    public var isIPv6: Bool {
+        if case .v6 = source { true } else { false }
+    }
+
     /// The frame: Ethernet header, IP header, transport header, payload.
     public var bytes: [UInt8] {
-        let isV6: Bool = if case .v6 = source { true } else { false }
-        let (protocolNumber, segment) = transportSegment(isV6: isV6)
-        var frame = destinationMAC + sourceMAC + (isV6 ? [0x86, 0xdd] : [0x08, 0x00])
-        if isV6 {
+        let (protocolNumber, segment) = transportSegment(isV6: isIPv6)
+        var frame = destinationMAC + sourceMAC + (isIPv6 ? [0x86, 0xdd] : [0x08, 0x00])
+        if isIPv6 {
             frame += [0x60, 0, 0, 0] + be16(UInt16(segment.count)) + [protocolNumber, ttl]
             frame += source.bytes + destination.bytes
         } else {

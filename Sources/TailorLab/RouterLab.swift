@@ -35,29 +35,13 @@ public struct RouterLab: Sendable {
         let lab = named(namespacePrefix: namespacePrefix, interfacePrefix: interfacePrefix)
         do {
             for side in [lab.client, lab.routerIn, lab.sink] { try run("ip", ["netns", "add", side.namespaceName]) }
-            for (near, far) in [(lab.client, lab.routerIn), (lab.routerOut, lab.sink)] {
-                try run("ip", ["-n", near.namespaceName, "link", "add", near.interfaceName, "address", near.mac,
-                               "type", "veth", "peer", "name", far.interfaceName, "address", far.mac,
-                               "netns", far.namespaceName])
-            }
             let router = lab.routerIn.namespaceName
             for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0",
                         "net.ipv4.conf.default.rp_filter=0"] {
                 try run("ip", ["netns", "exec", router, "sysctl", "-qw", key])
             }
-            for (side, peer) in [(lab.client, lab.routerIn), (lab.routerIn, lab.client),
-                                 (lab.routerOut, lab.sink), (lab.sink, lab.routerOut)] {
-                let ns = side.namespaceName
-                try run("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.\(side.interfaceName).rp_filter=0"])
-                try run("ip", ["-n", ns, "addr", "add", "\(side.ipv4)/24", "dev", side.interfaceName])
-                try run("ip", ["-n", ns, "addr", "add", "\(side.ipv6)/64", "dev", side.interfaceName, "nodad"])
-                for address in [peer.ipv4, peer.ipv6] {
-                    try run("ip", ["-n", ns, "neigh", "add", address, "lladdr", peer.mac, "nud", "permanent",
-                                   "dev", side.interfaceName])
-                }
-                try run("ip", ["-n", ns, "link", "set", "lo", "up"])
-                try run("ip", ["-n", ns, "link", "set", side.interfaceName, "up"])
-            }
+            try VethLab.connect(lab.client, lab.routerIn, ipv6: true)
+            try VethLab.connect(lab.routerOut, lab.sink, ipv6: true)
             for (side, via) in [(lab.client, lab.routerIn), (lab.routerOut, lab.sink)] {
                 try run("ip", ["-n", side.namespaceName, "route", "add", "default", "via", via.ipv4])
                 try run("ip", ["-n", side.namespaceName, "-6", "route", "add", "default", "via", via.ipv6])

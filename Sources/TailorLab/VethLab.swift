@@ -46,32 +46,38 @@ public struct VethLab: Sendable {
     /// (interface names have at most 15 characters). Removes what it made if a step fails.
     public static func create(namespacePrefix: String, interfacePrefix: String, ipv6: Bool = false) throws -> VethLab {
         let lab = named(namespacePrefix: namespacePrefix, interfacePrefix: interfacePrefix)
-        let (a, b) = (lab.a, lab.b)
         do {
-            for side in [a, b] { try run("ip", ["netns", "add", side.namespaceName]) }
-            try run("ip", ["-n", a.namespaceName, "link", "add", a.interfaceName, "address", a.mac,
-                           "type", "veth", "peer", "name", b.interfaceName, "address", b.mac,
-                           "netns", b.namespaceName])
-            for (side, peer) in [(a, b), (b, a)] {
-                let ns = side.namespaceName
-                try run("ip", ["netns", "exec", ns, "sysctl", "-qw",
-                               "net.ipv6.conf.\(side.interfaceName).disable_ipv6=\(ipv6 ? 0 : 1)"])
-                try run("ip", ["-n", ns, "addr", "add", "\(side.ipv4)/24", "dev", side.interfaceName])
-                try run("ip", ["-n", ns, "neigh", "add", peer.ipv4, "lladdr", peer.mac, "nud", "permanent",
-                               "dev", side.interfaceName])
-                if ipv6 {
-                    try run("ip", ["-n", ns, "addr", "add", "\(side.ipv6)/64", "dev", side.interfaceName, "nodad"])
-                    try run("ip", ["-n", ns, "neigh", "add", peer.ipv6, "lladdr", peer.mac, "nud", "permanent",
-                                   "dev", side.interfaceName])
-                }
-                try run("ip", ["-n", ns, "link", "set", "lo", "up"])
-                try run("ip", ["-n", ns, "link", "set", side.interfaceName, "up"])
-            }
+            for side in [lab.a, lab.b] { try run("ip", ["netns", "add", side.namespaceName]) }
+            try connect(lab.a, lab.b, ipv6: ipv6)
         } catch {
             lab.destroy()
             throw error
         }
         return lab
+    }
+
+    /// Joins two existing namespaces by a veth pair with `a` and `b` as its ends:
+    /// addresses, permanent neighbour entries for each other, both ends and
+    /// loopback up; IPv6 on the ends only with `ipv6`.
+    static func connect(_ a: Side, _ b: Side, ipv6: Bool) throws {
+        try run("ip", ["-n", a.namespaceName, "link", "add", a.interfaceName, "address", a.mac,
+                       "type", "veth", "peer", "name", b.interfaceName, "address", b.mac,
+                       "netns", b.namespaceName])
+        for (side, peer) in [(a, b), (b, a)] {
+            let ns = side.namespaceName
+            try run("ip", ["netns", "exec", ns, "sysctl", "-qw",
+                           "net.ipv6.conf.\(side.interfaceName).disable_ipv6=\(ipv6 ? 0 : 1)"])
+            try run("ip", ["-n", ns, "addr", "add", "\(side.ipv4)/24", "dev", side.interfaceName])
+            try run("ip", ["-n", ns, "neigh", "add", peer.ipv4, "lladdr", peer.mac, "nud", "permanent",
+                           "dev", side.interfaceName])
+            if ipv6 {
+                try run("ip", ["-n", ns, "addr", "add", "\(side.ipv6)/64", "dev", side.interfaceName, "nodad"])
+                try run("ip", ["-n", ns, "neigh", "add", peer.ipv6, "lladdr", peer.mac, "nud", "permanent",
+                               "dev", side.interfaceName])
+            }
+            try run("ip", ["-n", ns, "link", "set", "lo", "up"])
+            try run("ip", ["-n", ns, "link", "set", side.interfaceName, "up"])
+        }
     }
 
     /// A spec of chain `name` on TC ingress of side b: a filter dropping UDP to `port`,

@@ -42,17 +42,14 @@ public struct Executor {
         let zones = StateZones(pinRoot: pinRoot)
         for (index, change) in plan.chains.enumerated() {
             guard let chain = byName[change.name] else { continue }
+            // An interrupted commit is undone or finished first; until then, check every program.
+            let interrupted = try change.action == .update
+                && MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil
             switch change.action {
-            case .create, .replace:
+            case .create, .replace, .update where interrupted:
                 plan.refusals += try Chain.verify(chain.settings, topology: chain.topology, zones: zones)
                     .map { "chain \(change.name): \($0)" }
             case .update:
-                // An interrupted commit is undone or finished first; until then, check every program.
-                if try MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil {
-                    plan.refusals += try Chain.verify(chain.settings, topology: chain.topology, zones: zones)
-                        .map { "chain \(change.name): \($0)" }
-                    continue
-                }
                 let prepared = try Chain.open(change.name, pinRoot: pinRoot)
                     .prepare(chain.topology, digests: chain.cubeDigests, zones: zones)
                 for (cubeIndex, cube) in change.cubes.enumerated() {
@@ -136,7 +133,7 @@ public struct Executor {
     /// The prepare phase of one chain change; nil when there is nothing to do.
     private func prepare(_ change: ChainChange, _ desired: DesiredChain?, zones: StateZones) throws -> ChainTask? {
         let fail = failpoint.map { hook in { (step: String) throws in try hook("\(change.name): \(step)") } }
-        if change.name.hasPrefix(Chain.buildingPrefix) || change.name.hasPrefix(Chain.removingPrefix) {
+        if Chain.isLeftover(change.name) {
             return ChainTask(name: change.name, work: .leftover(pinRoot.appending(change.name), pinRoot))
         }
         let build = { (chain: DesiredChain) in

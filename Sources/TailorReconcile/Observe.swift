@@ -81,7 +81,7 @@ public struct ObservedChain: Sendable {
     public var tables: [String: [String: [TableEntry]]]
 
     /// Pins an interrupted apply left outside any chain, to be removed.
-    public var isLeftover: Bool { name.hasPrefix(Chain.buildingPrefix) || name.hasPrefix(Chain.removingPrefix) }
+    public var isLeftover: Bool { Chain.isLeftover(name) }
 
     public init(name: String, record: ChainRecord?, slots: [Int: ProgramID], drift: [Drift],
                 tables: [String: [String: [TableEntry]]] = [:]) {

@@ -12,16 +12,24 @@ struct Bench: ParsableCommand {
     )
 }
 
-/// Runs `body` with a veth lab and a pin root of this process's own, both removed
+/// Runs `body` with a lab `create` makes from a namespace prefix and an interface
+/// prefix of this process's own, and a pin root of its own; both are removed
 /// afterwards (`prefix` keeps interface names of concurrent benchmarks apart).
-func withBenchLab<R>(_ prefix: String, _ body: (VethLab, PinRoot) throws -> R) throws -> R {
+func withBenchLab<Lab, R>(_ prefix: String, _ create: (String, String) throws -> Lab, destroy: (Lab) -> Void,
+                          _ body: (Lab, PinRoot) throws -> R) throws -> R {
     let id = ProcessInfo.processInfo.processIdentifier
-    let lab = try VethLab.create(namespacePrefix: "tailor-bench-\(id)", interfacePrefix: "\(prefix)\(id)")
-    defer { lab.destroy() }
-    let pinRoot = try PinRoot("/sys/fs/bpf/tailor-bench-\(id)")
+    let lab = try create("tailor-bench-\(prefix)\(id)", "\(prefix)\(id)")
+    defer { destroy(lab) }
+    let pinRoot = try PinRoot("/sys/fs/bpf/tailor-bench-\(prefix)\(id)")
     try pinRoot.makeDirectory(pinRoot.path)
     defer { try? pinRoot.removeTree(pinRoot.path) }
     return try body(lab, pinRoot)
+}
+
+/// `withBenchLab` with the two-namespace veth lab the chains attach to.
+func withBenchLab<R>(_ prefix: String, _ body: (VethLab, PinRoot) throws -> R) throws -> R {
+    try withBenchLab(prefix, { try VethLab.create(namespacePrefix: $0, interfacePrefix: $1) }, destroy: { $0.destroy() },
+                     body)
 }
 
 /// ns/packet of each program under BPF_PROG_TEST_RUN: the median over `rounds` of

@@ -105,11 +105,11 @@ struct BenchFirewall: ParsableCommand {
 
     /// Packets/s through the router lab with each filter holding the same rules.
     func throughput() throws -> [ThroughputRow] {
-        let lab = try RouterLab.create(namespacePrefix: "tailor-bfw", interfacePrefix: "tbf")
-        defer { lab.destroy() }
-        let pinRoot = try PinRoot("/sys/fs/bpf/tailor-bench-fw")
-        try pinRoot.makeDirectory(pinRoot.path)
-        defer { try? pinRoot.removeTree(pinRoot.path) }
+        try withBenchLab("bf", { try RouterLab.create(namespacePrefix: $0, interfacePrefix: $1) },
+                         destroy: { $0.destroy() }) { lab, pinRoot in try throughput(lab, pinRoot) }
+    }
+
+    func throughput(_ lab: RouterLab, _ pinRoot: PinRoot) throws -> [ThroughputRow] {
         let sender = try PacketSocket(on: lab.client)
         let router = lab.routerIn.namespaceName
         let duration = Duration.milliseconds(Int(seconds * 1000))

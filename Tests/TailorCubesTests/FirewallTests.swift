@@ -187,18 +187,20 @@ struct FirewallConnectionTests {
                                policy: .drop, zone: "host-b")
     }
 
+    /// `kind` on the lab's b side, where the server of the tests is.
+    static func hook(_ lab: Lab, _ kind: ChainHook.Kind) -> ChainHook {
+        ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
+    }
+
     @Test("XDP ingress with rules and TC egress tracking share a zone: replies and established connections pass, and survive new rules and a new object")
     func hostFirewall() async throws {
         try await Lab.with { lab in
             try await TestPinRoot.with { root in
-                let side = { (kind: ChainHook.Kind) in
-                    ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
-                }
-                let ingress = try Chain.create(ChainSettings(name: "in", hook: side(.xdp(.native))),
+                let ingress = try Chain.create(ChainSettings(name: "in", hook: Self.hook(lab, .xdp(.native))),
                                                topology: .line([("fw", try Self.inbound(8080))]), pinRoot: root)
                 defer { try? ingress.destroy() }
                 let track = try Firewall.blueprint(rules: [], policy: .accept, zone: "host-b")
-                let egress = try Chain.create(ChainSettings(name: "out", hook: side(.tcEgress)),
+                let egress = try Chain.create(ChainSettings(name: "out", hook: Self.hook(lab, .tcEgress)),
                                               topology: .line([("track", track)]), pinRoot: root)
                 defer { try? egress.destroy() }
                 #expect(ingress.map("conntrack", of: "fw")?.info.id == egress.map("conntrack", of: "track")?.info.id)
@@ -241,16 +243,13 @@ extension FirewallConnectionTests {
     func zoneLayoutRefused() async throws {
         try await Lab.with { lab in
             try await TestPinRoot.with { root in
-                let side = { (kind: ChainHook.Kind) in
-                    ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: kind)
-                }
                 let firewall = try Chain.create(
-                    ChainSettings(name: "in", hook: side(.xdp(.native))),
+                    ChainSettings(name: "in", hook: Self.hook(lab, .xdp(.native))),
                     topology: .line([("fw", try Firewall.blueprint(rules: [], policy: .accept, zone: "z"))]), pinRoot: root)
                 defer { try? firewall.destroy() }
                 let other = CubeBlueprint(type: "object", object: try Fixtures.testObject("zone_other"),
                                           sharedState: ["conntrack": "z"])
-                let settings = ChainSettings(name: "out", hook: side(.tcEgress))
+                let settings = ChainSettings(name: "out", hook: Self.hook(lab, .tcEgress))
                 let refusals = try Chain.verify(settings, topology: .line([("o", other)]), zones: StateZones(pinRoot: root))
                 #expect(refusals.count == 1)
                 #expect(refusals.first?.contains("state map conntrack is shared in zone z, whose map has another layout") == true)
@@ -258,7 +257,7 @@ extension FirewallConnectionTests {
                     try Chain.create(settings, topology: .line([("o", other)]), pinRoot: root)
                 }
                 #expect(!FileManager.default.fileExists(atPath: root.appending("out")))
-                #expect(try side(.tcEgress).attachedProgram() == nil)
+                #expect(try Self.hook(lab, .tcEgress).attachedProgram() == nil)
                 // In a zone of its own it is fine.
                 var alone = other
                 alone.sharedState = ["conntrack": "elsewhere"]

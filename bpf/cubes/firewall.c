@@ -14,6 +14,7 @@
 #include <tailor/cube.h>
 #include <tailor/parse.h>
 #include <tailor/conntrack.h>
+#include <tailor/lpm.h>
 
 #define FW_MAX_WORDS 160                   /* 10,240 rules */
 #define FW_MAX_RULES (FW_MAX_WORDS * 64)
@@ -27,31 +28,11 @@ struct fw_vector {
     __u64 bits[FW_MAX_WORDS];
 };
 
-struct fw_lpm_v4 {
-    __u32 prefixlen;
-    __u8 addr[4];
-};
-
-struct fw_lpm_v6 {
-    __u32 prefixlen;
-    __u8 addr[16];
-};
-
-#define FW_LPM(name, key_type)                          \
-    struct {                                            \
-        __uint(type, BPF_MAP_TYPE_LPM_TRIE);            \
-        __uint(map_flags, BPF_F_NO_PREALLOC);           \
-        __uint(max_entries, FW_MAX_RULES + 1);          \
-        __type(key, struct key_type);                   \
-        __type(value, struct fw_vector);                \
-    } name SEC(".maps") TAILOR_TABLE
-
-/* Address fields: the longest prefix holds the rules of every prefix that
- * contains it, and /0 those without an address (of the same IP version). */
-FW_LPM(src_v4, fw_lpm_v4);
-FW_LPM(dst_v4, fw_lpm_v4);
-FW_LPM(src_v6, fw_lpm_v6);
-FW_LPM(dst_v6, fw_lpm_v6);
+/* Address fields (src_v4, src_v6, dst_v4, dst_v6): the longest prefix holds the
+ * rules of every prefix that contains it, and /0 those without an address (of the
+ * same IP version). */
+TAILOR_LPM_PAIR(src, FW_MAX_RULES + 1, struct fw_vector, TAILOR_TABLE);
+TAILOR_LPM_PAIR(dst, FW_MAX_RULES + 1, struct fw_vector, TAILOR_TABLE);
 
 /* Port fields: port -> id of the vector of its interval (ranges cut the port
  * space into intervals), FW_NO_PORT for packets without ports; vectors by id,
@@ -168,18 +149,6 @@ static __always_inline int fw_first_rule(const struct fw_vector *src, const stru
     return -1;
 }
 
-/* The vector of the longest prefix holding `addr` in the trie of its IP version. */
-static __always_inline const struct fw_vector *fw_address(void *trie_v4, void *trie_v6, const __u8 *addr, int v6) {
-    if (v6) {
-        struct fw_lpm_v6 key = { .prefixlen = 128 };
-        __builtin_memcpy(key.addr, addr, 16);
-        return bpf_map_lookup_elem(trie_v6, &key);
-    }
-    struct fw_lpm_v4 key = { .prefixlen = 32 };
-    __builtin_memcpy(key.addr, addr, 4);
-    return bpf_map_lookup_elem(trie_v4, &key);
-}
-
 static __always_inline const struct fw_vector *fw_vector_at(void *array, __u32 key) {
     return bpf_map_lookup_elem(array, &key);
 }
@@ -219,9 +188,9 @@ TAILOR_CUBE(firewall) {
                            *flags = all, *state = all;
     int rule = -1;
     /* A field that lets no rule match ends the search: the policy decides. */
-    if (use_src && !(src = fw_address(&src_v4, &src_v6, meta->saddr, v6)))
+    if (use_src && !(src = tailor_lpm_lookup(&src_v4, &src_v6, meta->saddr, v6)))
         goto policy;
-    if (use_dst && !(dst = fw_address(&dst_v4, &dst_v6, meta->daddr, v6)))
+    if (use_dst && !(dst = tailor_lpm_lookup(&dst_v4, &dst_v6, meta->daddr, v6)))
         goto policy;
     if (use_proto && !(proto = fw_vector_at(&proto_vectors, meta->ip_proto)))
         goto policy;

@@ -4,6 +4,7 @@
  * and counted; the others go on. docs/cubes/ratelimit.md. */
 #include <tailor/cube.h>
 #include <tailor/parse.h>
+#include <tailor/lpm.h>
 
 #define NS_PER_SEC 1000000000ull
 
@@ -31,33 +32,9 @@ struct {
     __type(value, struct bucket);
 } buckets SEC(".maps") TAILOR_STATE;
 
-struct lpm_v4 {
-    __u32 prefixlen;
-    __u8 addr[4];
-};
-
-struct lpm_v6 {
-    __u32 prefixlen;
-    __u8 addr[16];
-};
-
-/* Source prefixes whose packets are always dropped. Each entry means the same on
- * its own: the controller changes entries in place. */
-struct {
-    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __uint(max_entries, 16384);
-    __type(key, struct lpm_v4);
-    __type(value, __u8);
-} drop_v4 SEC(".maps") TAILOR_TABLE_ENTRY_SAFE;
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __uint(max_entries, 16384);
-    __type(key, struct lpm_v6);
-    __type(value, __u8);
-} drop_v6 SEC(".maps") TAILOR_TABLE_ENTRY_SAFE;
+/* Source prefixes whose packets are always dropped (drop_v4, drop_v6). Each entry
+ * means the same on its own: the controller changes entries in place. */
+TAILOR_LPM_PAIR(drop, 16384, __u8, TAILOR_TABLE_ENTRY_SAFE);
 
 enum drop_reason {
     DROP_OVER_LIMIT = 0,
@@ -100,17 +77,8 @@ TAILOR_CUBE(ratelimit) {
         return tailor_next(pkt);
     int v6 = meta->eth_proto == ETH_P_IPV6;
 
-    if (v6) {
-        struct lpm_v6 key = { .prefixlen = 128 };
-        __builtin_memcpy(key.addr, meta->saddr, 16);
-        if (bpf_map_lookup_elem(&drop_v6, &key))
-            return drop(DROP_LISTED);
-    } else {
-        struct lpm_v4 key = { .prefixlen = 32 };
-        __builtin_memcpy(key.addr, meta->saddr, 4);
-        if (bpf_map_lookup_elem(&drop_v4, &key))
-            return drop(DROP_LISTED);
-    }
+    if (tailor_lpm_lookup(&drop_v4, &drop_v6, meta->saddr, v6))
+        return drop(DROP_LISTED);
 
     struct bucket_key key = { .family = v6 ? 6 : 4, .len = v6 ? v6_len : v4_len };
     __builtin_memcpy(key.addr, meta->saddr, 16);

@@ -157,6 +157,7 @@ static __always_inline int tailor_icmp_is_error(__u8 family, __u8 type) {
 struct tailor_ct_lookup {
     struct tailor_ct_key key;
     struct tailor_ct_entry *entry; /* the live entry, or NULL */
+    __u64 now;                     /* bpf_ktime_get_ns() when the packet was looked up */
     __u8 state;                    /* enum tailor_ct_state */
     __u8 from_a;
     __u8 trackable;                /* an accepted packet may create or update an entry */
@@ -168,7 +169,8 @@ struct tailor_ct_lookup {
 
 /* For ICMP errors: the connection of the packet the error quotes (its inner IP
  * header and first 8 bytes, sent by the other end, so its direction is reversed). */
-static __always_inline int tailor_ct_related(struct tailor_pkt *pkt, const struct tailor_meta *meta, __u8 family) {
+static __always_inline int tailor_ct_related(struct tailor_pkt *pkt, const struct tailor_meta *meta, __u8 family,
+                                             __u64 now) {
     struct tailor_ct_key key;
     void *end = pkt->data_end;
     __u32 off = meta->l4_off + 8;
@@ -203,7 +205,7 @@ static __always_inline int tailor_ct_related(struct tailor_pkt *pkt, const struc
     }
     tailor_ct_key_make(&key, family, proto, src, sport, dst, dport);
     struct tailor_ct_entry *entry = bpf_map_lookup_elem(&conntrack, &key);
-    return entry && entry->expires > bpf_ktime_get_ns();
+    return entry && entry->expires > now;
 }
 
 /* Looks the packet up: its connection's entry (if live) and its ctstate. */
@@ -212,8 +214,14 @@ static __always_inline void tailor_ct_lookup(struct tailor_pkt *pkt, const struc
     __u8 family = meta->eth_proto == ETH_P_IPV6 ? 6 : 4;
     __u8 proto = meta->ip_proto;
     ct->entry = NULL;
+    ct->now = bpf_ktime_get_ns();
     ct->state = TAILOR_CT_INVALID;
     ct->trackable = 0;
+    /* What may open a connection: a TCP SYN (nf_conntrack_tcp_loose = 0), an ICMP
+     * request, anything of UDP and other protocols. */
+    int opens = 1;
+    /* ICMP: requests go from the originator, replies from the other end. */
+    int icmp = 0, request = 0;
     if (!(meta->flags & TAILOR_META_L4)) {
         /* A later fragment, or a protocol without ports: tracked by addresses
          * alone, except fragments of port protocols, which have no ports to
@@ -230,51 +238,44 @@ static __always_inline void tailor_ct_lookup(struct tailor_pkt *pkt, const struc
             return;
         }
         if (tailor_icmp_is_error(family, type)) {
-            if (tailor_ct_related(pkt, meta, family))
+            if (tailor_ct_related(pkt, meta, family, ct->now))
                 ct->state = TAILOR_CT_RELATED;
             return;
         }
-        int request = tailor_icmp_is_request(family, type);
+        icmp = 1;
+        request = tailor_icmp_is_request(family, type);
         if (!request && !tailor_icmp_is_reply(family, type))
             return;
         __u16 *id = pkt->data + ((meta->l4_off + 4) & TAILOR_CT_OFF_MASK);
         if ((void *)(id + 1) > pkt->data_end)
             return;
         ct->from_a = tailor_ct_key_make(&ct->key, family, proto, meta->saddr, *id, meta->daddr, *id);
-        struct tailor_ct_entry *entry = bpf_map_lookup_elem(&conntrack, &ct->key);
-        if (entry && entry->expires > bpf_ktime_get_ns()) {
-            /* A request from the replier, or a reply from the originator, is not
-             * part of this exchange. */
-            int original = ct->from_a == entry->orig_is_a;
-            if (original != request)
-                return;
-            ct->entry = entry;
-            ct->trackable = 1;
-            ct->state = original && !entry->seen_reply ? TAILOR_CT_NEW : TAILOR_CT_ESTABLISHED;
-        } else if (request) {
-            ct->trackable = 1;
-            ct->state = TAILOR_CT_NEW;
-        }
-        return;
+        opens = request;
     } else {
+        if (proto == IPPROTO_TCP) {
+            if (!tailor_tcp_flags_valid(meta->tcp_flags))
+                return;
+            opens = (meta->tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
+        }
         ct->from_a = tailor_ct_key_make(&ct->key, family, proto, meta->saddr, meta->sport, meta->daddr, meta->dport);
     }
 
-    __u8 flags = meta->tcp_flags;
-    if (proto == IPPROTO_TCP && !tailor_tcp_flags_valid(flags))
-        return;
-    int syn = proto == IPPROTO_TCP && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN;
     struct tailor_ct_entry *entry = bpf_map_lookup_elem(&conntrack, &ct->key);
-    if (entry && entry->expires > bpf_ktime_get_ns() &&
-        !(syn && (entry->tcp_state == TCP_CT_TIME_WAIT || entry->tcp_state == TCP_CT_CLOSE))) {
+    /* A TCP SYN on a closed or closing connection opens it again. */
+    int reopens = proto == IPPROTO_TCP && opens && entry &&
+                  (entry->tcp_state == TCP_CT_TIME_WAIT || entry->tcp_state == TCP_CT_CLOSE);
+    if (entry && entry->expires > ct->now && !reopens) {
         int original = ct->from_a == entry->orig_is_a;
+        /* An ICMP request from the replier, or a reply from the originator, is not
+         * part of this exchange. */
+        if (icmp && original != request)
+            return;
         ct->entry = entry;
         ct->trackable = 1;
         ct->state = original && !entry->seen_reply ? TAILOR_CT_NEW : TAILOR_CT_ESTABLISHED;
         return;
     }
-    /* No connection: only a SYN opens a TCP one (nf_conntrack_tcp_loose = 0). */
-    if (proto == IPPROTO_TCP && !syn)
+    if (!opens)
         return;
     ct->trackable = 1;
     ct->state = TAILOR_CT_NEW;
@@ -310,7 +311,6 @@ static __always_inline __u8 tailor_tcp_next(struct tailor_ct_entry *e, __u8 flag
 static __always_inline void tailor_ct_update(const struct tailor_meta *meta, struct tailor_ct_lookup *ct) {
     if (!ct->trackable)
         return;
-    __u64 now = bpf_ktime_get_ns();
     __u8 proto = meta->ip_proto;
     struct tailor_ct_entry fresh = {}, *e = ct->entry;
     if (!e) {
@@ -331,7 +331,7 @@ static __always_inline void tailor_ct_update(const struct tailor_meta *meta, str
     } else {
         timeout = TAILOR_CT_GENERIC_TIMEOUT;
     }
-    e->expires = now + timeout;
+    e->expires = ct->now + timeout;
     if (e == &fresh)
         bpf_map_update_elem(&conntrack, &ct->key, &fresh, BPF_ANY);
 }
