@@ -24,7 +24,7 @@ struct BenchFirewall: ParsableCommand {
     var rules: [Int] = [10, 100, 1000, 10_000]
 
     @Option(help: "Rule counts for the real-packet comparison.")
-    var realRules: [Int] = [10, 100, 1000]
+    var realRules: [Int] = [10, 100, 1000, 10_000]
 
     @Option(help: "Seconds each contender is flooded in the real-packet comparison.")
     var seconds = 2.0
