@@ -48,6 +48,9 @@ public final class Reconciler {
     let logger: Logger
     private var lastGood: [DesiredChain]?
     private var failures: [String: Failure] = [:]
+    /// The live instances' descriptors, so pins removed by hand are put back
+    /// without CAP_SYS_ADMIN (docs/daemon.md, capabilities).
+    private let held = HeldInstances()
 
     public init(_ configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -103,6 +106,8 @@ public final class Reconciler {
         let pinRoot = configuration.pinRoot
         var executor = Executor(pinRoot: pinRoot)
         executor.gitRevision = revision?.description
+        executor.held = held
+        defer { held.refresh(pinRoot: pinRoot) }
         var observed = Observer.observe(pinRoot: pinRoot)
         let recovered = try executor.recover(observed)
         if !recovered.isEmpty {

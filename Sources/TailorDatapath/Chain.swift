@@ -87,7 +87,7 @@ public final class Chain {
     /// The chain's meta record as this controller last committed it.
     public var record: ChainRecord {
         ChainRecord(settings: settings, specDigest: provenance.specDigest, gitRevision: provenance.gitRevision,
-                    cubes: instances.mapValues(\.record))
+                    cubes: instances.mapValues(\.record), layouts: ChainRecord.layouts(of: Array(instances.values)))
     }
 
     init(settings: ChainSettings, pinRoot: PinRoot, directory: String, root: Program, rootCounters: BPFMap,
@@ -325,8 +325,24 @@ public final class Chain {
     /// Adopts a chain an earlier controller built, from its pins and meta record,
     /// so this one can change it. Nothing in the kernel changes, unless
     /// `recovering` is set and a commit was interrupted: then `recover` undoes or
-    /// finishes it first.
-    public static func open(_ name: String, pinRoot: PinRoot, recovering: Bool = false) throws -> Chain {
+    /// finishes it first, and instances whose pins were removed are pinned again
+    /// (from `held` where it holds them, else by id, which needs CAP_SYS_ADMIN).
+    public static func open(_ name: String, pinRoot: PinRoot, recovering: Bool = false,
+                            held: HeldInstances? = nil) throws -> Chain {
+        try open(name, pinRoot: pinRoot, recovering: recovering, adoptingCubes: true, held: held)
+    }
+
+    /// Adopts a chain to destroy it: an interrupted commit is sorted out first, but
+    /// the cube instances are not adopted. Detaching, emptying the slots and
+    /// unpinning need only the root, the prog_array and the directory, so a chain
+    /// whose cube pins someone removed can be destroyed without re-pinning them
+    /// (which opens programs by id and so needs CAP_SYS_ADMIN).
+    public static func openForRemoval(_ name: String, pinRoot: PinRoot) throws -> Chain {
+        try open(name, pinRoot: pinRoot, recovering: true, adoptingCubes: false, held: nil)
+    }
+
+    private static func open(_ name: String, pinRoot: PinRoot, recovering: Bool, adoptingCubes: Bool,
+                             held: HeldInstances?) throws -> Chain {
         let directory = pinRoot.appending(name)
         let meta = MetaMap(map: try BPFMap(pinnedAt: directory + "/meta"))
         guard let record = try meta.read() else {
@@ -338,9 +354,9 @@ public final class Chain {
         }
         if recovering && (record.pending != nil || pinRoot.exists(directory + "/staging")) {
             _ = try recover(name, pinRoot: pinRoot)
-            return try open(name, pinRoot: pinRoot)
+            return try open(name, pinRoot: pinRoot, recovering: false, adoptingCubes: adoptingCubes, held: held)
         }
-        if recovering { try repin(record, in: directory, pinRoot: pinRoot) }
+        if recovering && adoptingCubes { try repin(record, of: name, pinRoot: pinRoot, held: held) }
         let hook = record.settings.hook
         let chain = try Chain(
             settings: record.settings, pinRoot: pinRoot, directory: directory,
@@ -350,21 +366,24 @@ public final class Chain {
                                meta: BPFMap(pinnedAt: directory + "/packet_meta")),
             meta: meta,
             interface: NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named)))
-        for (cube, cubeRecord) in record.cubes {
+        for (cube, cubeRecord) in record.cubes where adoptingCubes {
             let pins = chain.cubeDirectory(cube)
             var maps: [String: BPFMap] = [:]
             for name in cubeRecord.maps.keys { maps[name] = try BPFMap(pinnedAt: pins + "/maps/" + name) }
             chain.instances[cube] = CubeInstance(
-                cube: cube, program: try Program(pinnedAt: pins + "/prog"), maps: maps, record: cubeRecord)
+                cube: cube, program: try Program(pinnedAt: pins + "/prog"), maps: maps, record: cubeRecord,
+                stateLayouts: record.layouts?[cubeRecord.objectDigest] ?? [:])
         }
         chain.provenance = (record.specDigest, record.gitRevision)
         return chain
     }
 
     /// Pins again a cube's program and maps whose pins someone removed, while the
-    /// instance still runs in its slot: the program from the slot (by id), its maps
-    /// among the maps the program uses, by name (the kernel keeps 15 characters).
-    static func repin(_ record: ChainRecord, in directory: String, pinRoot: PinRoot) throws {
+    /// instance still runs in its slot: from the descriptors `held` keeps, else the
+    /// program from the slot (by id) and its maps among the maps the program uses,
+    /// by name (the kernel keeps 15 characters). Opening by id needs CAP_SYS_ADMIN.
+    static func repin(_ record: ChainRecord, of chain: String, pinRoot: PinRoot, held: HeldInstances?) throws {
+        let directory = pinRoot.appending(chain)
         let progs = try ProgramArray(pinnedAt: directory + "/progs")
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
             let pins = directory + "/cubes/" + cube
@@ -374,12 +393,19 @@ public final class Chain {
                 throw DatapathError("cube \(cube): its pins are gone and its slot no longer holds its instance; "
                     + "destroy the chain and apply again")
             }
-            let program = try Program(id: ProgramID(rawValue: cubeRecord.program))
+            let kept = held?.instance(chain: chain, cube: cube, program: cubeRecord.program)
+            let program = try kept?.program ?? Program(id: ProgramID(rawValue: cubeRecord.program))
             try pinRoot.makeDirectory(pins + "/maps")
             if !pinRoot.exists(pins + "/prog") { try program.pin(at: pins + "/prog") }
-            let used = try program.info().mapIDs.map { try BPFMap(id: $0) }
+            let usedIDs = Set(try program.info().mapIDs)
+            var used: [BPFMap]?
             for name in missing {
-                let candidates = used.filter { $0.info.name == String(name.prefix(15)) }
+                if let map = kept?.maps[name], usedIDs.contains(map.info.id) {
+                    try map.pin(at: pins + "/maps/" + name)
+                    continue
+                }
+                if used == nil { used = try usedIDs.sorted().map { try BPFMap(id: $0) } }
+                let candidates = (used ?? []).filter { $0.info.name == String(name.prefix(15)) }
                 guard candidates.count == 1, let map = candidates.first else {
                     throw DatapathError("cube \(cube): cannot tell which map of its program is \(name) "
                         + "(\(candidates.count) candidates); destroy the chain and apply again")
@@ -541,7 +567,8 @@ public final class Chain {
         var plan = StatePlan()
         for (name, map) in old.maps.sorted(by: { $0.key < $1.key }) where old.record.maps[name] == .state {
             guard let layout = declared[name] else { continue }
-            let carry = StateCarry.between(try MapLayout(of: map), layout, reset: blueprint.resetState.contains(name))
+            let carry = StateCarry.between(try MapLayout(of: map, recorded: old.stateLayouts[name]), layout,
+                                           reset: blueprint.resetState.contains(name))
             plan.carries[name] = carry
             switch carry {
             case .reuse:

@@ -110,7 +110,8 @@ extension Chain {
                 }
                 var record = instance.record
                 record.digest = update.digest
-                instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record)
+                instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record,
+                                               stateLayouts: instance.stateLayouts)
             }
             if plan.isEmpty {
                 if record != before.record { try step("write record") { try meta.write(record) } }
@@ -133,6 +134,7 @@ extension Chain {
                     (prepared.instances[cube] ?? instances[cube]).map { (cube, $0.record) }
                 }),
                 commitSlot: plan.commitSlot)
+            pending.layouts = ChainRecord.layouts(of: Array(instances.values) + Array(prepared.instances.values))
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) {
                 try step("stage cube \(cube)") { try pin(instance, at: stagingDirectory(cube)) }
             }

@@ -57,14 +57,39 @@ public struct ChainRecord: Sendable, Equatable, Codable {
     /// Set while a change is being committed; left behind if the controller died
     /// half-way, so the next controller can finish or undo it (`Chain.recover`).
     public var pending: PendingCommit?
+    /// Object digest -> state map -> its declared layout: what a replacement compares
+    /// the new object's declaration with. Kept per object, not per cube, since many
+    /// cubes share one object. Nil in records written before tailor kept them (their
+    /// layouts are then read from the maps' BTF, which needs CAP_SYS_ADMIN).
+    public var layouts: [String: [String: MapLayout]]?
 
     public init(settings: ChainSettings, specDigest: String? = nil, gitRevision: String? = nil,
-                cubes: [String: CubeRecord] = [:], pending: PendingCommit? = nil) {
+                cubes: [String: CubeRecord] = [:], pending: PendingCommit? = nil,
+                layouts: [String: [String: MapLayout]]? = nil) {
         self.settings = settings
         self.specDigest = specDigest
         self.gitRevision = gitRevision
         self.cubes = cubes
         self.pending = pending
+        self.layouts = layouts
+    }
+
+    /// The state map layouts of `instances`, by object digest; nil when none has any.
+    static func layouts(of instances: [CubeInstance]) -> [String: [String: MapLayout]]? {
+        var layouts: [String: [String: MapLayout]] = [:]
+        for instance in instances where !instance.stateLayouts.isEmpty {
+            layouts[instance.record.objectDigest] = instance.stateLayouts
+        }
+        return layouts.isEmpty ? nil : layouts
+    }
+
+    /// The record without layouts of objects no cube (committed or pending) uses.
+    var trimmed: ChainRecord {
+        var record = self
+        let used = Set(cubes.values.map(\.objectDigest)).union(pending?.cubes.values.map(\.objectDigest) ?? [])
+        record.layouts = layouts?.filter { used.contains($0.key) }
+        if record.layouts?.isEmpty == true { record.layouts = nil }
+        return record
     }
 }
 
@@ -94,7 +119,7 @@ struct MetaMap {
     func write(_ record: ChainRecord) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        let json = [UInt8](try encoder.encode(record))
+        let json = [UInt8](try encoder.encode(record.trimmed))
         guard json.count + 4 <= Self.capacity else {
             throw DatapathError("chain \(record.settings.name): its meta record is \(json.count) bytes, "
                 + "more than the \(Self.capacity - 4) the meta map holds")

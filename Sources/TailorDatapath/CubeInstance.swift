@@ -38,12 +38,18 @@ final class CubeInstance {
     /// The instance's maps by declared name, chain-shared and internal maps excluded.
     let maps: [String: BPFMap]
     var record: CubeRecord
+    /// The declared layouts of the instance's state maps, kept in the chain's record
+    /// so a later replacement can compare them without opening the maps' BTF by id.
+    /// Empty for an instance adopted from a record that predates them.
+    let stateLayouts: [String: MapLayout]
 
-    init(cube: String, program: Program, maps: [String: BPFMap], record: CubeRecord) {
+    init(cube: String, program: Program, maps: [String: BPFMap], record: CubeRecord,
+         stateLayouts: [String: MapLayout]) {
         self.cube = cube
         self.program = program
         self.maps = maps
         self.record = record
+        self.stateLayouts = stateLayouts
     }
 
     /// Roles of an object's maps, from its BTF decl tags.
@@ -78,6 +84,8 @@ final class CubeInstance {
         let program = try hookProgram(in: object, for: hook, cube: cube)
         try object.loadOnly([program])
         let roles = try roles(of: object)
+        // Read before any map is reused: libbpf then renames it to the kernel's 15 characters.
+        let stateLayouts = try MapLayout.declared(in: object).filter { roles[$0.key] == .state }.mapValues(\.shape)
         guard roles[ABI.progs] == .chain, roles[ABI.meta] == .chain else {
             throw DatapathError("cube \(cube): its object does not include <tailor/cube.h> "
                 + "(no \(ABI.progs)/\(ABI.meta) maps), so it cannot be chained")
@@ -109,7 +117,7 @@ final class CubeInstance {
             program: try loaded.info().id.rawValue,
             maps: roles.filter { maps[$0.key] != nil },
             zones: blueprint.sharedState.isEmpty ? nil : blueprint.sharedState)
-        return CubeInstance(cube: cube, program: loaded, maps: maps, record: record)
+        return CubeInstance(cube: cube, program: loaded, maps: maps, record: record, stateLayouts: stateLayouts)
     }
 
     /// The object's program for `hook`, found by section ("xdp"; "tc" or "classifier").

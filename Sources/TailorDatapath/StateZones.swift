@@ -14,13 +14,20 @@ public final class StateZones {
         var map: String
     }
 
+    /// A zone's map and the layout recorded with the instance that holds it (nil
+    /// in records that predate recorded layouts).
+    struct Shared {
+        var map: BPFMap
+        var layout: MapLayout?
+    }
+
     let pinRoot: PinRoot
     /// The zones' maps: the live chains' (read on first use), then new instances'.
-    private var known: [Key: BPFMap]?
+    private var known: [Key: Shared]?
 
     public init(pinRoot: PinRoot) { self.pinRoot = pinRoot }
 
-    private func maps() throws -> [Key: BPFMap] {
+    private func maps() throws -> [Key: Shared] {
         if let known { return known }
         let scanned = try scan()
         known = scanned
@@ -28,7 +35,7 @@ public final class StateZones {
     }
 
     /// The zone's map, or nil when no instance has it yet.
-    func map(zone: String, name: String) throws -> BPFMap? {
+    func map(zone: String, name: String) throws -> Shared? {
         try maps()[Key(zone: zone, map: name)]
     }
 
@@ -37,13 +44,13 @@ public final class StateZones {
     func register(_ instance: CubeInstance) throws {
         for (name, zone) in instance.record.zones ?? [:] {
             guard let map = instance.maps[name], try maps()[Key(zone: zone, map: name)] == nil else { continue }
-            known?[Key(zone: zone, map: name)] = map
+            known?[Key(zone: zone, map: name)] = Shared(map: map, layout: instance.stateLayouts[name])
         }
     }
 
     /// The zone maps of the live chains, from their records and cube pins.
-    private func scan() throws -> [Key: BPFMap] {
-        var found: [Key: BPFMap] = [:]
+    private func scan() throws -> [Key: Shared] {
+        var found: [Key: Shared] = [:]
         let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
         for chain in names.sorted() where !chain.hasPrefix("_") {
             let directory = pinRoot.appending(chain)
@@ -53,7 +60,8 @@ public final class StateZones {
                 for (name, zone) in (cubeRecord.zones ?? [:]).sorted(by: { $0.key < $1.key }) {
                     let pin = directory + "/cubes/\(cube)/maps/\(name)"
                     guard found[Key(zone: zone, map: name)] == nil, pinRoot.exists(pin) else { continue }
-                    found[Key(zone: zone, map: name)] = try BPFMap(pinnedAt: pin)
+                    found[Key(zone: zone, map: name)] = Shared(
+                        map: try BPFMap(pinnedAt: pin), layout: record.layouts?[cubeRecord.objectDigest]?[name])
                 }
             }
         }
@@ -72,14 +80,15 @@ extension StatePlan {
             guard let layout = declared[name] else {
                 throw DatapathError("cube \(cube): its object declares no map \(name) to share in zone \(zone)")
             }
-            guard let map = try zones.map(zone: zone, name: name) else { continue }
+            guard let shared = try zones.map(zone: zone, name: name) else { continue }
             migrate[name] = nil
-            guard case .reuse = StateCarry.between(try MapLayout(of: map), layout, reset: false) else {
+            let live = try MapLayout(of: shared.map, recorded: shared.layout)
+            guard case .reuse = StateCarry.between(live, layout, reset: false) else {
                 refusals.append("cube \(cube): state map \(name) is shared in zone \(zone), whose map has another "
                     + "layout; a shared map cannot be migrated while other cubes use it: give this cube a new zone")
                 continue
             }
-            carry[name] = map
+            carry[name] = shared.map
             if carries[name] != nil { carries[name] = .reuse }
         }
     }

@@ -63,7 +63,7 @@ public final class BPFMap: Sendable, CustomStringConvertible {
     /// Opens a map by id (`bpf_map_get_fd_by_id`).
     public convenience init(id: MapID) throws(KernelError) {
         _ = LibBPFLog.installed
-        let fd = try check(bpf_map_get_fd_by_id(id.rawValue), "open map", id.description)
+        let fd = try check(bpf_map_get_fd_by_id(id.rawValue), "open map", id.description, detail: byIDDetail)
         try self.init(adopting: fd)
     }
 

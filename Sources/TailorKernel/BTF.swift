@@ -74,7 +74,7 @@ public final class BTF {
     /// Loads BTF the kernel holds (`btf__load_from_kernel_by_id`), such as a map's.
     public convenience init(id: BTFID) throws(KernelError) {
         _ = LibBPFLog.installed
-        let btf = try check(btf__load_from_kernel_by_id(id.rawValue), "load BTF", id.description)
+        let btf = try check(btf__load_from_kernel_by_id(id.rawValue), "load BTF", id.description, detail: byIDDetail)
         self.init(owning: btf, label: id.description)
     }
 

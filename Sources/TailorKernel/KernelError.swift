@@ -65,6 +65,11 @@ public struct KernelError: Error, Sendable, CustomStringConvertible {
 
 // The errno funnel: every libbpf and syscall result passes through one of these.
 
+/// What to do when the kernel refuses to open an object by id: only CAP_SYS_ADMIN may.
+func byIDDetail(_ errno: Int32) -> String? {
+    errno == EPERM ? "opening a BPF object by id needs CAP_SYS_ADMIN (docs/daemon.md, capabilities)" : nil
+}
+
 /// Checks a libbpf/syscall return value: negative means failure, with the errno
 /// either returned negated (libbpf) or left in `errno` (plain syscalls, which return -1).
 @discardableResult
@@ -81,11 +86,13 @@ func check(
 
 /// Checks a libbpf pointer result: NULL means failure with the reason in `errno`.
 func check<T>(
-    _ pointer: T?, _ operation: @autoclosure () -> String, _ object: @autoclosure () -> String
+    _ pointer: T?, _ operation: @autoclosure () -> String, _ object: @autoclosure () -> String,
+    detail: ((Int32) -> String?)? = nil
 ) throws(KernelError) -> T {
     guard let pointer else {
         let err = Glibc.errno
-        throw KernelError(KernelError.code(for: err), operation: operation(), object: object(), errno: err)
+        throw KernelError(KernelError.code(for: err), operation: operation(), object: object(), errno: err,
+                          detail: detail?(err))
     }
     return pointer
 }

@@ -54,13 +54,23 @@ public struct MapLayout: Sendable, Equatable, Codable {
         return shape
     }
 
-    /// The layout of a live map, from the BTF the kernel keeps for it.
-    public init(of map: BPFMap) throws(KernelError) {
-        let btf = map.info.btfID == nil ? nil : try map.btf()
+    /// The layout of a live map: type, sizes and flags as the kernel reports them
+    /// for the descriptor, key and value fields from `recorded` (the declaration
+    /// tailor recorded when it made the map). Without a recorded layout the fields
+    /// come from the BTF the kernel keeps for the map, which only CAP_SYS_ADMIN may
+    /// open by id (`bpf_btf_get_fd_by_id`): recording keeps replacements working
+    /// under the daemon's smaller capability set.
+    public init(of map: BPFMap, recorded: MapLayout?) throws(KernelError) {
+        let key: [Field]?, value: [Field]?
+        if let recorded {
+            (key, value) = (recorded.key, recorded.value)
+        } else {
+            let btf = map.info.btfID == nil ? nil : try map.btf()
+            key = btf.flatMap { MapLayout.fields(of: map.info.btfKeyTypeID, in: $0) }
+            value = btf.flatMap { MapLayout.fields(of: map.info.btfValueTypeID, in: $0) }
+        }
         self.init(type: map.info.type, keySize: map.info.keySize, valueSize: map.info.valueSize,
-                  maxEntries: map.info.maxEntries, flags: map.info.flags,
-                  key: btf.flatMap { MapLayout.fields(of: map.info.btfKeyTypeID, in: $0) },
-                  value: btf.flatMap { MapLayout.fields(of: map.info.btfValueTypeID, in: $0) })
+                  maxEntries: map.info.maxEntries, flags: map.info.flags, key: key, value: value)
     }
 
     /// The layouts of an object's own maps (not libbpf's internal ones), with the

@@ -55,7 +55,7 @@ public final class Program: Sendable, CustomStringConvertible {
     /// Opens a loaded program by id (`bpf_prog_get_fd_by_id`).
     public convenience init(id: ProgramID) throws(KernelError) {
         _ = LibBPFLog.installed
-        let fd = try check(bpf_prog_get_fd_by_id(id.rawValue), "open program", id.description)
+        let fd = try check(bpf_prog_get_fd_by_id(id.rawValue), "open program", id.description, detail: byIDDetail)
         self.init(adopting: fd, name: id.description)
     }
 

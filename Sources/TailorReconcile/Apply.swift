@@ -21,6 +21,9 @@ public struct Executor {
     public var failpoint: ((String) throws -> Void)?
     /// The git revision of the specs, recorded in every chain this apply changes.
     public var gitRevision: String?
+    /// Descriptors a long-running controller keeps of the live instances, to pin
+    /// again an instance whose pins were removed without CAP_SYS_ADMIN.
+    public var held: HeldInstances?
 
     public init(pinRoot: PinRoot, takeover: Bool = false) {
         self.pinRoot = pinRoot
@@ -140,7 +143,7 @@ public struct Executor {
             try Chain.build(chain.settings, topology: chain.topology, pinRoot: pinRoot, zones: zones, failpoint: fail)
         }
         let open = {
-            let live = try Chain.open(change.name, pinRoot: pinRoot, recovering: true)
+            let live = try Chain.open(change.name, pinRoot: pinRoot, recovering: true, held: held)
             live.failpoint = fail
             return live
         }
@@ -169,7 +172,9 @@ public struct Executor {
             try new.setProvenance(specDigest: desired.digest, gitRevision: gitRevision)
             return ChainTask(name: change.name, work: .replace(old: old, new: new))
         case .destroy:
-            return ChainTask(name: change.name, work: .destroy(try open()))
+            let chain = try Chain.openForRemoval(change.name, pinRoot: pinRoot)
+            chain.failpoint = fail
+            return ChainTask(name: change.name, work: .destroy(chain))
         case .none, .skip:
             return nil
         }

@@ -286,7 +286,7 @@ struct DestroyCommand: ParsableCommand {
         }
         let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.record != nil }.map(\.name) : chains
         for name in names {
-            try Chain.open(name, pinRoot: pinRoot, recovering: true).destroy()
+            try Chain.openForRemoval(name, pinRoot: pinRoot).destroy()
             print("Destroyed chain \(name).")
         }
         if names.isEmpty { print("No chains to destroy.") }

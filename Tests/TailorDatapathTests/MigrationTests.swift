@@ -136,6 +136,31 @@ struct MigrationTests {
         }
     }
 
+    @Test("the meta record keeps each state map's declared layout, equal to the kernel's BTF of the live map; a record without them migrates the same through BTF")
+    func recordedLayouts() async throws {
+        try await Self.withVersion1 { _, root, chain, _ in
+            let record = try #require(try MetaRecordReader.read(root.appending("mig", "meta")))
+            let cube = try #require(record.cubes["m"])
+            let recorded = try #require(record.layouts?[cube.objectDigest])
+            let stateMaps = cube.maps.filter { $0.value == .state }.keys.sorted()
+            #expect(recorded.keys.sorted() == stateMaps && stateMaps.contains("flows"))
+            for name in stateMaps {
+                let map = try #require(chain.map(name, of: "m"))
+                #expect(try MapLayout(of: map, recorded: recorded[name]) == MapLayout(of: map, recorded: nil), "\(name)")
+            }
+            let withLayouts = try Chain.open("mig", pinRoot: root).prepare(.line([("m", try Self.blueprint("migrate_v2"))]))
+            guard case .migrate = withLayouts.state["m"]?["flows"] else {
+                Issue.record("flows is not migrated: \(String(describing: withLayouts.state["m"]))")
+                return
+            }
+            var old = record
+            old.layouts = nil
+            try MetaMap(map: try BPFMap(pinnedAt: root.appending("mig", "meta"))).write(old)
+            let withoutLayouts = try Chain.open("mig", pinRoot: root).prepare(.line([("m", try Self.blueprint("migrate_v2"))]))
+            #expect(withoutLayouts.state == withLayouts.state)
+        }
+    }
+
     @Test("a narrowed field, an unmappable key or too many entries for the new map are refused before any change",
           arguments: [
               ("migrate_narrow", "value field 'packets' narrows from unsigned int to unsigned short"),
