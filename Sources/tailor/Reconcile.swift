@@ -27,13 +27,36 @@ struct KernelOptions: ParsableArguments {
     }
 }
 
+/// What `plan`, `apply` and `run` do with chains that are no longer in the specs.
+struct PruneOptions: ParsableArguments {
+    @Flag(help: "Keep chains that are no longer in the specs instead of removing them.")
+    var noPrune = false
+
+    @Flag(help: ArgumentHelp("Remove every chain when the specs hold none (refused otherwise: an empty, missing or "
+                             + "half-synced spec directory looks the same)."))
+    var allowEmpty = false
+
+    func validate() throws {
+        if noPrune && allowEmpty { throw ValidationError("--allow-empty and --no-prune contradict each other; give one") }
+    }
+
+    var prune: Prune { noPrune ? .keep : allowEmpty ? .pruneAllowingEmpty : .prune }
+}
+
+/// The desired state of spec `paths`, or exit 1 after printing the specs' errors.
+func loadDesired(_ paths: [String]) throws -> [DesiredChain] {
+    let (chains, diagnostics) = DesiredChain.load(paths)
+    for diagnostic in diagnostics.sorted { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
+    if diagnostics.hasErrors { throw ExitCode(1) }
+    return chains
+}
+
 /// Options of `plan` and `apply`.
 struct PlanOptions: ParsableArguments {
     @Argument(help: "Spec files or directories (apply also takes a plan file saved with plan --out).")
     var paths: [String]
 
-    @Flag(help: "Keep chains that are no longer in the specs instead of removing them.")
-    var noPrune = false
+    @OptionGroup var pruning: PruneOptions
 
     @Option(help: "Output format: text or json.")
     var output: OutputFormat = .text
@@ -43,14 +66,6 @@ struct PlanOptions: ParsableArguments {
 
     @Flag(name: .shortAndLong, help: "Show unchanged cubes too.")
     var verbose = false
-
-    /// The desired state, or exit 1 after printing the spec's errors.
-    func desired() throws -> [DesiredChain] {
-        let (chains, diagnostics) = DesiredChain.load(paths)
-        for diagnostic in diagnostics.sorted { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
-        if diagnostics.hasErrors { throw ExitCode(1) }
-        return chains
-    }
 
     /// Exits 1, with the reasons on stderr, when the plan carries refusals.
     static func refuse(_ plan: Plan) throws {
@@ -74,7 +89,8 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan",
         abstract: "Show what apply would change; every new or changed program is loaded so the verifier checks it.",
         discussion: "Exit status: 0 no changes (or changes without --detailed-exitcode), 2 changes with "
-            + "--detailed-exitcode, 1 error."
+            + "--detailed-exitcode, 1 error or refused plan (specs that hold no chain while chains are live, without "
+            + "--allow-empty; state that cannot be carried over)."
     )
 
     @OptionGroup var options: PlanOptions
@@ -87,17 +103,17 @@ struct PlanCommand: ParsableCommand {
     var out: String?
 
     func run() throws {
-        let desired = try options.desired()
+        let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
         let observed = Observer.observe(pinRoot: pinRoot)
+        let prune = options.pruning.prune
         let plan = try Executor(pinRoot: pinRoot).verify(
-            Planner.plan(desired: desired, observed: observed, prune: !options.noPrune), desired: desired)
+            Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
         try options.show(plan)
         try PlanOptions.refuse(plan)
         if let out {
-            let file = PlanFile(paths: options.paths, prune: !options.noPrune, desired: desired, observed: observed,
-                                plan: plan)
+            let file = PlanFile(paths: options.paths, prune: prune, desired: desired, observed: observed, plan: plan)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(file).write(to: URL(fileURLWithPath: out))
@@ -111,7 +127,10 @@ struct PlanCommand: ParsableCommand {
 struct ApplyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Make the kernel match the specs: plan, verify, then change each chain with one commit."
+        abstract: "Make the kernel match the specs: plan, verify, then change each chain with one commit.",
+        discussion: "A saved plan is applied with the --no-prune or --allow-empty it was made with. Exit status: 0 "
+            + "applied (or no changes), 1 error or refused plan (then nothing changes but the recovery of an "
+            + "interrupted apply)."
     )
 
     @OptionGroup var options: PlanOptions
@@ -123,11 +142,10 @@ struct ApplyCommand: ParsableCommand {
     func run() throws {
         var options = self.options
         let saved = try savedPlan()
-        if let saved {
-            options.paths = saved.paths
-            options.noPrune = !saved.prune
-        }
-        let desired = try options.desired()
+        if let saved { options.paths = saved.paths }
+        // A saved plan is applied with the prune choice it was made with.
+        let prune = saved?.prune ?? options.pruning.prune
+        let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
         var observed = Observer.observe(pinRoot: pinRoot)
@@ -142,9 +160,9 @@ struct ApplyCommand: ParsableCommand {
         }
         var executor = Executor(pinRoot: pinRoot, takeover: takeover)
         if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
-        let plan = try executor.verify(
-            Planner.plan(desired: desired, observed: observed, prune: !options.noPrune), desired: desired)
+        let plan = try executor.verify(Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
         try options.show(plan)
+        // Nothing below this line runs for a refused plan: the kernel stays as recovery left it.
         try PlanOptions.refuse(plan)
         // Specs from one directory of a git work tree: its revision goes into each chain's record.
         let revision = options.paths.count == 1 ? GitRevision.of(options.paths[0]) : nil
@@ -209,9 +227,7 @@ struct StatusCommand: ParsableCommand {
     /// Per chain, the digest the specs want; nil when no specs were given.
     func desiredDigests() throws -> [String: String]? {
         guard !paths.isEmpty else { return nil }
-        var options = try PlanOptions.parse(paths)
-        options.output = output
-        return Dictionary(try options.desired().map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
+        return Dictionary(try loadDesired(paths).map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
     }
 
     func run() throws {
