@@ -201,18 +201,45 @@ extension ApplyCommand {
     }
 }
 
-/// `tailor status`: the chains in the kernel, their cubes and counters, and drift.
+/// `tailor status [SPEC...] [CHAIN...]`: the chains in the kernel, their cubes and
+/// counters, drift, and whether they match the specs; the exit status says whether
+/// anything needs attention, so a script or a monitor need not parse the output.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the chains in the kernel: hook, cubes, slots, counters, drift.")
+        commandName: "status",
+        abstract: "Show the chains in the kernel: hook, cubes, slots, counters, drift, and sync with the specs.",
+        discussion: """
+            Arguments are spec files or directories and chain names. An argument is a spec path when a file or \
+            directory by that name exists or it holds a '/' or a '.' (chain names cannot); any other argument is a \
+            chain name, and only the chains named are shown. A name no chain has, in the kernel or in the specs, is \
+            an error.
+
+            Exit status: 0 when every chain shown is Synced; 2 when one is Drifted, or (with spec paths) OutOfSync, \
+            Missing or NotInSpecs; 1 on error. Without spec paths only drift makes it 2.
+            """)
 
     @OptionGroup var kernel: KernelOptions
 
     @Option(help: "Output format: text or json.")
     var output: OutputFormat = .text
 
-    @Argument(help: "Spec files or directories: compare each chain with them (Synced / OutOfSync / Missing).")
-    var paths: [String] = []
+    @Argument(help: ArgumentHelp("Spec files or directories to compare the chains with, and chain names to show.",
+                                 valueName: "spec-or-chain"))
+    var arguments: [String] = []
+
+    /// How a chain compares with its own record and with the specs.
+    enum SyncState: String, Encodable {
+        /// As recorded, and (with specs) as the specs want it.
+        case synced = "Synced"
+        /// The specs want it otherwise: apply would change it.
+        case outOfSync = "OutOfSync"
+        /// In the specs, not in the kernel: apply would create it.
+        case missing = "Missing"
+        /// In the kernel, not in the specs: apply would destroy it.
+        case notInSpecs = "NotInSpecs"
+        /// The kernel differs from the chain's record: observe found drift.
+        case drifted = "Drifted"
+    }
 
     struct CubeStatus: Encodable {
         var name: String, type: String, slot: Int, program: UInt32
@@ -220,19 +247,24 @@ struct StatusCommand: ParsableCommand {
     }
 
     struct ChainStatus: Encodable {
-        var name: String, hook: String, state: String, specDigest: String?, gitRevision: String?
+        var name: String, hook: String, state: SyncState, specDigest: String?, gitRevision: String?
         var cubes: [CubeStatus], drift: [String]
     }
 
-    /// Per chain, the digest the specs want; nil when no specs were given.
-    func desiredDigests() throws -> [String: String]? {
-        guard !paths.isEmpty else { return nil }
-        return Dictionary(try loadDesired(paths).map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
+    /// The arguments told apart: spec paths, and the chain names to show.
+    var selection: (paths: [String], names: [String]) {
+        let isPath = { (argument: String) in
+            FileManager.default.fileExists(atPath: argument) || argument.contains("/") || argument.contains(".")
+        }
+        return (arguments.filter(isPath), arguments.filter { !isPath($0) })
     }
 
     func run() throws {
         let pinRoot = try kernel.pinRoot()
-        let desired = try desiredDigests()
+        let (paths, names) = selection
+        // Per chain, the digest the specs want; nil when no specs were given.
+        let desired = paths.isEmpty ? nil : Dictionary(try loadDesired(paths).map { ($0.settings.name, $0.digest) },
+                                                       uniquingKeysWith: { a, _ in a })
         let observedChains = Observer.observe(pinRoot: pinRoot)
         var chains = observedChains.map { observed -> ChainStatus in
             let record = observed.record
@@ -243,12 +275,12 @@ struct StatusCommand: ParsableCommand {
                                   packets: counters?.packets, passed: counters?.passed, dropped: counters?.dropped,
                                   missed: counters?.missed)
             }
-            let state = if !observed.drift.isEmpty {
-                "Drifted"
+            let state: SyncState = if !observed.drift.isEmpty {
+                .drifted
             } else if let desired, desired[observed.name] != record?.specDigest {
-                desired[observed.name] == nil ? "NotInSpecs" : "OutOfSync"
+                desired[observed.name] == nil ? .notInSpecs : .outOfSync
             } else {
-                "Synced"
+                .synced
             }
             return ChainStatus(name: observed.name, hook: record?.settings.hook.description ?? "?", state: state,
                                specDigest: record?.specDigest, gitRevision: record?.gitRevision, cubes: cubes,
@@ -256,13 +288,24 @@ struct StatusCommand: ParsableCommand {
         }
         let present = Set(observedChains.map(\.name))
         for name in (desired?.keys.sorted() ?? []) where !present.contains(name) {
-            chains.append(ChainStatus(name: name, hook: "-", state: "Missing", specDigest: nil, gitRevision: nil,
+            chains.append(ChainStatus(name: name, hook: "-", state: .missing, specDigest: nil, gitRevision: nil,
                                       cubes: [], drift: []))
         }
+        let unknown = names.filter { name in !chains.contains { $0.name == name } }
+        guard unknown.isEmpty else {
+            throw CommandError("no chain named \(unknown.map { "'\($0)'" }.joined(separator: ", ")) under \(pinRoot.path)"
+                               + (desired == nil ? "" : " or in the specs"))
+        }
+        if !names.isEmpty { chains = chains.filter { names.contains($0.name) } }
+        try show(chains, pinRoot: pinRoot)
+        if chains.contains(where: { $0.state != .synced }) { throw ExitCode(2) }
+    }
+
+    func show(_ chains: [ChainStatus], pinRoot: PinRoot) throws {
         if output == .json { return try printJSON(chains) }
         if chains.isEmpty { return print("No chains under \(pinRoot.path).") }
         for chain in chains {
-            print("chain \(chain.name)  \(chain.state)  \(chain.hook)"
+            print("chain \(chain.name)  \(chain.state.rawValue)  \(chain.hook)"
                   + (chain.specDigest.map { "  spec \($0.prefix(12))" } ?? "")
                   + (chain.gitRevision.map { "  rev \($0.prefix(7))\($0.hasSuffix("+dirty") ? "+dirty" : "")" } ?? ""))
             for drift in chain.drift { print("  drift: \(drift)") }
