@@ -8,8 +8,12 @@ import TailorSpec
 /// One reconcile at a time: specs -> desired state, kernel -> observed state, plan,
 /// and each chain applied on its own, so one that fails does not hold the others.
 ///
-/// A spec directory with errors changes nothing: the errors are logged with their
-/// positions and the last good desired state is kept (its drift still repaired).
+/// A spec directory with errors (missing and unreadable directories and files
+/// included) changes nothing: the errors are logged with their positions and the
+/// last good desired state is kept (its drift still repaired); nothing is pruned
+/// then, since the broken specs may well hold the chains the last good ones lack.
+/// A directory that holds no chain while chains are live is refused unless the
+/// configuration prunes `pruneAllowingEmpty` (see `Prune`): nothing is applied.
 /// A chain whose apply failed is not retried for the same desired state until its
 /// backoff (5 s, doubling to 5 min) has passed; a new desired state is tried at once.
 public final class Reconciler {
@@ -17,9 +21,11 @@ public final class Reconciler {
         public var specDirectory: String
         public var pinRoot: PinRoot
         public var lockTimeout: Double
+        /// What becomes of chains no longer in the specs (`--no-prune`, `--allow-empty`).
+        public var prune: Prune
 
-        public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30) {
-            (self.specDirectory, self.pinRoot, self.lockTimeout) = (specDirectory, pinRoot, lockTimeout)
+        public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30, prune: Prune = .prune) {
+            (self.specDirectory, self.pinRoot, self.lockTimeout, self.prune) = (specDirectory, pinRoot, lockTimeout, prune)
         }
     }
 
@@ -27,6 +33,8 @@ public final class Reconciler {
     public struct Outcome: Sendable, Equatable {
         public var chains = 0, synced = 0, drifted = 0, failed = 0
         public var specErrors = 0
+        /// Live chains kept because the plan was refused (specs that hold no chain).
+        public var keptByRefusal = 0
         public var revision: String?
 
         /// `3 chains synced, 0 drifted, rev abc1234`.
@@ -34,6 +42,9 @@ public final class Reconciler {
             var line = "\(synced) chain\(synced == 1 ? "" : "s") synced, \(drifted) drifted"
             if failed > 0 { line += ", \(failed) failing" }
             if specErrors > 0 { line += ", specs have \(specErrors) error\(specErrors == 1 ? "" : "s")" }
+            if keptByRefusal > 0 {
+                line += ", specs hold no chains: refused, \(keptByRefusal) live chain\(keptByRefusal == 1 ? "" : "s") kept"
+            }
             return line + (revision.map { ", rev \($0)" } ?? "")
         }
     }
@@ -68,6 +79,7 @@ public final class Reconciler {
         var outcome = Outcome(revision: revision?.short)
 
         let (chains, diagnostics) = DesiredChain.load([configuration.specDirectory])
+        let prune: Prune = diagnostics.hasErrors ? .keep : configuration.prune
         if diagnostics.hasErrors {
             for diagnostic in diagnostics.sorted where diagnostic.severity == .error {
                 log.error("spec error", metadata: ["spec_file": "\(diagnostic.location.file)",
@@ -85,7 +97,7 @@ public final class Reconciler {
         do {
             let lock = try PinRootLock(configuration.pinRoot, timeout: configuration.lockTimeout)
             defer { withExtendedLifetime(lock) {} }
-            outcome = try apply(desired, outcome, revision, log)
+            outcome = try apply(desired, prune: prune, outcome, revision, log)
         } catch {
             log.error("reconcile failed", metadata: ["error": "\(error)"])
             outcome.failed = desired.count
@@ -100,7 +112,7 @@ public final class Reconciler {
         return outcome
     }
 
-    private func apply(_ desired: [DesiredChain], _ start: Outcome, _ revision: GitRevision?,
+    private func apply(_ desired: [DesiredChain], prune: Prune, _ start: Outcome, _ revision: GitRevision?,
                        _ log: Logger) throws -> Outcome {
         var outcome = start
         let pinRoot = configuration.pinRoot
@@ -114,12 +126,20 @@ public final class Reconciler {
             for line in recovered { log.notice("interrupted apply recovered", metadata: ["what": "\(line)"]) }
             observed = Observer.observe(pinRoot: pinRoot)
         }
-        let plan = Planner.plan(desired: desired, observed: observed)
+        let plan = Planner.plan(desired: desired, observed: observed, prune: prune)
         for change in plan.chains {
             for (kind, drift) in zip(change.driftKinds, change.drift) {
                 log.warning("drift found", metadata: ["chain": "\(change.name)", "drift_kind": "\(kind)",
                                                       "drift": "\(drift)"])
             }
+        }
+        guard plan.refusals.isEmpty else {
+            let live = Planner.liveChains(observed)
+            log.error("plan refused: nothing is changed", metadata: [
+                "refusal": "\(plan.refusals.joined(separator: "; "))", "live_chains": "\(live.joined(separator: ","))",
+            ])
+            outcome.keptByRefusal = live.count
+            return outcome
         }
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
         for change in plan.chains where change.action != .none && change.action != .skip {
@@ -169,7 +189,7 @@ public final class Reconciler {
             }
         }
         outcome.chains = desired.count
-        let afterPlan = Planner.plan(desired: desired, observed: after)
+        let afterPlan = Planner.plan(desired: desired, observed: after, prune: prune)
         for change in afterPlan.chains where byName[change.name] != nil {
             if !change.drift.isEmpty { outcome.drifted += 1 } else if change.action == .none { outcome.synced += 1 }
         }

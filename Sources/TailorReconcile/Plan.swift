@@ -125,6 +125,25 @@ public struct ChainChange: Sendable, Equatable, Codable {
     public var repairsDrift = false
     /// The kind of each drift entry (`root-detached`, `table-changed`, ...), for logs.
     public var driftKinds: [String] = []
+
+    /// A chain tailor made goes away; the removal of an interrupted apply's leftovers
+    /// does not count (nothing that carried packets is lost).
+    public var destroysChain: Bool { action == .destroy && !Chain.isLeftover(name) }
+}
+
+/// What becomes of the chains tailor owns that the specs no longer hold.
+///
+/// One value instead of two flags, so the safety rule has one home: specs that hold
+/// no chain at all look exactly like an empty, missing or half-synced spec directory,
+/// so destroying every live chain takes `pruneAllowingEmpty`, never plain `prune`.
+public enum Prune: Sendable, Equatable {
+    /// Keep them (`--no-prune`).
+    case keep
+    /// Destroy them, except when the specs hold no chain while chains are live:
+    /// that plan is refused.
+    case prune
+    /// Destroy them, also when that leaves no chain (`--allow-empty`).
+    case pruneAllowingEmpty
 }
 
 /// The plan: per chain what changes and why, and totals over cubes.
@@ -152,8 +171,10 @@ public struct Plan: Sendable, Equatable, Codable {
     public var formatVersion = Plan.formatVersion
     public var chains: [ChainChange]
     public var summary: Summary
-    /// Why the plan must not be applied (state that cannot be carried over); set by
-    /// `Executor.verify`. Plan and apply exit 1 when it is not empty.
+    /// Why the plan must not be applied: specs that hold no chain while chains are
+    /// live (set by the planner, see `Prune`), state that cannot be carried over (set
+    /// by `Executor.verify`). Plan and apply exit 1 when it is not empty, and the
+    /// daemon applies nothing.
     public var refusals: [String] = []
 
     /// A plan of `chains`, with the totals counted from them.
@@ -181,8 +202,17 @@ public enum Planner {
         }
     }
 
-    public static func plan(desired: [DesiredChain], observed: [ObservedChain], prune: Bool = true) -> Plan {
+    /// The chains tailor owns that are live: a readable record, not an interrupted
+    /// apply's leftovers (those are removed whatever the specs say).
+    public static func liveChains(_ observed: [ObservedChain]) -> [String] {
+        observed.filter { !$0.isLeftover && $0.record != nil }.map(\.name).sorted()
+    }
+
+    /// The plan from `observed` to `desired`. With `prune`, specs that hold no chain
+    /// while chains are live give a refused plan (see `Prune`).
+    public static func plan(desired: [DesiredChain], observed: [ObservedChain], prune: Prune = .prune) -> Plan {
         var changes: [ChainChange] = []
+        let destroys = prune != .keep
         let observedByName = Dictionary(observed.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let desiredNames = Set(desired.map(\.settings.name))
         for chain in desired.sorted(by: { $0.settings.name < $1.settings.name }) {
@@ -203,15 +233,30 @@ public enum Planner {
                 continue
             }
             let cubes = record.cubes.keys.sorted().map {
-                CubeChange(name: $0, type: record.cubes[$0]?.type ?? "?", action: prune ? .remove : .keep, reasons: [])
+                CubeChange(name: $0, type: record.cubes[$0]?.type ?? "?", action: destroys ? .remove : .keep, reasons: [])
             }
             changes.append(ChainChange(
-                name: chain.name, action: prune ? .destroy : .skip, hook: record.settings.hook.description,
-                reasons: [prune ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
+                name: chain.name, action: destroys ? .destroy : .skip, hook: record.settings.hook.description,
+                reasons: [destroys ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
                 cubes: cubes, drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
         }
-        changes.sort { $0.name < $1.name }
-        return Plan(chains: changes)
+        // Destroys first: they are what a reader of the plan must not miss.
+        changes.sort { ($0.destroysChain ? 0 : 1, $0.name) < ($1.destroysChain ? 0 : 1, $1.name) }
+        var plan = Plan(chains: changes)
+        let live = liveChains(observed)
+        if prune == .prune && desired.isEmpty && !live.isEmpty { plan.refusals.append(emptySpecsRefusal(live)) }
+        return plan
+    }
+
+    /// Why a plan that would destroy every live chain (`live`, not empty) is refused.
+    static func emptySpecsRefusal(_ live: [String]) -> String {
+        let shown = live.count > 10 ? live.prefix(10).joined(separator: ", ") + ", and \(live.count - 10) more"
+            : live.joined(separator: ", ")
+        let (chains, all, them) = live.count == 1 ? ("1 chain is", "it", "it")
+            : ("\(live.count) chains are", "them all", "them")
+        return "the specs hold no chains while \(chains) live (\(shown)); refusing to destroy \(all): an empty, "
+            + "missing or half-synced spec directory looks like this. Give --allow-empty to remove every chain, "
+            + "or --no-prune to keep \(them)."
     }
 
     static func plan(_ desired: DesiredChain, _ observed: ObservedChain?) -> ChainChange {

@@ -12,19 +12,51 @@ public struct PlanFile: Codable, Sendable {
     public var formatVersion = Plan.formatVersion
     /// Spec paths, absolute.
     public var paths: [String]
-    public var prune: Bool
+    /// Saved as `prune` and `allowEmpty` (booleans), so files written before
+    /// `allowEmpty` existed still read, as plain `prune`, which keeps the refusal of
+    /// empty specs.
+    public var prune: Prune
     /// Desired chain -> digest.
     public var desired: [String: String]
     /// `Fingerprint.of(observed)` when the plan was made.
     public var observed: String
     public var plan: Plan
 
-    public init(paths: [String], prune: Bool, desired: [DesiredChain], observed: [ObservedChain], plan: Plan) {
+    public init(paths: [String], prune: Prune, desired: [DesiredChain], observed: [ObservedChain], plan: Plan) {
         self.paths = paths.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         self.prune = prune
         self.desired = Dictionary(desired.map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
         self.observed = Fingerprint.of(observed)
         self.plan = plan
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, formatVersion, paths, prune, allowEmpty, desired, observed, plan
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try container.decode(String.self, forKey: .kind)
+        formatVersion = try container.decode(Int.self, forKey: .formatVersion)
+        paths = try container.decode([String].self, forKey: .paths)
+        let prunes = try container.decode(Bool.self, forKey: .prune)
+        let allowEmpty = try container.decodeIfPresent(Bool.self, forKey: .allowEmpty) ?? false
+        prune = !prunes ? .keep : allowEmpty ? .pruneAllowingEmpty : .prune
+        desired = try container.decode([String: String].self, forKey: .desired)
+        observed = try container.decode(String.self, forKey: .observed)
+        plan = try container.decode(Plan.self, forKey: .plan)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(formatVersion, forKey: .formatVersion)
+        try container.encode(paths, forKey: .paths)
+        try container.encode(prune != .keep, forKey: .prune)
+        try container.encode(prune == .pruneAllowingEmpty, forKey: .allowEmpty)
+        try container.encode(desired, forKey: .desired)
+        try container.encode(observed, forKey: .observed)
+        try container.encode(plan, forKey: .plan)
     }
 
     /// Why this saved plan cannot be applied to `desired` and `observed` now, or nil.

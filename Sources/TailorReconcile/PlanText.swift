@@ -1,5 +1,6 @@
-/// Prints a plan the way `terraform plan` does: a legend, drift first, per chain
-/// and cube what changes and why, and a summary line.
+/// Prints a plan the way `terraform plan` does: a legend, drift first, chains to be
+/// destroyed next under a loud header, per chain and cube what changes and why, and
+/// a summary line.
 public enum PlanText {
     public static func render(_ plan: Plan, color: Bool, verbose: Bool = false) -> String {
         let paint = { (code: String, text: String) in color ? "\u{1b}[\(code)m\(text)\u{1b}[0m" : text }
@@ -31,7 +32,12 @@ public enum PlanText {
         lines.append("Symbols: \(symbol(.add)) create  \(symbol(.relink)) update in place  "
                      + "\(symbol(.replace)) replace  \(symbol(.remove)) destroy")
         lines.append("")
-        for chain in plan.chains where chain.action != .none {
+        // Destroys come first, under a line that cannot be overlooked.
+        let destroyed = plan.chains.filter(\.destroysChain)
+        if !destroyed.isEmpty {
+            lines.append(paint("1;31", "\(destroyed.count) chain\(destroyed.count == 1 ? "" : "s") will be DESTROYED:"))
+        }
+        for chain in destroyed + plan.chains.filter({ !$0.destroysChain }) where chain.action != .none {
             let (mark, verb): (String, String) = switch chain.action {
             case .create: (symbol(.add), "will be created")
             case .update: (symbol(.relink), "will be updated in place")

@@ -27,13 +27,36 @@ struct KernelOptions: ParsableArguments {
     }
 }
 
+/// What `plan`, `apply` and `run` do with chains that are no longer in the specs.
+struct PruneOptions: ParsableArguments {
+    @Flag(help: "Keep chains that are no longer in the specs instead of removing them.")
+    var noPrune = false
+
+    @Flag(help: ArgumentHelp("Remove every chain when the specs hold none (refused otherwise: an empty, missing or "
+                             + "half-synced spec directory looks the same)."))
+    var allowEmpty = false
+
+    func validate() throws {
+        if noPrune && allowEmpty { throw ValidationError("--allow-empty and --no-prune contradict each other; give one") }
+    }
+
+    var prune: Prune { noPrune ? .keep : allowEmpty ? .pruneAllowingEmpty : .prune }
+}
+
+/// The desired state of spec `paths`, or exit 1 after printing the specs' errors.
+func loadDesired(_ paths: [String]) throws -> [DesiredChain] {
+    let (chains, diagnostics) = DesiredChain.load(paths)
+    for diagnostic in diagnostics.sorted { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
+    if diagnostics.hasErrors { throw ExitCode(1) }
+    return chains
+}
+
 /// Options of `plan` and `apply`.
 struct PlanOptions: ParsableArguments {
     @Argument(help: "Spec files or directories (apply also takes a plan file saved with plan --out).")
     var paths: [String]
 
-    @Flag(help: "Keep chains that are no longer in the specs instead of removing them.")
-    var noPrune = false
+    @OptionGroup var pruning: PruneOptions
 
     @Option(help: "Output format: text or json.")
     var output: OutputFormat = .text
@@ -43,14 +66,6 @@ struct PlanOptions: ParsableArguments {
 
     @Flag(name: .shortAndLong, help: "Show unchanged cubes too.")
     var verbose = false
-
-    /// The desired state, or exit 1 after printing the spec's errors.
-    func desired() throws -> [DesiredChain] {
-        let (chains, diagnostics) = DesiredChain.load(paths)
-        for diagnostic in diagnostics.sorted { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
-        if diagnostics.hasErrors { throw ExitCode(1) }
-        return chains
-    }
 
     /// Exits 1, with the reasons on stderr, when the plan carries refusals.
     static func refuse(_ plan: Plan) throws {
@@ -74,7 +89,8 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan",
         abstract: "Show what apply would change; every new or changed program is loaded so the verifier checks it.",
         discussion: "Exit status: 0 no changes (or changes without --detailed-exitcode), 2 changes with "
-            + "--detailed-exitcode, 1 error."
+            + "--detailed-exitcode, 1 error or refused plan (specs that hold no chain while chains are live, without "
+            + "--allow-empty; state that cannot be carried over)."
     )
 
     @OptionGroup var options: PlanOptions
@@ -87,17 +103,17 @@ struct PlanCommand: ParsableCommand {
     var out: String?
 
     func run() throws {
-        let desired = try options.desired()
+        let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
         let observed = Observer.observe(pinRoot: pinRoot)
+        let prune = options.pruning.prune
         let plan = try Executor(pinRoot: pinRoot).verify(
-            Planner.plan(desired: desired, observed: observed, prune: !options.noPrune), desired: desired)
+            Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
         try options.show(plan)
         try PlanOptions.refuse(plan)
         if let out {
-            let file = PlanFile(paths: options.paths, prune: !options.noPrune, desired: desired, observed: observed,
-                                plan: plan)
+            let file = PlanFile(paths: options.paths, prune: prune, desired: desired, observed: observed, plan: plan)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(file).write(to: URL(fileURLWithPath: out))
@@ -111,7 +127,10 @@ struct PlanCommand: ParsableCommand {
 struct ApplyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Make the kernel match the specs: plan, verify, then change each chain with one commit."
+        abstract: "Make the kernel match the specs: plan, verify, then change each chain with one commit.",
+        discussion: "A saved plan is applied with the --no-prune or --allow-empty it was made with. Exit status: 0 "
+            + "applied (or no changes), 1 error or refused plan (then nothing changes but the recovery of an "
+            + "interrupted apply)."
     )
 
     @OptionGroup var options: PlanOptions
@@ -123,11 +142,10 @@ struct ApplyCommand: ParsableCommand {
     func run() throws {
         var options = self.options
         let saved = try savedPlan()
-        if let saved {
-            options.paths = saved.paths
-            options.noPrune = !saved.prune
-        }
-        let desired = try options.desired()
+        if let saved { options.paths = saved.paths }
+        // A saved plan is applied with the prune choice it was made with.
+        let prune = saved?.prune ?? options.pruning.prune
+        let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
         var observed = Observer.observe(pinRoot: pinRoot)
@@ -142,9 +160,9 @@ struct ApplyCommand: ParsableCommand {
         }
         var executor = Executor(pinRoot: pinRoot, takeover: takeover)
         if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
-        let plan = try executor.verify(
-            Planner.plan(desired: desired, observed: observed, prune: !options.noPrune), desired: desired)
+        let plan = try executor.verify(Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
         try options.show(plan)
+        // Nothing below this line runs for a refused plan: the kernel stays as recovery left it.
         try PlanOptions.refuse(plan)
         // Specs from one directory of a git work tree: its revision goes into each chain's record.
         let revision = options.paths.count == 1 ? GitRevision.of(options.paths[0]) : nil
@@ -183,18 +201,45 @@ extension ApplyCommand {
     }
 }
 
-/// `tailor status`: the chains in the kernel, their cubes and counters, and drift.
+/// `tailor status [SPEC...] [CHAIN...]`: the chains in the kernel, their cubes and
+/// counters, drift, and whether they match the specs; the exit status says whether
+/// anything needs attention, so a script or a monitor need not parse the output.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the chains in the kernel: hook, cubes, slots, counters, drift.")
+        commandName: "status",
+        abstract: "Show the chains in the kernel: hook, cubes, slots, counters, drift, and sync with the specs.",
+        discussion: """
+            Arguments are spec files or directories and chain names. An argument is a spec path when a file or \
+            directory by that name exists or it holds a '/' or a '.' (chain names cannot); any other argument is a \
+            chain name, and only the chains named are shown. A name no chain has, in the kernel or in the specs, is \
+            an error.
+
+            Exit status: 0 when every chain shown is Synced; 2 when one is Drifted, or (with spec paths) OutOfSync, \
+            Missing or NotInSpecs; 1 on error. Without spec paths only drift makes it 2.
+            """)
 
     @OptionGroup var kernel: KernelOptions
 
     @Option(help: "Output format: text or json.")
     var output: OutputFormat = .text
 
-    @Argument(help: "Spec files or directories: compare each chain with them (Synced / OutOfSync / Missing).")
-    var paths: [String] = []
+    @Argument(help: ArgumentHelp("Spec files or directories to compare the chains with, and chain names to show.",
+                                 valueName: "spec-or-chain"))
+    var arguments: [String] = []
+
+    /// How a chain compares with its own record and with the specs.
+    enum SyncState: String, Encodable {
+        /// As recorded, and (with specs) as the specs want it.
+        case synced = "Synced"
+        /// The specs want it otherwise: apply would change it.
+        case outOfSync = "OutOfSync"
+        /// In the specs, not in the kernel: apply would create it.
+        case missing = "Missing"
+        /// In the kernel, not in the specs: apply would destroy it.
+        case notInSpecs = "NotInSpecs"
+        /// The kernel differs from the chain's record: observe found drift.
+        case drifted = "Drifted"
+    }
 
     struct CubeStatus: Encodable {
         var name: String, type: String, slot: Int, program: UInt32
@@ -202,21 +247,24 @@ struct StatusCommand: ParsableCommand {
     }
 
     struct ChainStatus: Encodable {
-        var name: String, hook: String, state: String, specDigest: String?, gitRevision: String?
+        var name: String, hook: String, state: SyncState, specDigest: String?, gitRevision: String?
         var cubes: [CubeStatus], drift: [String]
     }
 
-    /// Per chain, the digest the specs want; nil when no specs were given.
-    func desiredDigests() throws -> [String: String]? {
-        guard !paths.isEmpty else { return nil }
-        var options = try PlanOptions.parse(paths)
-        options.output = output
-        return Dictionary(try options.desired().map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
+    /// The arguments told apart: spec paths, and the chain names to show.
+    var selection: (paths: [String], names: [String]) {
+        let isPath = { (argument: String) in
+            FileManager.default.fileExists(atPath: argument) || argument.contains("/") || argument.contains(".")
+        }
+        return (arguments.filter(isPath), arguments.filter { !isPath($0) })
     }
 
     func run() throws {
         let pinRoot = try kernel.pinRoot()
-        let desired = try desiredDigests()
+        let (paths, names) = selection
+        // Per chain, the digest the specs want; nil when no specs were given.
+        let desired = paths.isEmpty ? nil : Dictionary(try loadDesired(paths).map { ($0.settings.name, $0.digest) },
+                                                       uniquingKeysWith: { a, _ in a })
         let observedChains = Observer.observe(pinRoot: pinRoot)
         var chains = observedChains.map { observed -> ChainStatus in
             let record = observed.record
@@ -227,12 +275,12 @@ struct StatusCommand: ParsableCommand {
                                   packets: counters?.packets, passed: counters?.passed, dropped: counters?.dropped,
                                   missed: counters?.missed)
             }
-            let state = if !observed.drift.isEmpty {
-                "Drifted"
+            let state: SyncState = if !observed.drift.isEmpty {
+                .drifted
             } else if let desired, desired[observed.name] != record?.specDigest {
-                desired[observed.name] == nil ? "NotInSpecs" : "OutOfSync"
+                desired[observed.name] == nil ? .notInSpecs : .outOfSync
             } else {
-                "Synced"
+                .synced
             }
             return ChainStatus(name: observed.name, hook: record?.settings.hook.description ?? "?", state: state,
                                specDigest: record?.specDigest, gitRevision: record?.gitRevision, cubes: cubes,
@@ -240,13 +288,24 @@ struct StatusCommand: ParsableCommand {
         }
         let present = Set(observedChains.map(\.name))
         for name in (desired?.keys.sorted() ?? []) where !present.contains(name) {
-            chains.append(ChainStatus(name: name, hook: "-", state: "Missing", specDigest: nil, gitRevision: nil,
+            chains.append(ChainStatus(name: name, hook: "-", state: .missing, specDigest: nil, gitRevision: nil,
                                       cubes: [], drift: []))
         }
+        let unknown = names.filter { name in !chains.contains { $0.name == name } }
+        guard unknown.isEmpty else {
+            throw CommandError("no chain named \(unknown.map { "'\($0)'" }.joined(separator: ", ")) under \(pinRoot.path)"
+                               + (desired == nil ? "" : " or in the specs"))
+        }
+        if !names.isEmpty { chains = chains.filter { names.contains($0.name) } }
+        try show(chains, pinRoot: pinRoot)
+        if chains.contains(where: { $0.state != .synced }) { throw ExitCode(2) }
+    }
+
+    func show(_ chains: [ChainStatus], pinRoot: PinRoot) throws {
         if output == .json { return try printJSON(chains) }
         if chains.isEmpty { return print("No chains under \(pinRoot.path).") }
         for chain in chains {
-            print("chain \(chain.name)  \(chain.state)  \(chain.hook)"
+            print("chain \(chain.name)  \(chain.state.rawValue)  \(chain.hook)"
                   + (chain.specDigest.map { "  spec \($0.prefix(12))" } ?? "")
                   + (chain.gitRevision.map { "  rev \($0.prefix(7))\($0.hasSuffix("+dirty") ? "+dirty" : "")" } ?? ""))
             for drift in chain.drift { print("  drift: \(drift)") }

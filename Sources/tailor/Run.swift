@@ -11,13 +11,17 @@ struct Run: AsyncParsableCommand {
         discussion: "Logs go to the systemd journal (CHAIN, CUBE, ACTION, PLAN_ID, GIT_COMMIT, DURATION_US, "
             + "DRIFT_KIND, SPEC_FILE fields), or to stderr without one. SIGHUP reconciles at once; SIGTERM stops "
             + "after the reconcile in progress and leaves the datapath as it is. With systemd (Type=notify): READY=1 "
-            + "after the first reconcile, STATUS= after each, WATCHDOG=1 when WatchdogSec is set."
+            + "after the first reconcile, STATUS= after each, WATCHDOG=1 when WatchdogSec is set. Specs with errors "
+            + "(a missing or unreadable directory too) keep the last good state and prune nothing; a directory that "
+            + "holds no chain while chains are live changes nothing unless --allow-empty."
     )
 
     @Argument(help: "The spec directory (a git work tree, or inside one, to record revisions).")
     var specDirectory: String
 
     @OptionGroup var kernel: KernelOptions
+
+    @OptionGroup var pruning: PruneOptions
 
     @Option(help: "Seconds between reconciles that look for drift.")
     var interval = 30.0
@@ -38,7 +42,7 @@ struct Run: AsyncParsableCommand {
         let directory = URL(fileURLWithPath: specDirectory).standardizedFileURL.path
         let service = ReconcileService(
             .init(reconciler: .init(specDirectory: directory, pinRoot: try kernel.pinRoot(),
-                                    lockTimeout: kernel.lockTimeout),
+                                    lockTimeout: kernel.lockTimeout, prune: pruning.prune),
                   interval: .milliseconds(Int64(interval * 1000)), debounce: .milliseconds(debounce)),
             logger: logger)
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -306,3 +306,82 @@ struct DaemonTests {
         }
     }
 }
+
+/// Prune safety of `tailor run` (docs/daemon.md, "Prune safety").
+extension DaemonTests {
+    /// `tailor run DIRECTORY --allow-empty`, logging to `log`.
+    static func daemonAllowingEmpty(_ directory: String, _ root: PinRoot, log: String) throws -> Process {
+        let process = Process()
+        process.executableURL = Golden.tailor
+        process.arguments = ["run", directory, "--bpffs", root.path, "--interval", "1", "--debounce", "50", "--allow-empty"]
+        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try process.run()
+        return process
+    }
+
+    @Test("an emptied spec directory is refused and a removed one keeps the last good state: the chain stays, the log says why")
+    func emptiedAndRemovedSpecs() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let directory = FileManager.default.temporaryDirectory
+                    .appendingPathComponent("tailor-run-empty-\(UniqueName.make(""))").path
+                let (gone, log, allowLog) = (directory + ".gone", directory + ".log", directory + ".allow.log")
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                defer { for path in [directory, gone, log, allowLog] { try? FileManager.default.removeItem(atPath: path) } }
+                let file = directory + "/edge.yaml"
+                try lab.filterChainSpec(droppingUDP: 9).write(toFile: file, atomically: true, encoding: .utf8)
+                for path in [log, allowLog] { try Data().write(to: URL(fileURLWithPath: path)) }
+                let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+                let count = { (text: String) in lines().components(separatedBy: text).count - 1 }
+                let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+
+                let daemon = try Daemon(directory, root, stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                var stopped = false
+                defer { if !stopped { _ = daemon.stop() } }
+                let ready = eventually { try hook.attachedProgram() != nil && lines().contains("tailor run is ready") }
+                #expect(ready, "\(lines())")
+                let before = try KernelSnapshot(root, hooks: [hook])
+
+                // Emptied: the plan is refused, the chain stays, the log and the status say why.
+                try FileManager.default.removeItem(atPath: file)
+                #expect(eventually { lines().contains("plan refused: nothing is changed") }, "\(lines())")
+                #expect(lines().contains("REFUSAL=the specs hold no chains while 1 chain is live (edge)"), "\(lines())")
+                #expect(lines().contains("LIVE_CHAINS=edge"), "\(lines())")
+                #expect(lines().contains("specs hold no chains: refused, 1 live chain kept"), "\(lines())")
+                var finished = count("reconcile finished")
+                #expect(eventually { count("reconcile finished") >= finished + 2 })  // interval reconciles refuse too
+                #expect(try KernelSnapshot(root, hooks: [hook]) == before, "an emptied directory changed the kernel")
+
+                // Back, then the whole directory gone at once: a spec error, the last good state kept.
+                let synced = count("STATUS=1 chain synced, 0 drifted\n")
+                try lab.filterChainSpec(droppingUDP: 9).write(toFile: file, atomically: true, encoding: .utf8)
+                #expect(eventually { count("STATUS=1 chain synced, 0 drifted\n") > synced }, "\(lines())")
+                try FileManager.default.moveItem(atPath: directory, toPath: gone)
+                #expect(eventually { lines().contains("no such file or directory") }, "\(lines())")
+                #expect(eventually { count("STATUS=1 chain synced, 0 drifted, specs have 1 error") >= 2 }, "\(lines())")
+                finished = count("reconcile finished")
+                #expect(eventually { count("reconcile finished") >= finished + 1 })
+                #expect(try KernelSnapshot(root, hooks: [hook]) == before, "a missing directory changed the kernel")
+                #expect(daemon.stop() == 0)
+                stopped = true
+
+                // A first start on a missing directory changes nothing either.
+                let missing = try CLI.run(["run", directory, "--bpffs", root.path])
+                #expect(missing.status == 64 && missing.stderr.contains("is not a directory"), "\(missing)")
+                #expect(try KernelSnapshot(root, hooks: [hook]) == before)
+
+                // With --allow-empty, an empty directory removes the chain.
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                let allowing = try Self.daemonAllowingEmpty(directory, root, log: allowLog)
+                defer { if allowing.isRunning { allowing.terminate(); allowing.waitUntilExit() } }
+                #expect(eventually { !root.exists(root.appending("edge")) })
+                #expect(try hook.attachedProgram() == nil)
+                allowing.terminate()
+                allowing.waitUntilExit()
+                #expect(allowing.terminationStatus == 0)
+            }
+        }
+    }
+}

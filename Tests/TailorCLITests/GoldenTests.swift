@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+import TailorDatapath
+import TailorKernel
+import TailorLab
 import TailorTestKit
 
 /// Runs the built `tailor` and compares stdout, stderr and the exit status with the
@@ -15,10 +18,17 @@ enum Golden {
     static let recording = ProcessInfo.processInfo.environment["TAILOR_RECORD_GOLDENS"] == "1"
 
     /// Runs tailor with `arguments` from the repository root; `replacing` maps
-    /// run-specific text (a temporary pin root) to stable placeholders.
-    static func check(_ name: String, _ arguments: [String], replacing: [String: String] = [:]) throws {
+    /// run-specific text (a temporary pin root) to stable placeholders, and
+    /// `patterns` does the same for regular expressions (program ids, digests).
+    static func check(_ name: String, _ arguments: [String], replacing: [String: String] = [:],
+                      patterns: [String: String] = [:]) throws {
         let (status, stdout, stderr) = try CLI.run(arguments)
-        let scrub = { (text: String) in replacing.reduce(text) { $0.replacingOccurrences(of: $1.key, with: $1.value) } }
+        let scrub = { (text: String) in
+            let literal = replacing.reduce(text) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
+            return patterns.reduce(literal) {
+                $0.replacingOccurrences(of: $1.key, with: $1.value, options: .regularExpression)
+            }
+        }
         let actual = ["stdout": scrub(stdout), "stderr": scrub(stderr), "status": "\(status)\n"]
         for (stream, text) in actual.sorted(by: { $0.key < $1.key }) {
             let file = goldens.appendingPathComponent("\(name).\(stream)")
@@ -88,6 +98,100 @@ struct GoldenTests {
             try Golden.check("status-empty", ["status", "--bpffs", root.path], replacing: scrub)
             try Golden.check("status-missing", ["status", "specs", "--bpffs", root.path, "--output", "json"],
                              replacing: scrub)
+            try Golden.check("status-unknown-chain", ["status", "specs", "edge", "nosuch", "--bpffs", root.path],
+                             replacing: scrub)
+        }
+    }
+
+    /// A spec directory of its own, removed after `body`.
+    static func withDirectory<R>(_ body: (String) async throws -> R) async throws -> R {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tailor-golden-\(UniqueName.make(""))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        return try await body(directory)
+    }
+
+    @Test("status exits 0 when synced, 2 when out of sync, not in the specs or drifted; names select chains", .kernel)
+    func statusExitCodes() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                try await Self.withDirectory { specs in
+                    try lab.filterChainSpec(droppingUDP: 9).write(toFile: specs + "/edge.yaml", atomically: true,
+                                                                  encoding: .utf8)
+                    let tailor = { (arguments: [String]) in try CLI.run(arguments + ["--bpffs", root.path]) }
+                    #expect(try tailor(["apply", specs]).status == 0)
+                    let scrub = [root.path: "<pin root>", specs: "<specs>", lab.b.interfaceName: "<interface>",
+                                 lab.b.namespaceName: "<netns>"]
+                    let patterns = [#""program" : [0-9]+"#: #""program" : <id>"#,
+                                    #""specDigest" : "[0-9a-f]+""#: #""specDigest" : "<digest>""#]
+                    let check = { (name: String, arguments: [String]) in
+                        try Golden.check(name, arguments + ["--bpffs", root.path, "--output", "json"],
+                                         replacing: scrub, patterns: patterns)
+                    }
+                    try check("status-synced", ["status", specs, "edge"])
+                    #expect(try tailor(["status"]).status == 0)
+
+                    try lab.filterChainSpec(droppingUDP: 10).write(toFile: specs + "/edge.yaml", atomically: true,
+                                                                   encoding: .utf8)
+                    try check("status-out-of-sync", ["status", specs])
+                    try FileManager.default.removeItem(atPath: specs + "/edge.yaml")
+                    let notInSpecs = try tailor(["status", specs])
+                    #expect(notInSpecs.status == 2 && notInSpecs.stdout.contains("chain edge  NotInSpecs"),
+                            "\(notInSpecs)")
+
+                    let rootID = try Program(pinnedAt: root.appending("edge", "root")).info().id
+                    try TC.detach(from: lab.b.interface(), direction: .ingress, expected: rootID)
+                    try check("status-drifted", ["status", "edge"])
+                    #expect(try tailor(["destroy", "--all"]).status == 0)
+                }
+            }
+        }
+    }
+
+    @Test("apply of specs that hold no chain refuses while a chain is live and changes nothing; --allow-empty destroys",
+          .kernel)
+    func emptySpecs() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                try await Self.withDirectory { directory in
+                    let (specs, empty) = (directory + "/specs", directory + "/empty")
+                    for path in [specs, empty] { try FileManager.default.createDirectory(atPath: path,
+                                                                                         withIntermediateDirectories: true) }
+                    try lab.filterChainSpec(droppingUDP: 9).write(toFile: specs + "/edge.yaml", atomically: true,
+                                                                  encoding: .utf8)
+                    let tailor = { (arguments: [String]) in try CLI.run(arguments + ["--bpffs", root.path]) }
+                    let scrub = [root.path: "<pin root>", directory: "<dir>", lab.b.interfaceName: "<interface>",
+                                 lab.b.namespaceName: "<netns>"]
+                    let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                    #expect(try tailor(["apply", specs]).status == 0)
+                    let before = try KernelSnapshot(root, hooks: [hook])
+
+                    try Golden.check("apply-empty-refused", ["apply", empty, "--bpffs", root.path], replacing: scrub)
+                    #expect(try KernelSnapshot(root, hooks: [hook]) == before, "a refused apply changed the kernel")
+                    let plan = try tailor(["plan", empty, "--out", directory + "/plan.json"])
+                    #expect(plan.status == 1 && plan.stderr.contains("error: the specs hold no chains while 1 chain"),
+                            "\(plan.stderr)")
+                    #expect(!FileManager.default.fileExists(atPath: directory + "/plan.json"))
+                    let kept = try tailor(["apply", empty, "--no-prune"])
+                    #expect(kept.status == 0 && kept.stdout.contains("chain edge: skipped (no longer in the specs; kept"),
+                            "\(kept)")
+                    #expect(try KernelSnapshot(root, hooks: [hook]) == before, "--no-prune changed the kernel")
+
+                    try Golden.check("apply-empty-allowed", ["apply", empty, "--bpffs", root.path, "--allow-empty"],
+                                     replacing: scrub)
+                    let destroyed = try KernelSnapshot(root, hooks: [hook])
+                    #expect(destroyed.pins.isEmpty && destroyed.hooks == ["\(hook)": "none"], "\(destroyed)")
+
+                    // A saved plan keeps --allow-empty.
+                    #expect(try tailor(["apply", specs]).status == 0)
+                    let saved = try tailor(["plan", empty, "--allow-empty", "--out", directory + "/plan.json"])
+                    #expect(saved.status == 0, "\(saved.stderr)")
+                    let applied = try tailor(["apply", directory + "/plan.json"])
+                    #expect(applied.status == 0 && applied.stdout.contains("2 removed"), "\(applied)")
+                    #expect(try KernelSnapshot(root, hooks: [hook]).pins.isEmpty)
+                }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TailorDatapath
 import TailorKernel
@@ -107,11 +108,92 @@ struct PlannerTests {
 
     @Test("chains gone from the specs are destroyed, or kept with --no-prune")
     func prune() throws {
-        let live = try observed(desired("old", [("a", blueprint(1))]))
-        let pruned = Planner.plan(desired: [], observed: [live])
-        #expect(pruned.chains.map(\.action) == [.destroy] && pruned.summary == Plan.Summary(destroy: 1))
-        let kept = Planner.plan(desired: [], observed: [live], prune: false)
-        #expect(kept.chains.map(\.action) == [.skip] && kept.isEmpty)
+        let stays = desired("stays", [("a", blueprint(1))])
+        let live = [try observed(desired("old", [("a", blueprint(1))])), try observed(stays)]
+        let pruned = Planner.plan(desired: [stays], observed: live)
+        #expect(pruned.chains.map(\.action) == [.destroy, .none] && pruned.summary == Plan.Summary(destroy: 1))
+        #expect(pruned.refusals.isEmpty)
+        let kept = Planner.plan(desired: [stays], observed: live, prune: .keep)
+        #expect(kept.chains.map(\.action) == [.skip, .none] && kept.isEmpty)
+        #expect(kept.chains[0].reasons == ["no longer in the specs; kept (--no-prune)"])
+    }
+
+    /// Live chains named `names`, as tailor committed them.
+    static func live(_ names: [String]) throws -> [ObservedChain] {
+        try names.map { try observed(desired($0, [("a", blueprint(1))])) }
+    }
+
+    @Test("specs with no chain while chains are live: refused with prune, destroyed with allow-empty, kept with no-prune",
+          arguments: [(Prune.prune, [ChainChange.Action.destroy, .destroy, .destroy], true),
+                      (.pruneAllowingEmpty, [.destroy, .destroy, .destroy], false),
+                      (.keep, [.skip, .skip, .skip], false)])
+    func emptySpecs(prune: Prune, actions: [ChainChange.Action], refused: Bool) throws {
+        let plan = Planner.plan(desired: [], observed: try Self.live(["lb", "edge", "fw"]), prune: prune)
+        #expect(plan.chains.map(\.name) == ["edge", "fw", "lb"])
+        #expect(plan.chains.map(\.action) == actions)
+        #expect(plan.refusals == (refused ? [
+            "the specs hold no chains while 3 chains are live (edge, fw, lb); refusing to destroy them all: an empty, "
+                + "missing or half-synced spec directory looks like this. Give --allow-empty to remove every chain, "
+                + "or --no-prune to keep them.",
+        ] : []))
+    }
+
+    @Test("the refusal of empty specs names one chain as one, and many chains as the first ten")
+    func emptySpecsWording() throws {
+        let one = Planner.plan(desired: [], observed: try Self.live(["edge"]))
+        #expect(one.refusals.first?.hasPrefix("the specs hold no chains while 1 chain is live (edge); "
+            + "refusing to destroy it: ") == true, "\(one.refusals)")
+        #expect(one.refusals.first?.hasSuffix("or --no-prune to keep it.") == true, "\(one.refusals)")
+        let names = (10..<22).map { "c\($0)" }
+        let many = Planner.plan(desired: [], observed: try Self.live(names))
+        #expect(many.refusals.first?.contains("while 12 chains are live (c10, c11, c12, c13, c14, c15, c16, c17, c18, "
+            + "c19, and 2 more); refusing to destroy them all") == true, "\(many.refusals)")
+    }
+
+    @Test("no chain in the specs and none live: no refusal, no changes")
+    func emptySpecsNothingLive() {
+        let plan = Planner.plan(desired: [], observed: [])
+        #expect(plan.refusals.isEmpty && plan.isEmpty)
+        #expect(PlanText.render(plan, color: false) == "No changes. The kernel matches the specs.")
+    }
+
+    @Test("leftovers and unreadable chains are not live chains: empty specs remove the leftovers without a refusal")
+    func emptySpecsLeftovers() throws {
+        var leftover = try observed(desired("_creating-edge", [("a", blueprint(1))]))
+        leftover.drift = [.leftover]
+        let unreadable = ObservedChain(name: "weird", record: nil, slots: [:], drift: [.metaMissing("empty")])
+        let plan = Planner.plan(desired: [], observed: [leftover, unreadable])
+        #expect(plan.refusals.isEmpty)
+        #expect(plan.chains.map(\.action) == [.destroy, .skip])
+        #expect(!plan.chains[0].destroysChain)
+        #expect(Planner.liveChains([leftover, unreadable]).isEmpty)
+    }
+
+    @Test("destroys come first in the plan and under a loud line in its text")
+    func destroysFirst() throws {
+        let keep = desired("a", [("x", blueprint(1))])
+        let plan = Planner.plan(desired: [keep, desired("n", [("x", blueprint(4))])],
+                                observed: [try observed(keep), try observed(desired("z", [("y", blueprint(2))]))])
+        #expect(plan.chains.map(\.name) == ["z", "a", "n"])
+        #expect(plan.chains.map(\.action) == [.destroy, .none, .create])
+        #expect(PlanText.render(plan, color: false) == """
+            Symbols: + create  ~ update in place  -/+ replace  - destroy
+
+            1 chain will be DESTROYED:
+              # chain "z" will be destroyed (xdp (native) on eth0)
+              # no longer in the specs
+              - chain "z" {
+                  - cube "y" (test)
+                }
+
+              # chain "n" will be created (xdp (native) on eth0)
+              + chain "n" {
+                  + cube "x" (test)
+                }
+
+            Plan: 1 to add, 0 to change, 0 to replace, 1 to destroy.
+            """)
+        #expect(PlanText.render(plan, color: true).contains("\u{1b}[1;31m1 chain will be DESTROYED:\u{1b}[0m"))
     }
 
     @Test("suspended chains and unreadable pinned state are left alone")
@@ -213,7 +295,7 @@ struct PlanFileTests {
     func staleness() throws {
         let chain = desired([("a", blueprint(1))])
         let live = [try observed(chain)]
-        let file = PlanFile(paths: ["specs"], prune: true, desired: [chain], observed: live,
+        let file = PlanFile(paths: ["specs"], prune: .prune, desired: [chain], observed: live,
                             plan: Planner.plan(desired: [chain], observed: live))
         #expect(file.staleness(desired: [chain], observed: live) == nil)
         let edited = desired([("a", blueprint(2))])
@@ -224,5 +306,19 @@ struct PlanFileTests {
         var tableEdited = live
         tableEdited[0].tables = ["a": ["t": [TableEntry(key: [1], value: [1])]]]
         #expect(file.staleness(desired: [chain], observed: tableEdited) != nil)
+    }
+
+    @Test("a saved plan keeps its prune choice; files from before allowEmpty read as plain prune",
+          arguments: [(Prune.keep, false, false), (.prune, true, false), (.pruneAllowingEmpty, true, true)])
+    func pruneChoice(prune: Prune, prunes: Bool, allowEmpty: Bool) throws {
+        let file = PlanFile(paths: ["specs"], prune: prune, desired: [], observed: [],
+                            plan: Planner.plan(desired: [], observed: [], prune: prune))
+        let json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(file)) as? [String: Any]
+        #expect(json?["prune"] as? Bool == prunes && json?["allowEmpty"] as? Bool == allowEmpty, "\(json ?? [:])")
+        #expect(try JSONDecoder().decode(PlanFile.self, from: try JSONEncoder().encode(file)).prune == prune)
+        var old = try #require(json)
+        old["allowEmpty"] = nil
+        let decoded = try JSONDecoder().decode(PlanFile.self, from: try JSONSerialization.data(withJSONObject: old))
+        #expect(decoded.prune == (prune == .keep ? .keep : .prune))
     }
 }
