@@ -49,7 +49,9 @@ public struct Executor {
             let interrupted = try change.action == .update
                 && MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil
             switch change.action {
-            case .create, .replace, .update where interrupted:
+            case .update where interrupted:
+                fallthrough
+            case .create, .replace:
                 plan.refusals += try Chain.verify(chain.settings, topology: chain.topology, zones: zones)
                     .map { "chain \(change.name): \($0)" }
             case .update:

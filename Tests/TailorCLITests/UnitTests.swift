@@ -146,7 +146,7 @@ struct UnitTests {
 
             // The daemon under strace (outside the capability drop), so its system calls can be checked.
             let log = directory + "/run.log", trace = directory + "/strace.txt"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let daemon = Process()
             daemon.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
             daemon.arguments = ["-f", "-qq", "-o", trace, "/usr/bin/setpriv"] + Unit.setpriv(capabilities)
