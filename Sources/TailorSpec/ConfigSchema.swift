@@ -176,6 +176,10 @@ enum ConfigValidator {
             diagnostics.error("expected \(expected) for \(what), found \(node.kindName)", at: node.location)
             return nil
         }
+        if let problem = node.leadingZeroProblem {
+            diagnostics.error("\(what): \(problem)", at: node.location)
+            return nil
+        }
         guard let value = parse(text) else {
             diagnostics.error("'\(excerpt(text))' is not \(expected) (\(what))", at: node.location)
             return nil

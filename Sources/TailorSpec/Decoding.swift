@@ -64,10 +64,18 @@ struct MappingReader {
 }
 
 extension YAMLNode {
-    /// The scalar's text, or nil (with an error) for anything else.
+    /// The scalar's text, or nil (with an error) for anything else, a plain scalar
+    /// that YAML reads as a number, boolean or null included (`name: 123`,
+    /// `interface: yes`): the JSON Schema rejects those too, and a reviewer's YAML
+    /// tools would not show them as the text tailor would use.
     func string(_ what: String, diagnostics: inout Diagnostics) -> String? {
         guard case .scalar(let text) = value, !isNull else {
             diagnostics.error("expected a string for \(what), found \(isNull ? "nothing" : kindName)", at: location)
+            return nil
+        }
+        if let reading = nonTextReading {
+            diagnostics.error("expected a string for \(what), found '\(excerpt(text))', which YAML reads as "
+                              + "\(reading): quote it ('\(excerpt(text))') if you mean the text", at: location)
             return nil
         }
         return text
@@ -77,6 +85,10 @@ extension YAMLNode {
     func integer(_ what: String, in range: ClosedRange<Int>, diagnostics: inout Diagnostics) -> Int? {
         guard case .scalar(let text) = value, !isQuoted else {
             diagnostics.error("expected an integer for \(what), found \(kindName)", at: location)
+            return nil
+        }
+        if let problem = leadingZeroProblem {
+            diagnostics.error("\(what): \(problem)", at: location)
             return nil
         }
         let hex = text.dropFirst(2)

@@ -37,10 +37,13 @@ public struct Diagnostic: Sendable, Hashable, Codable, CustomStringConvertible {
 /// Diagnostics collected over a whole run: every error is reported, not only the first.
 public struct Diagnostics: Sendable {
     public private(set) var all: [Diagnostic] = []
-    /// Diagnostics kept before the rest are dropped, as compilers stop after a number
-    /// of errors per file: a file of 50,000 unknown keys must not print 50,000 lines.
+    /// Errors (and, separately, warnings) kept before the rest are dropped, as
+    /// compilers stop after a number of errors per file: a file of 50,000 unknown
+    /// keys must not print 50,000 lines. Warnings never count toward the errors: a
+    /// valid spec with many warnings stays valid.
     private let limit: Int
-    /// Whether the limit was reached (the last diagnostic says so): stop reading.
+    private var errors = 0, warnings = 0
+    /// Whether the error limit was reached (the last error says so): stop reading.
     public private(set) var isFull = false
 
     public init(limit: Int = .max) {
@@ -57,10 +60,24 @@ public struct Diagnostics: Sendable {
 
     private mutating func add(_ diagnostic: Diagnostic) {
         guard !isFull else { return }
-        guard all.count < limit else {
-            all.append(Diagnostic(.error, "too many errors in this file; stopped after \(limit)", at: diagnostic.location))
-            isFull = true
-            return
+        switch diagnostic.severity {
+        case .error:
+            guard errors < limit else {
+                all.append(Diagnostic(.error, "too many errors in this file; stopped after \(limit)",
+                                      at: diagnostic.location))
+                isFull = true
+                return
+            }
+            errors += 1
+        case .warning:
+            warnings += 1
+            guard warnings <= limit else {
+                if warnings == limit + 1 {
+                    all.append(Diagnostic(.warning, "too many warnings in this file; the rest are not shown",
+                                          at: diagnostic.location))
+                }
+                return
+            }
         }
         all.append(diagnostic)
     }
@@ -96,9 +113,21 @@ public func suggestion(for word: String, among candidates: [String]) -> String? 
 
 /// Spec text quoted in a message, cut to a readable length: a 1 MiB value must
 /// not become a 1 MiB error line.
+/// Control characters (and the bidirectional controls) are escaped, so a message
+/// cannot move a terminal's cursor or reorder what it shows.
 func excerpt(_ text: String) -> String {
-    guard text.utf8.count > 64 else { return text }
-    return String(text.prefix(48)) + "... (\(text.utf8.count) bytes)"
+    let escaped = { (text: Substring) -> String in
+        guard text.unicodeScalars.contains(where: needsEscape) else { return String(text) }
+        return text.unicodeScalars.map { needsEscape($0) ? $0.escaped(asASCII: true) : String($0) }.joined()
+    }
+    guard text.utf8.count > 64 else { return escaped(text[...]) }
+    return escaped(text.prefix(48)) + "... (\(text.utf8.count) bytes)"
+}
+
+/// C0 and C1 controls, DEL, and the bidirectional formatting characters.
+private func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || (0x202A...0x202E).contains(scalar.value)
+        || (0x2066...0x2069).contains(scalar.value)
 }
 
 /// Optimal string alignment distance: insertions, deletions, substitutions and

@@ -80,12 +80,31 @@ public struct SpecLoader: Sendable {
             diagnostics.error("no such file or directory", at: SourceLocation(file: path, line: 1, column: 1))
             return []
         }
-        guard isDirectory.boolValue else { return [path] }
+        guard isDirectory.boolValue else {
+            warnIfWorldWritable(path, &diagnostics)
+            return [path]
+        }
         let root = Self.resolved(path)
         var files: [String] = []
         var walked: Set<String> = [root]
         var pending = [path]
-        while let directory = pending.popLast() {
+        // Linked directories are walked after every real one, so a link back into the
+        // tree is what gets reported, not the directory it points at.
+        var links: [String] = []
+        while true {
+            let directory: String
+            if let next = pending.popLast() {
+                directory = next
+            } else if let link = links.popLast() {
+                guard walked.insert(Self.resolved(link)).inserted else {
+                    diagnostics.error("leads back to \(Self.resolved(link)), which is already read; remove the link",
+                                      at: SourceLocation(file: link, line: 1, column: 1))
+                    continue
+                }
+                directory = link
+            } else {
+                break
+            }
             warnIfWorldWritable(directory, &diagnostics)
             guard let names = try? manager.contentsOfDirectory(atPath: directory) else {
                 diagnostics.error("cannot list the directory", at: SourceLocation(file: directory, line: 1, column: 1))
@@ -101,6 +120,10 @@ public struct SpecLoader: Sendable {
                 }
                 var childIsDirectory: ObjCBool = false
                 if manager.fileExists(atPath: child, isDirectory: &childIsDirectory), childIsDirectory.boolValue {
+                    if Self.isLink(child) {
+                        links.insert(child, at: 0)
+                        continue
+                    }
                     guard walked.insert(target).inserted else {
                         diagnostics.error("leads back to \(target), which is already read; remove the link", at: at)
                         continue
@@ -122,11 +145,31 @@ public struct SpecLoader: Sendable {
     /// Specs program the datapath: a spec file or directory anyone on the host may
     /// write is as good as root for them. A warning, not an error, so a checkout
     /// with a loose umask can still be validated; docs/spec.md says why.
+    /// Warns when others can change what `path` holds: the file or directory it
+    /// resolves to is world-writable (a link's own mode is always 0777 and means
+    /// nothing), or, for a link, the directory its target is in is (others could
+    /// replace the target). A sticky directory (/tmp) lets no one replace what is not theirs.
     private func warnIfWorldWritable(_ path: String, _ diagnostics: inout Diagnostics) {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-              let mode = attributes[.posixPermissions] as? Int, mode & 0o002 != 0 else { return }
-        diagnostics.warning("world-writable: anyone on this host can change the datapath; chmod o-w it",
-                            at: SourceLocation(file: path, line: 1, column: 1))
+        let writable = { (path: String) -> Bool in
+            var status = stat()
+            guard stat(path, &status) == 0 else { return false }
+            return status.st_mode & S_IWOTH != 0 && status.st_mode & S_ISVTX == 0
+        }
+        let at = SourceLocation(file: path, line: 1, column: 1)
+        if writable(path) {
+            diagnostics.warning("world-writable: anyone on this host can change the datapath; chmod o-w it", at: at)
+        } else if Self.isLink(path) {
+            let directory = (Self.resolved(path) as NSString).deletingLastPathComponent
+            if writable(directory) {
+                diagnostics.warning("links into \(directory), which is world-writable: anyone on this host can "
+                                    + "replace what it points at; chmod o-w it", at: at)
+            }
+        }
+    }
+
+    private static func isLink(_ path: String) -> Bool {
+        var status = stat()
+        return lstat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFLNK
     }
 
     /// Checks across documents and files: names, hooks, and each chain's graph.

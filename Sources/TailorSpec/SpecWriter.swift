@@ -101,7 +101,22 @@ private struct Emitter {
     }
 
     let sink = Sink()
-    var text: String { String(decoding: sink.bytes, as: UTF8.self) }
+    /// What was written, with the characters the reader refuses raw (line breaks
+    /// YAML 1.1 alone knows, bidirectional controls) as escapes: libyaml writes the
+    /// bidirectional ones raw, and they only occur inside double-quoted scalars,
+    /// where `\uXXXX` means the same.
+    var text: String {
+        var out = ""
+        for scalar in String(decoding: sink.bytes, as: UTF8.self).unicodeScalars {
+            if YAMLReader.invisibleBreaks[scalar.value] != nil {
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
 
     /// Words a YAML reader (ours, or PyYAML's 1.1 rules in editors) would not read
     /// back as the same string when unquoted.
@@ -185,6 +200,9 @@ private struct Emitter {
         var event = yaml_event_t()
         // A terminating NUL keeps the pointer valid for the empty string; libyaml
         // copies `count` bytes. Plain and quoted both read back without a tag.
+        // Characters that are escaped on the way out (`text`) need a double-quoted scalar.
+        let style = text.unicodeScalars.contains { YAMLReader.invisibleBreaks[$0.value] != nil }
+            ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : style
         let bytes = Array(text.utf8) + [0]
         let made = bytes.withUnsafeBufferPointer { buffer in
             yaml_scalar_event_initialize(&event, nil, nil, buffer.baseAddress, Int32(buffer.count - 1), 1, 1, style)

@@ -39,8 +39,17 @@ public enum YAMLReader {
             diagnostics.error("file contains a NUL byte", at: location(of: nul, in: bytes, file: file))
             return []
         }
-        guard String(validating: bytes, as: UTF8.self) != nil else {
-            diagnostics.error("file is not valid UTF-8", at: start)
+        if let bad = firstInvalidUTF8(bytes) {
+            diagnostics.error("file is not valid UTF-8 (byte 0x\(String(bytes[bad], radix: 16, uppercase: true)))",
+                              at: location(of: bad, in: bytes, file: file))
+            return []
+        }
+        if let (index, scalar) = firstInvisibleBreak(bytes) {
+            let code = String(scalar.value, radix: 16, uppercase: true)
+            let what = Self.invisibleBreaks[scalar.value] ?? "character"
+            diagnostics.error("\(what) (U+\(String(repeating: "0", count: max(0, 4 - code.count)) + code)) is not allowed "
+                              + "in a spec: editors and reviewers do not show it for what YAML makes of it",
+                              at: location(of: index, in: bytes, file: file))
             return []
         }
         var builder = TreeBuilder(file: file, limits: limits)
@@ -87,11 +96,60 @@ public enum YAMLReader {
         return builder.documents
     }
 
+    /// The line and column of byte `index`, the column counted in characters as
+    /// editors count them (UTF-8 continuation bytes are not characters).
     static func location(of index: Int, in bytes: [UInt8], file: String) -> SourceLocation {
         let before = bytes[..<index]
         let line = before.filter { $0 == 10 }.count + 1
-        let column = index - (before.lastIndex(of: 10).map { $0 + 1 } ?? 0) + 1
+        let lineStart = before.lastIndex(of: 10).map { $0 + 1 } ?? 0
+        let column = bytes[lineStart..<index].filter { $0 & 0xC0 != 0x80 }.count + 1
         return SourceLocation(file: file, line: line, column: column)
+    }
+
+    /// The offset of the first byte that does not start or continue a valid UTF-8 sequence.
+    static func firstInvalidUTF8(_ bytes: [UInt8]) -> Int? {
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let encoded): offset += encoded.count
+            case .error: return offset
+            case .emptyInput: return nil
+            }
+        }
+    }
+
+    /// Characters YAML 1.1 (libyaml) takes as line breaks while YAML 1.2 tools and
+    /// editors do not, so text after one inside a comment would be configuration
+    /// the reviewer sees as comment; and the bidirectional controls that reorder
+    /// what an editor shows (Trojan Source).
+    static let invisibleBreaks: [UInt32: String] = [
+        0x85: "next line", 0x2028: "line separator", 0x2029: "paragraph separator",
+        0x202A: "left-to-right embedding", 0x202B: "right-to-left embedding", 0x202C: "pop directional formatting",
+        0x202D: "left-to-right override", 0x202E: "right-to-left override", 0x2066: "left-to-right isolate",
+        0x2067: "right-to-left isolate", 0x2068: "first strong isolate", 0x2069: "pop directional isolate",
+    ]
+
+    /// The byte offset and scalar of the first of `invisibleBreaks` in valid UTF-8
+    /// `bytes`, found by their encodings (C2 85, E2 80 A8-AE, E2 81 A6-A9) without
+    /// decoding the file.
+    static func firstInvisibleBreak(_ bytes: [UInt8]) -> (Int, Unicode.Scalar)? {
+        var index = 0
+        while index + 1 < bytes.count {
+            switch (bytes[index], bytes[index + 1]) {
+            case (0xC2, 0x85):
+                return (index, "\u{85}")
+            case (0xE2, 0x80), (0xE2, 0x81):
+                guard index + 2 < bytes.count else { return nil }
+                let value = 0x2000 | (UInt32(bytes[index + 1] & 0x3F) << 6) | UInt32(bytes[index + 2] & 0x3F)
+                if invisibleBreaks[value] != nil, let scalar = Unicode.Scalar(value) { return (index, scalar) }
+            default:
+                break
+            }
+            index += 1
+        }
+        return nil
     }
 }
 
@@ -148,7 +206,8 @@ private struct TreeBuilder {
             anchors = [:]
             root = nil
         case YAML_DOCUMENT_END_EVENT:
-            if let root { documents.append(root) }
+            // An empty document (a trailing `---`, or one between two) is skipped, as kubectl does.
+            if let root, !root.isEmptyScalar { documents.append(root) }
         case YAML_SCALAR_EVENT:
             let scalar = event.data.scalar
             guard checkTag(scalar.tag, at: mark) else { return }

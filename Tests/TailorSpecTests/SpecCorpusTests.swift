@@ -228,6 +228,81 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("a linked directory that leads back into the tree is the one blamed, not the real directory it names")
+    func linkBlamedNotTarget() throws {
+        try withDirectory(["z-real/a.yaml": Self.chain("a")]) { dir in
+            // Sorted first, the link would be walked before the directory it names.
+            try FileManager.default.createSymbolicLink(atPath: dir + "/a-link", withDestinationPath: "z-real")
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            #expect(diagnostics.map { ($0.location.file as NSString).lastPathComponent } == ["a-link"])
+        }
+    }
+
+    @Test("a symlinked spec file is judged by its target: not warned about when the target is private, warned about when others can replace it")
+    func symlinkedFile() throws {
+        try withDirectory(["real/a.yaml": Self.chain("a")]) { dir in
+            try FileManager.default.createSymbolicLink(atPath: dir + "/link.yaml", withDestinationPath: "real/a.yaml")
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: dir + "/real/a.yaml")
+            // The file is read once (through both names), and a link's own 0777 means nothing.
+            let (state, diagnostics) = diagnose([dir + "/link.yaml"])
+            #expect(state?.chains.map(\.name) == ["a"] && diagnostics.isEmpty, "\(diagnostics)")
+            try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: dir + "/real")
+            let (_, replaceable) = diagnose([dir + "/link.yaml"])
+            #expect(replaceable.map(\.message) == ["links into \(dir)/real, which is world-writable: anyone on this host "
+                + "can replace what it points at; chmod o-w it"])
+        }
+    }
+
+    @Test("empty documents (a trailing ---, or one between two) are skipped, as kubectl does")
+    func emptyDocuments() throws {
+        let text = "---\n" + Self.chain("a") + "---\n---\n# only a comment\n---\n" + Self.chain("b", interface: "eth1")
+            + "---\n"
+        var diagnostics = Diagnostics()
+        let chains = loader.decode(Array(text.utf8), file: "docs.yaml", diagnostics: &diagnostics)
+        #expect(diagnostics.all.isEmpty, "\(diagnostics.all)")
+        #expect(chains.map(\.name) == ["a", "b"])
+    }
+
+    @Test("warnings do not count toward the error limit: a valid spec with 120 warnings stays valid")
+    func manyWarnings() throws {
+        let rules = (0..<120).map { "          - {match: {src: 10.0.\($0).1/8}, action: drop}\n" }.joined()
+        let text = Self.chain("w", cubes: "    - name: f\n      type: firewall\n      config:\n        policy: accept\n"
+                              + "        rules:\n" + rules)
+        try withDirectory(["w.yaml": text]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state != nil)
+            #expect(diagnostics.allSatisfy { $0.severity == .warning })
+            #expect(diagnostics.count == 101 && diagnostics.last?.message.hasPrefix("too many warnings") == true)
+        }
+    }
+
+    @Test("the position of the first byte that is not UTF-8, in characters")
+    func invalidUTF8Position() {
+        var diagnostics = Diagnostics()
+        _ = YAMLReader.documents(Array("a: é\nbb: ".utf8) + [0xC3, 0x28], file: "x.yaml", diagnostics: &diagnostics)
+        #expect(diagnostics.all.map(\.description) == ["x.yaml:2:5: error: file is not valid UTF-8 (byte 0xC3)"])
+    }
+
+    @Test("plain scalars other YAML readers take as numbers, booleans or null are refused where a string is wanted; quoted they are text")
+    func nonTextScalars() throws {
+        let cases = ["123", "1e3", "0x1F", "0o17", "017", "yes", "Off", "True", "~", "1:20", ".inf", "+12"]
+        for text in cases {
+            var diagnostics = Diagnostics()
+            let node = YAMLNode(value: .scalar(text), location: SourceLocation(file: "f", line: 1, column: 1),
+                                isQuoted: false, size: 1)
+            #expect(node.string("x", diagnostics: &diagnostics) == nil, "\(text)")
+            let quoted = YAMLNode(value: .scalar(text), location: node.location, isQuoted: true, size: 1)
+            #expect(quoted.string("x", diagnostics: &diagnostics) == text)
+        }
+        for text in ["eth0", "10.0.0.1", "fd00::1", "1000-2000", "v1.2", "0x", "e1", "edge-1"] {
+            var diagnostics = Diagnostics()
+            let node = YAMLNode(value: .scalar(text), location: SourceLocation(file: "f", line: 1, column: 1),
+                                isQuoted: false, size: 1)
+            #expect(node.string("x", diagnostics: &diagnostics) == text, "\(diagnostics.all)")
+        }
+    }
+
     @Test("a missing path is an error")
     func missingPath() {
         let (_, diagnostics) = diagnose(["/nonexistent/specs"])
