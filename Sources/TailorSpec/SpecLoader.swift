@@ -199,20 +199,24 @@ public struct SpecLoader: Sendable {
         let cubes = Dictionary(uniqueKeysWithValues: chain.cubes.map { ($0.name, $0) })
         // Recursion is as deep as the longest path, which limits.cubesPerChain bounds.
         var depth: [String: Int] = [:]      // longest path starting at a cube, in cubes
-        var visiting: Set<String> = []
+        var path: [String] = []             // the cubes being walked, in order
         var reported = false
         func longest(_ name: String) -> Int {
             if let known = depth[name] { return known }
-            guard let cube = cubes[name], !visiting.contains(name) else {
-                if !reported, let cube = cubes[name] {
-                    d.error("cubes of chain '\(chain.name)' form a cycle through '\(name)'", at: cube.location)
+            guard let cube = cubes[name] else { return 0 }
+            if let start = path.firstIndex(of: name) {
+                // The last cube on the path is the one whose next closes the cycle: blame it.
+                if !reported, let closing = path.last.flatMap({ cubes[$0] }) {
+                    let cycle = (path[start...] + [name]).joined(separator: " -> ")
+                    d.error("cube '\(closing.name)' leads back to '\(name)', closing a cycle in chain '\(chain.name)': "
+                            + "\(cycle)", at: closing.location)
                     reported = true
                 }
                 return 0
             }
-            visiting.insert(name)
+            path.append(name)
             let result = 1 + (cube.next.compactMap { $0 }.map(longest).max() ?? 0)
-            visiting.remove(name)
+            path.removeLast()
             depth[name] = result
             return result
         }

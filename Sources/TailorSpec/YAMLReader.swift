@@ -10,7 +10,7 @@ public struct SpecLimits: Sendable {
     public var aliases = 64
     /// Nodes in one document once aliases are expanded (alias bombs). A firewall of
     /// 10,240 rules written one rule a line takes about 120,000.
-    public var expandedNodes = 500_000
+    public var expandedNodes = 250_000
     /// Documents in one file.
     public var documents = 1000
     /// Errors reported for one file before giving up on it, as compilers do.
@@ -166,6 +166,9 @@ private struct TreeBuilder {
     var stack: [Open] = []
     var anchors: [String: YAMLNode] = [:]
     var aliases = 0
+    /// Nodes of the current document so far, aliases expanded, counted as they are
+    /// read: a huge flow list is refused at the limit, not after it is all built.
+    var nodes = 0
     var root: YAMLNode?
     var failure: (String, SourceLocation)?
 
@@ -205,12 +208,14 @@ private struct TreeBuilder {
             // Anchors do not reach across documents.
             anchors = [:]
             root = nil
+            nodes = 0
         case YAML_DOCUMENT_END_EVENT:
             // An empty document (a trailing `---`, or one between two) is skipped, as kubectl does.
             if let root, !root.isEmptyScalar { documents.append(root) }
         case YAML_SCALAR_EVENT:
             let scalar = event.data.scalar
             guard checkTag(scalar.tag, at: mark) else { return }
+            guard count(1, at: mark) else { return }
             let style = scalar.style
             let node = YAMLNode(
                 value: .scalar(Self.text(scalar.value, length: scalar.length) ?? ""), location: location(mark),
@@ -227,6 +232,7 @@ private struct TreeBuilder {
                 return fail("alias *\(excerpt(name)) refers to no anchor in this document", at: mark)
             }
             node.location = location(mark)
+            guard count(node.size, at: mark) else { return }
             add(node, anchor: nil, at: mark)
         case YAML_SEQUENCE_START_EVENT:
             guard checkTag(event.data.sequence_start.tag, at: mark) else { return }
@@ -251,7 +257,20 @@ private struct TreeBuilder {
         }
     }
 
+    /// Adds `added` nodes to the document's count; false (and failed) past the limit.
+    mutating func count(_ added: Int, at mark: yaml_mark_t) -> Bool {
+        nodes += added
+        guard nodes <= limits.expandedNodes else {
+            let hint = aliases > 0 ? " once its \(aliases) aliases are expanded" : ""
+            fail("document has more than \(limits.expandedNodes) nodes\(hint); split it into several chains or files",
+                 at: mark)
+            return false
+        }
+        return true
+    }
+
     mutating func push(_ open: Open, at mark: yaml_mark_t) {
+        guard count(1, at: mark) else { return }
         guard stack.count < limits.depth else {
             return fail("nesting deeper than \(limits.depth) levels", at: mark)
         }
@@ -259,11 +278,6 @@ private struct TreeBuilder {
     }
 
     mutating func add(_ node: YAMLNode, anchor: String?, at mark: yaml_mark_t) {
-        guard node.size <= limits.expandedNodes else {
-            let hint = aliases > 0 ? " once its \(aliases) aliases are expanded" : ""
-            return fail("document has more than \(limits.expandedNodes) nodes\(hint); split it into several chains "
-                        + "or files", at: mark)
-        }
         if let anchor { anchors[anchor] = node }
         switch stack.popLast() {
         case .sequence(var items, let location, let anchor):
