@@ -31,7 +31,7 @@ public struct Executor {
     }
 
     /// What an apply did, in the plan's terms.
-    public struct Report: Sendable, Equatable {
+    public struct Report: Sendable, Equatable, Codable {
         public var added = 0, changed = 0, replaced = 0, removed = 0, repaired = 0
     }
 

@@ -14,29 +14,51 @@ struct Lab: ParsableCommand {
         VethLab.named(namespacePrefix: "tailor-lab-", interfacePrefix: "tl-")
     }
 
+    /// One side of the lab, as `--output json` shows it.
+    struct Side: Encodable {
+        var namespace: String, interface: String, ipv4: String
+
+        init(_ side: VethLab.Side) {
+            (namespace, interface, ipv4) = (side.namespaceName, side.interfaceName, "\(side.ipv4)")
+        }
+    }
+
+    /// What `lab up` and `lab down` did, as `--output json` shows it.
+    struct Outcome: Encodable {
+        /// `up`, `already-up` or `down`.
+        var state: String
+        var a: Side?, b: Side?
+    }
+
     struct Up: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create the lab namespaces and veth pair.")
 
-        func run() throws {
-            let existing = Lab.lab()
-            if (try? existing.b.interface()) != nil {
-                return print("Lab already up: \(describe(existing))")
-            }
-            existing.destroy()  // a half-made lab from an interrupted run
-            print("Lab up: " + describe(try VethLab.create(namespacePrefix: "tailor-lab-", interfacePrefix: "tl-")))
-        }
+        @Option(help: "Output format: text or json.")
+        var output: OutputFormat = .text
 
-        func describe(_ lab: VethLab) -> String {
-            "\(lab.a.namespaceName) \(lab.a.interfaceName) \(lab.a.ipv4) <-> \(lab.b.ipv4) \(lab.b.interfaceName) "
-                + lab.b.namespaceName
+        func run() throws {
+            var lab = Lab.lab()
+            let up = (try? lab.b.interface()) == nil
+            if up {
+                lab.destroy()  // a half-made lab from an interrupted run
+                lab = try VethLab.create(namespacePrefix: "tailor-lab-", interfacePrefix: "tl-")
+            }
+            let state = up ? "up" : "already-up"
+            guard output == .text else { return try printJSON(Outcome(state: state, a: Side(lab.a), b: Side(lab.b))) }
+            print((state == "up" ? "Lab up: " : "Lab already up: ") + "\(lab.a.namespaceName) \(lab.a.interfaceName) "
+                  + "\(lab.a.ipv4) <-> \(lab.b.ipv4) \(lab.b.interfaceName) \(lab.b.namespaceName)")
         }
     }
 
     struct Down: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove the lab (and whatever is attached in it).")
 
+        @Option(help: "Output format: text or json.")
+        var output: OutputFormat = .text
+
         func run() throws {
             Lab.lab().destroy()
+            if output == .json { return try printJSON(Outcome(state: "down")) }
             print("Lab down.")
         }
     }

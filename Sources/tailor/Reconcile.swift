@@ -161,24 +161,44 @@ struct ApplyCommand: ParsableCommand {
         var executor = Executor(pinRoot: pinRoot, takeover: takeover)
         if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
         let plan = try executor.verify(Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
-        try options.show(plan)
-        // Nothing below this line runs for a refused plan: the kernel stays as recovery left it.
-        try PlanOptions.refuse(plan)
+        // JSON is one document, written once the outcome is known.
+        if options.output == .text { try options.show(plan) }
+        guard plan.refusals.isEmpty else {
+            if options.output == .json { try printJSON(ApplyResult(recovered: recovered, plan: plan, applied: nil)) }
+            // Nothing below this line runs for a refused plan: the kernel stays as recovery left it.
+            return try PlanOptions.refuse(plan)
+        }
         // Specs from one directory of a git work tree: its revision goes into each chain's record.
         let revision = options.paths.count == 1 ? GitRevision.of(options.paths[0]) : nil
         executor.gitRevision = revision?.description
-        if !plan.isEmpty {
-            let report = try executor.apply(plan, desired: desired)
-            if options.output == .text {
-                print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
-                      + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))
-            }
+        let report = plan.isEmpty ? nil : try executor.apply(plan, desired: desired)
+        if let report, options.output == .text {
+            print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
+                  + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))
         }
         if let revision {
             _ = try executor.record(revision: revision.description, chains: Set(desired.map(\.settings.name)),
                                     observed: Observer.observe(pinRoot: pinRoot))
         }
+        if options.output == .json { try printJSON(ApplyResult(recovered: recovered, plan: plan, applied: report)) }
     }
+}
+
+/// `tailor apply --output json`: what recovery did, the plan, and what was applied
+/// (null when the plan was empty or refused).
+struct ApplyResult: Encodable {
+    var recovered: [String]
+    var plan: Plan
+    var applied: Executor.Report?
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(recovered, forKey: .recovered)
+        try container.encode(plan, forKey: .plan)
+        try container.encode(applied, forKey: .applied)
+    }
+
+    enum CodingKeys: String, CodingKey { case recovered, plan, applied }
 }
 
 extension ApplyCommand {
@@ -336,19 +356,26 @@ struct DestroyCommand: ParsableCommand {
         guard all != !chains.isEmpty else { throw ValidationError("name chains to destroy, or give --all") }
     }
 
+    @Option(help: "Output format: text or json ({recovered, destroyed}).")
+    var output: OutputFormat = .text
+
     func run() throws {
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
+        let text = output == .text
         // What an interrupted apply left is sorted out first, so every chain is whole.
-        for line in try Executor(pinRoot: pinRoot).recover(Observer.observe(pinRoot: pinRoot)) {
-            print("Recovered: \(line)")
-        }
+        let recovered = try Executor(pinRoot: pinRoot).recover(Observer.observe(pinRoot: pinRoot))
+        if text { for line in recovered { print("Recovered: \(line)") } }
         let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.record != nil }.map(\.name) : chains
+        var destroyed: [String] = []
+        // A failure half-way still reports (in JSON too) the chains already gone.
+        defer { if !text { try? printJSON(["recovered": recovered, "destroyed": destroyed]) } }
         for name in names {
             try Chain.openForRemoval(name, pinRoot: pinRoot).destroy()
-            print("Destroyed chain \(name).")
+            destroyed.append(name)
+            if text { print("Destroyed chain \(name).") }
         }
-        if names.isEmpty { print("No chains to destroy.") }
+        if text && names.isEmpty { print("No chains to destroy.") }
     }
 }
 
