@@ -24,16 +24,26 @@ public enum JSONSchema {
 
     static func document(cubeTypes: [CubeTypeSchema]) -> JSON {
         let types = cubeTypes.sorted { $0.name < $1.name }
-        let target: JSON = ["type": "string", "description": "A cube of this chain, or 'end'."]
+        let target: JSON = ["type": "string", "description": "A cube of this chain, or 'end'.", "examples": ["count", "end"]]
+        let verdicts: JSON = .array(ChainSpec.Verdict.allCases.map { .string($0.rawValue) })
         let cube: JSON = [
             "type": "object", "additionalProperties": false, "required": ["name", "type"],
+            "description": "A cube: one network function instance in the chain's prog_array.",
             "properties": [
-                "name": ["type": "string", "pattern": .string(namePattern), "not": ["const": "end"]],
-                "type": ["enum": .array(types.map { .string($0.name) })],
-                "config": ["type": "object"],
-                "next": target,
-                "outputs": ["type": "object", "additionalProperties": target],
-                "migration": ["type": "object", "additionalProperties": ["enum": ["migrate", "reset"]]],
+                "name": ["type": "string", "pattern": .string(namePattern), "not": ["const": "end"],
+                         "description": "Unique in the chain; other cubes' next and outputs name it.",
+                         "examples": ["acl", "count"]],
+                "type": ["enum": .array(types.map { .string($0.name) }),
+                         "description": "The cube type: its config is described under its own schema."],
+                "config": ["type": "object", "description": "The cube type's configuration."],
+                "next": target + ["description": "The cube packets go to after this one ('end' ends the path with "
+                    + "the chain's defaultVerdict). Default: the next cube in the list."],
+                "outputs": ["type": "object", "additionalProperties": target,
+                            "description": "For cubes with named outputs (classifier): output name -> next cube."],
+                "migration": ["type": "object", "additionalProperties": ["enum": ["migrate", "reset"]],
+                              "description": "Per state map: carried into a replacement (migrate, the default) "
+                                  + "or started empty (reset).",
+                              "examples": [["conntrack": "reset"]]],
             ],
             "allOf": .array(types.map { type in
                 ["if": ["properties": ["type": ["const": .string(type.name)]]],
@@ -45,36 +55,59 @@ public enum JSONSchema {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "https://github.com/tailor/tailor/schemas/tailor-v1.schema.json",
             "title": "tailor chain spec (apiVersion tailor/v1)",
+            "description": "One chain of eBPF network functions on one hook (docs/spec.md).",
             "type": "object", "additionalProperties": false,
             "required": ["apiVersion", "kind", "metadata", "spec"],
             "properties": [
-                "apiVersion": ["const": "tailor/v1"],
-                "kind": ["const": "Chain"],
+                "apiVersion": ["const": "tailor/v1", "description": "The spec format's version."],
+                "kind": ["const": "Chain", "description": "The kind of document."],
                 "metadata": [
                     "type": "object", "additionalProperties": false, "required": ["name"],
+                    "description": "What names the chain.",
                     "properties": [
-                        "name": ["type": "string", "pattern": .string(namePattern)],
-                        "labels": ["type": "object", "additionalProperties": ["type": "string"]],
+                        "name": ["type": "string", "pattern": .string(namePattern),
+                                 "description": "Unique on the host; the chain's pin directory under the pin root.",
+                                 "examples": ["edge", "host-firewall"]],
+                        "labels": ["type": "object", "additionalProperties": ["type": "string"],
+                                   "description": "Free-form text labels, for people and tools.",
+                                   "examples": [["team": "net"]]],
                     ],
                 ],
                 "spec": [
                     "type": "object", "additionalProperties": false, "required": ["attach", "cubes"],
+                    "description": "Where the chain attaches, how it ends, and its cubes.",
                     "properties": [
                         "attach": [
                             "type": "object", "additionalProperties": false, "required": ["interface", "hook"],
+                            "description": "The hook the chain's root program attaches to (one chain per hook).",
                             "properties": [
-                                "interface": ["type": "string", "pattern": "^(?!\\.\\.?$)[^/:\\s]{1,15}$"],
-                                "namespace": ["type": "string", "pattern": .string(namePattern)],
-                                "hook": ["enum": .array(ChainSpec.Hook.allCases.map { .string($0.rawValue) })],
-                                "mode": ["enum": .array(ChainSpec.XDPMode.allCases.map { .string($0.rawValue) })],
+                                "interface": ["type": "string", "pattern": "^(?!\\.\\.?$)[^/:\\s]{1,15}$",
+                                              "description": "The interface name, as the kernel allows it.",
+                                              "examples": ["eth0", "tl-b"]],
+                                "namespace": ["type": "string", "pattern": .string(namePattern),
+                                              "description": "A named network namespace (ip netns) the interface "
+                                                  + "is in; needs CAP_SYS_ADMIN. Default: the host's.",
+                                              "examples": ["tailor-lab-b"]],
+                                "hook": ["enum": .array(ChainSpec.Hook.allCases.map { .string($0.rawValue) }),
+                                         "description": "XDP, or TC ingress or egress through a clsact qdisc."],
+                                "mode": ["enum": .array(ChainSpec.XDPMode.allCases.map { .string($0.rawValue) }),
+                                         "default": "native",
+                                         "description": "XDP only: native (in the driver) or generic (in the stack)."],
                             ],
                         ],
-                        "defaultVerdict": ["enum": .array(ChainSpec.Verdict.allCases.map { .string($0.rawValue) })],
-                        "onMissingCube": ["enum": .array(ChainSpec.MissingCube.allCases.map { .string($0.rawValue) })],
-                        "suspend": ["type": "boolean"],
-                        "repairDrift": ["type": "boolean"],
+                        "defaultVerdict": ["enum": verdicts, "default": .string(ChainSpec.Verdict.pass.rawValue),
+                                           "description": "The verdict at the end of every path."],
+                        "onMissingCube": ["enum": .array(ChainSpec.MissingCube.allCases.map { .string($0.rawValue) }),
+                                          "default": .string(ChainSpec.MissingCube.failClosed.rawValue),
+                                          "description": "An empty slot: fail-closed drops, fail-open passes; "
+                                              + "either way it is counted."],
+                        "suspend": ["type": "boolean", "default": false,
+                                    "description": "true leaves the chain as it is in the kernel."],
+                        "repairDrift": ["type": "boolean", "default": true,
+                                        "description": "false reports drift without putting it back."],
                         "cubes": ["type": "array", "minItems": 1, "maxItems": .int(SpecLimits().cubesPerChain),
-                                  "items": ["$ref": "#/$defs/cube"]],
+                                  "items": ["$ref": "#/$defs/cube"],
+                                  "description": "The cubes; the first is the chain's entry."],
                     ],
                 ],
             ],
