@@ -17,6 +17,27 @@ struct SchemaTests {
         #expect(committed == (try JSONSchema.text(cubeTypes: CubeType.schemas)))
     }
 
+    @Test("every property of the schema has a description, so editors can show what a field does")
+    func everyPropertyDescribed() throws {
+        let schema = try JSONSerialization.jsonObject(with: Data(try JSONSchema.text(cubeTypes: CubeType.schemas).utf8))
+        var missing: [String] = []
+        func walk(_ value: Any, _ path: String) {
+            if let object = value as? [String: Any] {
+                // The `if` branches only select a cube type; they describe nothing.
+                if let properties = object["properties"] as? [String: Any], !path.hasSuffix("/if") {
+                    for (name, property) in properties where (property as? [String: Any])?["description"] == nil {
+                        missing.append("\(path)/\(name)")
+                    }
+                }
+                for (key, child) in object { walk(child, "\(path)/\(key)") }
+            } else if let array = value as? [Any] {
+                for (index, child) in array.enumerated() { walk(child, "\(path)[\(index)]") }
+            }
+        }
+        walk(schema, "")
+        #expect(missing.isEmpty, "no description: \(missing.sorted())")
+    }
+
     /// Bad fixtures whose fault the schema can express as PyYAML (YAML 1.1) reads
     /// them. Not listed, because PyYAML reads them as something the schema accepts:
     /// `yes`/`on` booleans where tailor wants a boolean, `010` (the octal 8), `1e3`
