@@ -142,4 +142,15 @@ public enum MetaRecordReader {
     public static func read(_ pin: String) throws -> ChainRecord? {
         try MetaMap(map: BPFMap(pinnedAt: pin)).read()
     }
+
+    /// The live chains under `pinRoot` whose record reads, by name, sorted; leftovers
+    /// of interrupted applies (`_creating-`, `_removing-`) are not live chains.
+    static func live(under pinRoot: PinRoot) -> [(name: String, record: ChainRecord)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
+        return names.sorted().filter { !$0.hasPrefix("_") }.compactMap { name in
+            let meta = pinRoot.appending(name, "meta")
+            guard pinRoot.exists(meta), let record = try? read(meta) else { return nil }
+            return (name, record)
+        }
+    }
 }

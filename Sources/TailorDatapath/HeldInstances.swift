@@ -1,4 +1,3 @@
-import Foundation
 import TailorKernel
 
 /// Descriptors of the live cube instances, held by a long-running controller (the
@@ -30,11 +29,8 @@ public final class HeldInstances {
     /// are opened from their pins.
     public func refresh(pinRoot: PinRoot) {
         var next: [Key: Held] = [:]
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
-        for chain in names where !chain.hasPrefix("_") {
+        for (chain, record) in MetaRecordReader.live(under: pinRoot) {
             let directory = pinRoot.appending(chain)
-            guard pinRoot.exists(directory + "/meta"),
-                  let record = try? MetaRecordReader.read(directory + "/meta") else { continue }
             for (cube, cubeRecord) in record.cubes {
                 let key = Key(chain: chain, cube: cube)
                 let pins = directory + "/cubes/" + cube

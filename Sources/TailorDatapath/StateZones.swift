@@ -51,11 +51,8 @@ public final class StateZones {
     /// The zone maps of the live chains, from their records and cube pins.
     private func scan() throws -> [Key: Shared] {
         var found: [Key: Shared] = [:]
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
-        for chain in names.sorted() where !chain.hasPrefix("_") {
+        for (chain, record) in MetaRecordReader.live(under: pinRoot) {
             let directory = pinRoot.appending(chain)
-            guard pinRoot.exists(directory + "/meta"),
-                  let record = try? MetaRecordReader.read(directory + "/meta") else { continue }
             for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
                 for (name, zone) in (cubeRecord.zones ?? [:]).sorted(by: { $0.key < $1.key }) {
                     let pin = directory + "/cubes/\(cube)/maps/\(name)"
