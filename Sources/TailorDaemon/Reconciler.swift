@@ -73,7 +73,12 @@ public final class Reconciler {
         let start = ContinuousClock.now
         var log = logger
         log[metadataKey: "plan_id"] = "\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-        let revision = GitRevision.of(configuration.specDirectory)
+        var revision: GitRevision?
+        do {
+            revision = try GitRevision.read(configuration.specDirectory)
+        } catch {
+            log.warning("git revision unreadable", metadata: ["error": "\(error)"])
+        }
         if let revision { log[metadataKey: "git_commit"] = "\(revision)" }
         log.info("reconcile started", metadata: ["reason": "\(reason)"])
         var outcome = Outcome(revision: revision?.short)

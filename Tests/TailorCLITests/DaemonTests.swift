@@ -385,3 +385,75 @@ extension DaemonTests {
         }
     }
 }
+
+/// Spec directories replaced under the daemon (docs/daemon.md, "Git-sync layouts").
+extension DaemonTests {
+    @Test("a spec symlink swapped to a new worktree, and a directory removed and made again, are applied without an interval")
+    func swappedAndRecreatedSpecs() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let fileManager = FileManager.default
+                let base = fileManager.temporaryDirectory.appendingPathComponent("tailor-run-sync-\(UniqueName.make(""))").path
+                try fileManager.createDirectory(atPath: base, withIntermediateDirectories: true)
+                defer { try? fileManager.removeItem(atPath: base) }
+                let write = { (directory: String, port: Int) in
+                    try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    try lab.filterChainSpec(droppingUDP: port)
+                        .write(toFile: directory + "/edge.yaml", atomically: true, encoding: .utf8)
+                }
+                // git-sync's swap: a new link beside the old one, renamed over it.
+                let link = base + "/current"
+                let swap = { (worktree: String) in
+                    try fileManager.createSymbolicLink(atPath: base + "/new-link", withDestinationPath: worktree)
+                    #expect(rename(base + "/new-link", link) == 0)
+                }
+                let (log, plainLog) = (base + "/swap.log", base + "/plain.log")
+                for path in [log, plainLog] { try Data().write(to: URL(fileURLWithPath: path)) }
+                let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+                let plainLines = { (try? String(contentsOfFile: plainLog, encoding: .utf8)) ?? "" }
+                let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                let digest = { Self.record(root)?.specDigest }
+
+                try write(base + "/worktrees/one", 9)
+                // A repository with no commit yet: git cannot say its revision, and the log says why.
+                #expect(try CLI.run(["init", "-q", base + "/worktrees/one"], executable: "/usr/bin/git").status == 0)
+                try fileManager.createSymbolicLink(atPath: link, withDestinationPath: "worktrees/one")
+                // An interval no test waits for: only the watcher can bring the changes in.
+                let daemon = try Daemon(link, root, interval: "600", stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                var stopped = false
+                defer { if !stopped { _ = daemon.stop() } }
+                #expect(eventually { try hook.attachedProgram() != nil && lines().contains("tailor run is ready") }, "\(lines())")
+                #expect(lines().contains("git revision unreadable"), "\(lines())")
+                #expect(lines().contains("ambiguous argument 'HEAD'"), "\(lines())")
+
+                // Twice: the watches must follow the first swap for the second to be seen.
+                for (worktree, port) in [("worktrees/two", 10), ("worktrees/three", 11)] {
+                    let before = digest()
+                    try write(base + "/" + worktree, port)
+                    try swap(worktree)
+                    #expect(eventually(5) { digest() != before }, "swap to \(worktree) not applied: \(lines())")
+                    #expect(try Traffic.udp(in: lab, count: 3, port: UInt16(port), timeout: .milliseconds(300)) == 0)
+                }
+                #expect(daemon.stop() == 0)
+                stopped = true
+
+                // A plain directory removed, then made again with another rule.
+                let plain = base + "/plain"
+                try write(plain, 12)
+                var before = digest()
+                let again = try Daemon(plain, root, interval: "600",
+                                       stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: plainLog)))
+                defer { if again.process.isRunning { _ = again.stop() } }
+                #expect(eventually { digest() != before && plainLines().contains("tailor run is ready") }, "\(plainLines())")
+                try fileManager.removeItem(atPath: plain)
+                #expect(eventually(5) { plainLines().contains("no such file or directory") }, "\(plainLines())")
+                before = digest()
+                try write(plain, 13)
+                #expect(eventually(5) { digest() != before }, "the re-created directory was not applied: \(plainLines())")
+                #expect(try Traffic.udp(in: lab, count: 3, port: 13, timeout: .milliseconds(300)) == 0)
+                #expect(again.stop() == 0)
+                try Chain.open("edge", pinRoot: root).destroy()
+            }
+        }
+    }
+}
