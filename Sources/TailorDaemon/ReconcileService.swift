@@ -5,7 +5,8 @@ import Synchronization
 import UnixSignals
 
 /// `tailor run`: reconciles at start, then after every change under the spec
-/// directory (debounced), every `interval` (drift repair), and on SIGHUP.
+/// directory (debounced), every `interval` (drift repair), on SIGHUP, and when an
+/// interface a pending chain waits for appears.
 /// Reconciles never overlap: triggers that arrive during one make one more.
 /// Graceful shutdown (SIGTERM) lets a reconcile in progress finish, then stops;
 /// the datapath stays as it is in the kernel.
@@ -21,7 +22,7 @@ public struct ReconcileService: Service {
     }
 
     enum Trigger: String, Sendable {
-        case change, interval, signal = "SIGHUP"
+        case change, interval, signal = "SIGHUP", interface
     }
 
     let configuration: Configuration
@@ -42,8 +43,11 @@ public struct ReconcileService: Service {
             sink.yield(.change)
         }
         defer { watcher.stop() }
+        let interfaces = InterfaceWatcher(logger: logger) { sink.yield(.interface) }
+        defer { interfaces.stop() }
 
         var outcome = reconciler.reconcile(reason: "start")
+        interfaces.wait(for: outcome.awaited)
         SystemdNotify.send("READY=1\nSTATUS=\(outcome.status)")
         logger.notice("tailor run is ready", metadata: ["status": "\(outcome.status)"])
 
@@ -79,6 +83,7 @@ public struct ReconcileService: Service {
                     }
                     handled = .now
                     outcome = reconciler.reconcile(reason: trigger.rawValue)
+                    interfaces.wait(for: outcome.awaited)
                     SystemdNotify.send("STATUS=\(outcome.status)")
                 }
             } onGracefulShutdown: {

@@ -16,6 +16,10 @@ import TailorSpec
 /// configuration prunes `pruneAllowingEmpty` (see `Prune`): nothing is applied.
 /// A chain whose apply failed is not retried for the same desired state until its
 /// backoff (5 s, doubling to 5 min) has passed; a new desired state is tried at once.
+/// A chain whose interface (or its namespace) does not exist yet is pending, not
+/// failed: nothing is tried for it and it has no backoff, since the interface
+/// appearing later (at boot, a container started) is the normal course; the
+/// outcome names the interfaces awaited, so the service can reconcile when one appears.
 public final class Reconciler {
     public struct Configuration: Sendable {
         public var specDirectory: String
@@ -29,9 +33,35 @@ public final class Reconciler {
         }
     }
 
+    /// An interface a pending chain waits for.
+    public struct AwaitedInterface: Sendable, Hashable {
+        public var name: String
+        /// The `ip netns` name of its namespace; nil for the daemon's own.
+        public var namespace: String?
+
+        init(_ hook: ChainHook) {
+            (name, namespace) = (hook.interface, hook.namespace)
+        }
+
+        /// Why it cannot be used yet (it or its namespace does not exist), or nil when
+        /// it is there, or when the lookup failed otherwise: that is the apply's to report.
+        var missing: String? {
+            do {
+                _ = try NetworkInterface.lookup(name, in: namespace.map(NetworkNamespace.named))
+                return nil
+            } catch let error as KernelError where error.code == .interfaceNotFound || error.code == .notFound {
+                return "\(error)"
+            } catch {
+                return nil
+            }
+        }
+    }
+
     /// What a reconcile found and did, for logs and the service status line.
     public struct Outcome: Sendable, Equatable {
-        public var chains = 0, synced = 0, drifted = 0, failed = 0
+        public var chains = 0, synced = 0, drifted = 0, failed = 0, pending = 0
+        /// The interfaces the pending chains wait for.
+        public var awaited: Set<AwaitedInterface> = []
         public var specErrors = 0
         /// Live chains kept because the plan was refused (specs that hold no chain).
         public var keptByRefusal = 0
@@ -40,6 +70,7 @@ public final class Reconciler {
         /// `3 chains synced, 0 drifted, rev abc1234`.
         public var status: String {
             var line = "\(synced) chain\(synced == 1 ? "" : "s") synced, \(drifted) drifted"
+            if pending > 0 { line += ", \(pending) pending" }
             if failed > 0 { line += ", \(failed) failing" }
             if specErrors > 0 { line += ", specs have \(specErrors) error\(specErrors == 1 ? "" : "s")" }
             if keptByRefusal > 0 {
@@ -147,11 +178,19 @@ public final class Reconciler {
             return outcome
         }
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Pending chains are neither synced nor drifted: they are not there yet.
+        var waiting: Set<String> = []
         for change in plan.chains where change.action != .none && change.action != .skip {
             var chainLog = log
             chainLog[metadataKey: "chain"] = "\(change.name)"
             chainLog[metadataKey: "action"] = "\(change.action.rawValue)"
             let digest = byName[change.name]?.digest ?? "absent"
+            if let hook = byName[change.name]?.settings.hook, let reason = AwaitedInterface(hook).missing {
+                failures[change.name] = nil
+                pending(AwaitedInterface(hook), reason, chainLog, &outcome)
+                waiting.insert(change.name)
+                continue
+            }
             if let failure = failures[change.name], failure.digest == digest, ContinuousClock.now < failure.retryAt {
                 chainLog.warning("chain not retried yet", metadata: [
                     "attempts": "\(failure.attempts)",
@@ -179,6 +218,12 @@ public final class Reconciler {
                     "duration_us": "\(Int((ContinuousClock.now - chainStart).microseconds))",
                 ])
             } catch {
+                // The interface went away while the chain was applied: it waits for it like any other.
+                if let hook = byName[change.name]?.settings.hook, let reason = AwaitedInterface(hook).missing {
+                    pending(AwaitedInterface(hook), reason, chainLog, &outcome)
+                    waiting.insert(change.name)
+                    continue
+                }
                 let attempts = (failures[change.name].map { $0.digest == digest ? $0.attempts : 0 } ?? 0) + 1
                 let backoff = Duration.seconds(min(300, 5 << min(attempts - 1, 6)))
                 failures[change.name] = Failure(digest: digest, attempts: attempts, retryAt: .now + backoff)
@@ -195,10 +240,20 @@ public final class Reconciler {
         }
         outcome.chains = desired.count
         let afterPlan = Planner.plan(desired: desired, observed: after, prune: prune)
-        for change in afterPlan.chains where byName[change.name] != nil {
+        for change in afterPlan.chains where byName[change.name] != nil && !waiting.contains(change.name) {
             if !change.drift.isEmpty { outcome.drifted += 1 } else if change.action == .none { outcome.synced += 1 }
         }
         return outcome
+    }
+}
+
+extension Reconciler {
+    private func pending(_ interface: AwaitedInterface, _ reason: String, _ log: Logger, _ outcome: inout Outcome) {
+        var metadata: Logger.Metadata = ["interface": "\(interface.name)", "reason": "\(reason)"]
+        if let namespace = interface.namespace { metadata["namespace"] = "\(namespace)" }
+        log.notice("chain pending", metadata: metadata)
+        outcome.pending += 1
+        outcome.awaited.insert(interface)
     }
 }
 

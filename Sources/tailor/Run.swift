@@ -13,7 +13,8 @@ struct Run: AsyncParsableCommand {
             + "after the reconcile in progress and leaves the datapath as it is. With systemd (Type=notify): READY=1 "
             + "after the first reconcile, STATUS= after each, WATCHDOG=1 when WatchdogSec is set. Specs with errors "
             + "(a missing or unreadable directory too) keep the last good state and prune nothing; a directory that "
-            + "holds no chain while chains are live changes nothing unless --allow-empty."
+            + "holds no chain while chains are live changes nothing unless --allow-empty. A chain whose interface "
+            + "does not exist yet is pending, and applied as soon as the interface appears."
     )
 
     @Argument(help: "The spec directory (a git work tree, or inside one, to record revisions).")

@@ -271,8 +271,9 @@ struct DaemonTests {
             let lab = specs.lab
             let directory = specs.directory + "/run"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let bad = specs.chain("bad", hook: "tc-ingress", cubes: [specs.counter("c")])
-                .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: nosuch0")
+            // Native XDP on loopback: the kernel refuses the attach (a missing interface would be pending instead).
+            let bad = specs.chain("bad", hook: "xdp", cubes: [specs.counter("c")])
+                .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: lo")
             try specs.chain("good", hook: "tc-ingress", cubes: [specs.counter("c")])
                 .write(toFile: directory + "/good.yaml", atomically: true, encoding: .utf8)
             try bad.write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
@@ -294,8 +295,8 @@ struct DaemonTests {
             // SIGHUP reconciles at once; a new desired state for the chain is tried at once.
             kill(daemon.process.processIdentifier, SIGHUP)
             #expect(eventually(5) { lines().contains("REASON=SIGHUP") })
-            try bad.replacingOccurrences(of: "interface: nosuch0", with: "interface: \(lab.b.interfaceName)")
-                .replacingOccurrences(of: "tc-ingress", with: "tc-egress")
+            try bad.replacingOccurrences(of: "interface: lo", with: "interface: \(lab.b.interfaceName)")
+                .replacingOccurrences(of: "hook: xdp", with: "hook: tc-egress")
                 .write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
             #expect(notify.wait(for: "STATUS=2 chains synced, 0 drifted", within: 5) != nil)
             #expect(root.exists(root.appending("bad")))
@@ -454,6 +455,76 @@ extension DaemonTests {
                 #expect(again.stop() == 0)
                 try Chain.open("edge", pinRoot: root).destroy()
             }
+        }
+    }
+}
+
+/// Chains whose interface does not exist yet (docs/daemon.md, "Pending chains").
+extension DaemonTests {
+    @Test("a chain whose interface does not exist is pending, not failed, and attached within 2 s of it appearing, again after it is deleted")
+    func pendingInterface() async throws {
+        try KernelEnvironment.require()
+        let unique = UniqueName.make("")
+        let (namespace, interface, peer) = ("tailor-t\(unique)p", "tt\(unique)p", "tt\(unique)q")
+        #expect(try CLI.run(["netns", "add", namespace], executable: "/usr/sbin/ip").status == 0)
+        defer { _ = try? CLI.run(["netns", "delete", namespace], executable: "/usr/sbin/ip") }
+        try await TestPinRoot.with { root in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-run-\(unique)").path
+            let log = directory + ".log"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { for path in [directory, log] { try? FileManager.default.removeItem(atPath: path) } }
+            try """
+                apiVersion: tailor/v1
+                kind: Chain
+                metadata: {name: late}
+                spec:
+                  attach: {interface: \(interface), namespace: \(namespace), hook: tc-ingress}
+                  cubes:
+                    - {name: count, type: counter}
+
+                """.write(toFile: directory + "/late.yaml", atomically: true, encoding: .utf8)
+            try Data().write(to: URL(fileURLWithPath: log))
+            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+            // The CLI's answer stays an error: an apply cannot do what it was asked.
+            let apply = try CLI.run(["apply", directory, "--bpffs", root.path])
+            #expect(apply.status == 1 && apply.stderr.contains("no interface \(interface) in netns \(namespace)"), "\(apply)")
+
+            let notify = try NotifySocket()
+            let daemon = try Daemon(directory, root, interval: "600", environment: ["NOTIFY_SOCKET": notify.path],
+                                    stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+            var stopped = false
+            defer { if !stopped { _ = daemon.stop() } }
+            let ready = notify.wait(for: "READY=1", within: 10)
+            #expect(ready?.contains("STATUS=0 chains synced, 0 drifted, 1 pending") == true, "\(ready ?? "nothing")")
+            #expect(lines().contains("chain pending"), "\(lines())")
+            #expect(lines().contains("CHAIN=late") && lines().contains("INTERFACE=\(interface)")
+                && lines().contains("NAMESPACE=\(namespace)"), "\(lines())")
+
+            // Time for the daemon's link-event socket to open: the interface's arrival is then what it hears.
+            usleep(500_000)
+            let hook = ChainHook(interface: interface, namespace: namespace, kind: .tcIngress)
+            let created = try CLI.run(["-n", namespace, "link", "add", interface, "type", "veth", "peer", "name", peer],
+                                      executable: "/usr/sbin/ip")
+            #expect(created.status == 0, "\(created)")
+            #expect(eventually(2) { try hook.attachedProgram() != nil }, "not attached within 2 s: \(lines())")
+            #expect(notify.wait(for: "STATUS=1 chain synced, 0 drifted", within: 2) != nil)
+            #expect(lines().contains("REASON=interface"), "\(lines())")
+
+            // The interface deleted: pending again at the next reconcile, re-attached when it is back.
+            let pendingLines = { lines().components(separatedBy: "chain pending").count - 1 }
+            let before = pendingLines()
+            #expect(try CLI.run(["-n", namespace, "link", "del", interface], executable: "/usr/sbin/ip").status == 0)
+            kill(daemon.process.processIdentifier, SIGHUP)
+            #expect(eventually(5) { pendingLines() > before }, "\(lines())")
+            usleep(500_000)
+            #expect(try CLI.run(["-n", namespace, "link", "add", interface, "type", "veth", "peer", "name", peer],
+                                executable: "/usr/sbin/ip").status == 0)
+            #expect(eventually(2) { try hook.attachedProgram() != nil }, "not re-attached within 2 s: \(lines())")
+            #expect(!lines().contains("chain failed") && !lines().contains("chain not retried yet"), "\(lines())")
+            #expect(daemon.stop() == 0)
+            stopped = true
+            try Chain.open("late", pinRoot: root).destroy()
         }
     }
 }
