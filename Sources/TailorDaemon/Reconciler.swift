@@ -27,9 +27,13 @@ public final class Reconciler {
         public var lockTimeout: Double
         /// What becomes of chains no longer in the specs (`--no-prune`, `--allow-empty`).
         public var prune: Prune
+        /// Failures injected into applies (`TAILOR_FAILPOINTS`), as `tailor apply` takes them.
+        public var failpoints: Failpoints?
 
-        public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30, prune: Prune = .prune) {
+        public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30, prune: Prune = .prune,
+                    failpoints: Failpoints? = nil) {
             (self.specDirectory, self.pinRoot, self.lockTimeout, self.prune) = (specDirectory, pinRoot, lockTimeout, prune)
+            self.failpoints = failpoints
         }
     }
 
@@ -155,6 +159,7 @@ public final class Reconciler {
         var executor = Executor(pinRoot: pinRoot)
         executor.gitRevision = revision?.description
         executor.held = held
+        executor.failpoint = configuration.failpoints?.hit
         defer { held.refresh(pinRoot: pinRoot) }
         var observed = Observer.observe(pinRoot: pinRoot)
         let recovered = try executor.recover(observed)

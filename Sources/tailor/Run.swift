@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TailorDaemon
+import TailorReconcile
 
 /// `tailor run SPECDIR`: the reconcile daemon.
 struct Run: AsyncParsableCommand {
@@ -41,9 +42,12 @@ struct Run: AsyncParsableCommand {
         LoggingSystem.bootstrap { JournalLogHandler(label: $0) }
         let logger = Logger(label: "tailor.run")
         let directory = URL(fileURLWithPath: specDirectory).standardizedFileURL.path
+        let failpoints = try ProcessInfo.processInfo.environment["TAILOR_FAILPOINTS"].map { text in
+            do { return try Failpoints(text) } catch { throw ValidationError("TAILOR_FAILPOINTS: \(error)") }
+        }
         let service = ReconcileService(
             .init(reconciler: .init(specDirectory: directory, pinRoot: try kernel.pinRoot(),
-                                    lockTimeout: kernel.lockTimeout, prune: pruning.prune),
+                                    lockTimeout: kernel.lockTimeout, prune: pruning.prune, failpoints: failpoints),
                   interval: .milliseconds(Int64(interval * 1000)), debounce: .milliseconds(debounce)),
             logger: logger)
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

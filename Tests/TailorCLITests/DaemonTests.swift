@@ -528,3 +528,58 @@ extension DaemonTests {
         }
     }
 }
+
+/// The watchdog stands for the reconcile loop (docs/daemon.md, "Watchdog").
+extension DaemonTests {
+    @Test("WATCHDOG=1 stops while a reconcile hangs longer than WatchdogSec, and comes back after it")
+    func watchdogFollowsTheLoop() async throws {
+        try await TransactionTests.withSpecs { specs, root in
+            let directory = specs.directory + "/run"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try specs.chain("fast", hook: "tc-ingress", cubes: [specs.counter("c")])
+                .write(toFile: directory + "/fast.yaml", atomically: true, encoding: .utf8)
+            let log = directory + ".log"
+            try Data().write(to: URL(fileURLWithPath: log))
+            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            let notify = try NotifySocket()
+            // WatchdogSec=0.4 s: pings every 0.2 s; creating chain slow hangs 2.5 s.
+            let daemon = try Daemon(directory, root, interval: "600", environment: [
+                "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000",
+                "TAILOR_FAILPOINTS": "slow: pin chain slow=sleep:2500",
+            ], stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+            var stopped = false
+            defer { if !stopped { _ = daemon.stop() } }
+            #expect(notify.wait(for: "READY=1", within: 10) != nil)
+
+            /// Every message in the next `seconds`, with when it came.
+            let listen = { (seconds: Double) -> [(at: Date, message: String)] in
+                var messages: [(at: Date, message: String)] = []
+                let deadline = Date().addingTimeInterval(seconds)
+                while Date() < deadline {
+                    if let message = notify.receive(within: deadline.timeIntervalSinceNow) { messages.append((Date(), message)) }
+                }
+                return messages
+            }
+            let gaps = { (messages: [(at: Date, message: String)]) -> [Double] in
+                let pings = messages.filter { $0.message == "WATCHDOG=1" }.map(\.at)
+                return zip(pings, pings.dropFirst()).map { $1.timeIntervalSince($0) }
+            }
+            let idle = gaps(listen(1))
+            #expect(idle.count >= 3 && idle.allSatisfy { $0 < 0.35 }, "pings while idle: \(idle)")
+
+            try specs.chain("slow", hook: "tc-egress", cubes: [specs.counter("c")])
+                .write(toFile: directory + "/slow.yaml", atomically: true, encoding: .utf8)
+            let during = listen(4)
+            let longest = gaps(during).max() ?? 0
+            #expect(longest > 1.5, "no gap in the pings while a reconcile hung: \(gaps(during))")
+            let synced = try #require(during.firstIndex { $0.message.contains("STATUS=2 chains synced") },
+                                      "the slow reconcile did not finish: \(during.map(\.message))")
+            let after = gaps(Array(during[synced...]))
+            #expect(after.count >= 3 && after.allSatisfy { $0 < 0.35 }, "pings after the reconcile: \(after)")
+            #expect(lines().contains("reconcile stuck: watchdog pings withheld"), "\(lines())")
+            #expect(lines().contains("watchdog pings resumed"), "\(lines())")
+            #expect(daemon.stop() == 0)
+            stopped = true
+        }
+    }
+}
