@@ -1,3 +1,4 @@
+import CLibBPF
 import Foundation
 import Testing
 import TailorDatapath
@@ -581,5 +582,34 @@ extension DaemonTests {
             #expect(daemon.stop() == 0)
             stopped = true
         }
+    }
+}
+
+/// `tailor --version`: what a bug report needs to name the build.
+@Suite("tailor --version")
+struct VersionTests {
+    @Test("prints tailor's version, the git commit it was built from, libbpf's version and the kernel release")
+    func version() throws {
+        let run = try CLI.run(["--version"])
+        #expect(run.status == 0 && run.stderr.isEmpty, "\(run)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        try #require(lines.count == 4, "\(run.stdout)")
+        #expect(lines[0].wholeMatch(of: /tailor \d+\.\d+\.\d+/) != nil, "\(lines[0])")
+
+        // Built from this repository: a commit it has (the tests may run after later commits), else unknown.
+        let head = try CLI.run(["-C", Golden.root.path, "rev-parse", "HEAD"], executable: "/usr/bin/git")
+        if head.status == 0 {
+            let commit = try #require(lines[1].wholeMatch(of: /commit ([0-9a-f]{40})(\+dirty)?/), "\(lines[1])").1
+            let known = try CLI.run(["-C", Golden.root.path, "cat-file", "-e", "\(commit)^{commit}"], executable: "/usr/bin/git")
+            #expect(known.status == 0, "\(commit) is not a commit of \(Golden.root.path)")
+        } else {
+            #expect(lines[1] == "commit unknown")
+        }
+
+        #expect(lines[2] == "libbpf \(libbpf_major_version()).\(libbpf_minor_version())")
+        var system = utsname()
+        #expect(uname(&system) == 0)
+        let release = withUnsafeBytes(of: system.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        #expect(lines[3] == "kernel \(release)")
     }
 }
