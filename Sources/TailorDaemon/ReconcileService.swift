@@ -56,7 +56,7 @@ public struct ReconcileService: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let watchdog = SystemdNotify.watchdogInterval {
                 // From the start: the first reconcile can hang like any other.
-                group.addTask { try await heartbeat.ping(every: watchdog / 2, unless: watchdog, logger: logger) }
+                group.addTask { try await heartbeat.ping(every: watchdog / 2, stuckAfter: watchdog, logger: logger) }
             }
             var outcome = reconcile("start")
             SystemdNotify.send("READY=1\nSTATUS=\(outcome.status)")
@@ -101,8 +101,8 @@ public struct ReconcileService: Service {
 /// WATCHDOG=1 only while no reconcile has run longer than the watchdog interval,
 /// so systemd restarts a daemon whose reconcile hangs (a kernel call that never
 /// returns, a lock never released) instead of a timer keeping it "healthy".
-/// A reconcile may take up to the interval and still be pinged through: WatchdogSec
-/// must exceed the longest legitimate one (a large state migration).
+/// A reconcile may take up to the watchdog interval and still be pinged through:
+/// WatchdogSec must exceed the longest legitimate one (a large state migration).
 final class Heartbeat: Sendable {
     /// When the reconcile in progress started; nil between reconciles.
     private let started = Mutex<ContinuousClock.Instant?>(nil)
@@ -119,9 +119,9 @@ final class Heartbeat: Sendable {
         started.withLock { $0.map { ContinuousClock.now - $0 } }.flatMap { $0 > limit ? $0 : nil }
     }
 
-    /// Sends WATCHDOG=1 every `period` while no reconcile has run longer than
-    /// `limit`; logs once per stuck reconcile that it withholds them.
-    func ping(every period: Duration, unless limit: Duration, logger: Logger) async throws {
+    /// Sends WATCHDOG=1 every `period`, except while a reconcile has run longer
+    /// than `limit`; logs once per stuck reconcile that it withholds them.
+    func ping(every period: Duration, stuckAfter limit: Duration, logger: Logger) async throws {
         var withheld = false
         while true {
             if let running = stuck(longerThan: limit) {

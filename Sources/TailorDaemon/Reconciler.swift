@@ -185,17 +185,27 @@ public final class Reconciler {
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
         // Pending chains are neither synced nor drifted: they are not there yet.
         var waiting: Set<String> = []
+        /// Whether the change waits for its chain's interface: then it is logged and
+        /// counted as pending, with no backoff, instead of being tried.
+        func awaitsInterface(_ change: ChainChange, _ log: Logger) -> Bool {
+            guard let hook = byName[change.name]?.settings.hook, let reason = AwaitedInterface(hook).missing else {
+                return false
+            }
+            var metadata: Logger.Metadata = ["interface": "\(hook.interface)", "reason": "\(reason)"]
+            if let namespace = hook.namespace { metadata["namespace"] = "\(namespace)" }
+            log.notice("chain pending", metadata: metadata)
+            failures[change.name] = nil
+            waiting.insert(change.name)
+            outcome.pending += 1
+            outcome.awaited.insert(AwaitedInterface(hook))
+            return true
+        }
         for change in plan.chains where change.action != .none && change.action != .skip {
             var chainLog = log
             chainLog[metadataKey: "chain"] = "\(change.name)"
             chainLog[metadataKey: "action"] = "\(change.action.rawValue)"
             let digest = byName[change.name]?.digest ?? "absent"
-            if let hook = byName[change.name]?.settings.hook, let reason = AwaitedInterface(hook).missing {
-                failures[change.name] = nil
-                pending(AwaitedInterface(hook), reason, chainLog, &outcome)
-                waiting.insert(change.name)
-                continue
-            }
+            if awaitsInterface(change, chainLog) { continue }
             if let failure = failures[change.name], failure.digest == digest, ContinuousClock.now < failure.retryAt {
                 chainLog.warning("chain not retried yet", metadata: [
                     "attempts": "\(failure.attempts)",
@@ -224,11 +234,7 @@ public final class Reconciler {
                 ])
             } catch {
                 // The interface went away while the chain was applied: it waits for it like any other.
-                if let hook = byName[change.name]?.settings.hook, let reason = AwaitedInterface(hook).missing {
-                    pending(AwaitedInterface(hook), reason, chainLog, &outcome)
-                    waiting.insert(change.name)
-                    continue
-                }
+                if awaitsInterface(change, chainLog) { continue }
                 let attempts = (failures[change.name].map { $0.digest == digest ? $0.attempts : 0 } ?? 0) + 1
                 let backoff = Duration.seconds(min(300, 5 << min(attempts - 1, 6)))
                 failures[change.name] = Failure(digest: digest, attempts: attempts, retryAt: .now + backoff)
@@ -249,16 +255,6 @@ public final class Reconciler {
             if !change.drift.isEmpty { outcome.drifted += 1 } else if change.action == .none { outcome.synced += 1 }
         }
         return outcome
-    }
-}
-
-extension Reconciler {
-    private func pending(_ interface: AwaitedInterface, _ reason: String, _ log: Logger, _ outcome: inout Outcome) {
-        var metadata: Logger.Metadata = ["interface": "\(interface.name)", "reason": "\(reason)"]
-        if let namespace = interface.namespace { metadata["namespace"] = "\(namespace)" }
-        log.notice("chain pending", metadata: metadata)
-        outcome.pending += 1
-        outcome.awaited.insert(interface)
     }
 }
 
