@@ -53,7 +53,7 @@ public struct ReconcileService: Service {
             return outcome
         }
 
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        await withThrowingTaskGroup(of: Void.self) { group in
             if let watchdog = SystemdNotify.watchdogInterval {
                 // From the start: the first reconcile can hang like any other.
                 group.addTask { try await heartbeat.ping(every: watchdog / 2, stuckAfter: watchdog, logger: logger) }

@@ -92,7 +92,7 @@ public final class SpecWatcher: @unchecked Sendable {
         for (directory, name) in Self.anchors(of: root) {
             let descriptor = inotify_add_watch(fd, directory, Self.anchorMask)
             guard descriptor >= 0 else { continue }
-            lock.withLock { anchors[descriptor, default: []].insert(name) }
+            lock.withLock { _ = anchors[descriptor, default: []].insert(name) }
         }
     }
 
