@@ -5,7 +5,8 @@ import Synchronization
 import UnixSignals
 
 /// `tailor run`: reconciles at start, then after every change under the spec
-/// directory (debounced), every `interval` (drift repair), and on SIGHUP.
+/// directory (debounced), every `interval` (drift repair), on SIGHUP, and when an
+/// interface a pending chain waits for appears.
 /// Reconciles never overlap: triggers that arrive during one make one more.
 /// Graceful shutdown (SIGTERM) lets a reconcile in progress finish, then stops;
 /// the datapath stays as it is in the kernel.
@@ -21,7 +22,7 @@ public struct ReconcileService: Service {
     }
 
     enum Trigger: String, Sendable {
-        case change, interval, signal = "SIGHUP"
+        case change, interval, signal = "SIGHUP", interface
     }
 
     let configuration: Configuration
@@ -42,12 +43,24 @@ public struct ReconcileService: Service {
             sink.yield(.change)
         }
         defer { watcher.stop() }
+        let interfaces = InterfaceWatcher(logger: logger) { sink.yield(.interface) }
+        defer { interfaces.stop() }
 
-        var outcome = reconciler.reconcile(reason: "start")
-        SystemdNotify.send("READY=1\nSTATUS=\(outcome.status)")
-        logger.notice("tailor run is ready", metadata: ["status": "\(outcome.status)"])
+        let heartbeat = Heartbeat()
+        let reconcile = { (reason: String) -> Reconciler.Outcome in
+            let outcome = heartbeat.beat { reconciler.reconcile(reason: reason) }
+            interfaces.wait(for: outcome.awaited)
+            return outcome
+        }
 
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        await withThrowingTaskGroup(of: Void.self) { group in
+            if let watchdog = SystemdNotify.watchdogInterval {
+                // From the start: the first reconcile can hang like any other.
+                group.addTask { try await heartbeat.ping(every: watchdog / 2, stuckAfter: watchdog, logger: logger) }
+            }
+            var outcome = reconcile("start")
+            SystemdNotify.send("READY=1\nSTATUS=\(outcome.status)")
+            logger.notice("tailor run is ready", metadata: ["status": "\(outcome.status)"])
             group.addTask {
                 while true {
                     try await Task.sleep(for: configuration.interval)
@@ -56,14 +69,6 @@ public struct ReconcileService: Service {
             }
             group.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup) { sink.yield(.signal) }
-            }
-            if let watchdog = SystemdNotify.watchdogInterval {
-                group.addTask {
-                    while true {
-                        SystemdNotify.send("WATCHDOG=1")
-                        try await Task.sleep(for: watchdog / 2)
-                    }
-                }
             }
             await withGracefulShutdownHandler {
                 var handled = ContinuousClock.now
@@ -78,7 +83,7 @@ public struct ReconcileService: Service {
                         }
                     }
                     handled = .now
-                    outcome = reconciler.reconcile(reason: trigger.rawValue)
+                    outcome = reconcile(trigger.rawValue)
                     SystemdNotify.send("STATUS=\(outcome.status)")
                 }
             } onGracefulShutdown: {
@@ -87,6 +92,51 @@ public struct ReconcileService: Service {
             SystemdNotify.send("STOPPING=1")
             logger.notice("tailor run is stopping; the datapath stays as it is")
             group.cancelAll()
+        }
+    }
+}
+
+/// What the watchdog pings stand for: that the reconcile loop is alive, not just
+/// the process. The loop marks each reconcile's start and end; the pinger sends
+/// WATCHDOG=1 only while no reconcile has run longer than the watchdog interval,
+/// so systemd restarts a daemon whose reconcile hangs (a kernel call that never
+/// returns, a lock never released) instead of a timer keeping it "healthy".
+/// A reconcile may take up to the watchdog interval and still be pinged through:
+/// WatchdogSec must exceed the longest legitimate one (a large state migration).
+final class Heartbeat: Sendable {
+    /// When the reconcile in progress started; nil between reconciles.
+    private let started = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Runs one reconcile, marked as in progress while it runs.
+    func beat<R>(_ reconcile: () -> R) -> R {
+        started.withLock { $0 = .now }
+        defer { started.withLock { $0 = nil } }
+        return reconcile()
+    }
+
+    /// How long the reconcile in progress has run, if it has run longer than `limit`.
+    func stuck(longerThan limit: Duration) -> Duration? {
+        started.withLock { $0.map { ContinuousClock.now - $0 } }.flatMap { $0 > limit ? $0 : nil }
+    }
+
+    /// Sends WATCHDOG=1 every `period`, except while a reconcile has run longer
+    /// than `limit`; logs once per stuck reconcile that it withholds them.
+    func ping(every period: Duration, stuckAfter limit: Duration, logger: Logger) async throws {
+        var withheld = false
+        while true {
+            if let running = stuck(longerThan: limit) {
+                if !withheld {
+                    logger.error("reconcile stuck: watchdog pings withheld", metadata: [
+                        "running_ms": "\(Int(running.microseconds / 1000))",
+                    ])
+                }
+                withheld = true
+            } else {
+                if withheld { logger.notice("reconcile finished: watchdog pings resumed") }
+                withheld = false
+                SystemdNotify.send("WATCHDOG=1")
+            }
+            try await Task.sleep(for: period)
         }
     }
 }

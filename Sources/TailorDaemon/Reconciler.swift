@@ -16,6 +16,10 @@ import TailorSpec
 /// configuration prunes `pruneAllowingEmpty` (see `Prune`): nothing is applied.
 /// A chain whose apply failed is not retried for the same desired state until its
 /// backoff (5 s, doubling to 5 min) has passed; a new desired state is tried at once.
+/// A chain whose interface (or its namespace) does not exist yet is pending, not
+/// failed: nothing is tried for it and it has no backoff, since the interface
+/// appearing later (at boot, a container started) is the normal course; the
+/// outcome names the interfaces awaited, so the service can reconcile when one appears.
 public final class Reconciler {
     public struct Configuration: Sendable {
         public var specDirectory: String
@@ -23,15 +27,45 @@ public final class Reconciler {
         public var lockTimeout: Double
         /// What becomes of chains no longer in the specs (`--no-prune`, `--allow-empty`).
         public var prune: Prune
+        /// Failures injected into applies (`TAILOR_FAILPOINTS`), as `tailor apply` takes them.
+        public var failpoints: Failpoints?
 
-        public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30, prune: Prune = .prune) {
+        public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30, prune: Prune = .prune,
+                    failpoints: Failpoints? = nil) {
             (self.specDirectory, self.pinRoot, self.lockTimeout, self.prune) = (specDirectory, pinRoot, lockTimeout, prune)
+            self.failpoints = failpoints
+        }
+    }
+
+    /// An interface a pending chain waits for.
+    public struct AwaitedInterface: Sendable, Hashable {
+        public var name: String
+        /// The `ip netns` name of its namespace; nil for the daemon's own.
+        public var namespace: String?
+
+        init(_ hook: ChainHook) {
+            (name, namespace) = (hook.interface, hook.namespace)
+        }
+
+        /// Why it cannot be used yet (it or its namespace does not exist), or nil when
+        /// it is there, or when the lookup failed otherwise: that is the apply's to report.
+        var missing: String? {
+            do {
+                _ = try NetworkInterface.lookup(name, in: namespace.map(NetworkNamespace.named))
+                return nil
+            } catch let error as KernelError where error.code == .interfaceNotFound || error.code == .notFound {
+                return "\(error)"
+            } catch {
+                return nil
+            }
         }
     }
 
     /// What a reconcile found and did, for logs and the service status line.
     public struct Outcome: Sendable, Equatable {
-        public var chains = 0, synced = 0, drifted = 0, failed = 0
+        public var chains = 0, synced = 0, drifted = 0, failed = 0, pending = 0
+        /// The interfaces the pending chains wait for.
+        public var awaited: Set<AwaitedInterface> = []
         public var specErrors = 0
         /// Live chains kept because the plan was refused (specs that hold no chain).
         public var keptByRefusal = 0
@@ -40,6 +74,7 @@ public final class Reconciler {
         /// `3 chains synced, 0 drifted, rev abc1234`.
         public var status: String {
             var line = "\(synced) chain\(synced == 1 ? "" : "s") synced, \(drifted) drifted"
+            if pending > 0 { line += ", \(pending) pending" }
             if failed > 0 { line += ", \(failed) failing" }
             if specErrors > 0 { line += ", specs have \(specErrors) error\(specErrors == 1 ? "" : "s")" }
             if keptByRefusal > 0 {
@@ -73,7 +108,12 @@ public final class Reconciler {
         let start = ContinuousClock.now
         var log = logger
         log[metadataKey: "plan_id"] = "\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-        let revision = GitRevision.of(configuration.specDirectory)
+        var revision: GitRevision?
+        do {
+            revision = try GitRevision.read(configuration.specDirectory)
+        } catch {
+            log.warning("git revision unreadable", metadata: ["error": "\(error)"])
+        }
         if let revision { log[metadataKey: "git_commit"] = "\(revision)" }
         log.info("reconcile started", metadata: ["reason": "\(reason)"])
         var outcome = Outcome(revision: revision?.short)
@@ -119,6 +159,7 @@ public final class Reconciler {
         var executor = Executor(pinRoot: pinRoot)
         executor.gitRevision = revision?.description
         executor.held = held
+        executor.failpoint = configuration.failpoints?.hit
         defer { held.refresh(pinRoot: pinRoot) }
         var observed = Observer.observe(pinRoot: pinRoot)
         let recovered = try executor.recover(observed)
@@ -142,11 +183,29 @@ public final class Reconciler {
             return outcome
         }
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Pending chains are neither synced nor drifted: they are not there yet.
+        var waiting: Set<String> = []
+        /// Whether the change waits for its chain's interface: then it is logged and
+        /// counted as pending, with no backoff, instead of being tried.
+        func awaitsInterface(_ change: ChainChange, _ log: Logger) -> Bool {
+            guard let hook = byName[change.name]?.settings.hook, let reason = AwaitedInterface(hook).missing else {
+                return false
+            }
+            var metadata: Logger.Metadata = ["interface": "\(hook.interface)", "reason": "\(reason)"]
+            if let namespace = hook.namespace { metadata["namespace"] = "\(namespace)" }
+            log.notice("chain pending", metadata: metadata)
+            failures[change.name] = nil
+            waiting.insert(change.name)
+            outcome.pending += 1
+            outcome.awaited.insert(AwaitedInterface(hook))
+            return true
+        }
         for change in plan.chains where change.action != .none && change.action != .skip {
             var chainLog = log
             chainLog[metadataKey: "chain"] = "\(change.name)"
             chainLog[metadataKey: "action"] = "\(change.action.rawValue)"
             let digest = byName[change.name]?.digest ?? "absent"
+            if awaitsInterface(change, chainLog) { continue }
             if let failure = failures[change.name], failure.digest == digest, ContinuousClock.now < failure.retryAt {
                 chainLog.warning("chain not retried yet", metadata: [
                     "attempts": "\(failure.attempts)",
@@ -174,6 +233,8 @@ public final class Reconciler {
                     "duration_us": "\(Int((ContinuousClock.now - chainStart).microseconds))",
                 ])
             } catch {
+                // The interface went away while the chain was applied: it waits for it like any other.
+                if awaitsInterface(change, chainLog) { continue }
                 let attempts = (failures[change.name].map { $0.digest == digest ? $0.attempts : 0 } ?? 0) + 1
                 let backoff = Duration.seconds(min(300, 5 << min(attempts - 1, 6)))
                 failures[change.name] = Failure(digest: digest, attempts: attempts, retryAt: .now + backoff)
@@ -190,7 +251,7 @@ public final class Reconciler {
         }
         outcome.chains = desired.count
         let afterPlan = Planner.plan(desired: desired, observed: after, prune: prune)
-        for change in afterPlan.chains where byName[change.name] != nil {
+        for change in afterPlan.chains where byName[change.name] != nil && !waiting.contains(change.name) {
             if !change.drift.isEmpty { outcome.drifted += 1 } else if change.action == .none { outcome.synced += 1 }
         }
         return outcome

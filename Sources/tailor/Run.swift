@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TailorDaemon
+import TailorReconcile
 
 /// `tailor run SPECDIR`: the reconcile daemon.
 struct Run: AsyncParsableCommand {
@@ -11,9 +12,11 @@ struct Run: AsyncParsableCommand {
         discussion: "Logs go to the systemd journal (CHAIN, CUBE, ACTION, PLAN_ID, GIT_COMMIT, DURATION_US, "
             + "DRIFT_KIND, SPEC_FILE fields), or to stderr without one. SIGHUP reconciles at once; SIGTERM stops "
             + "after the reconcile in progress and leaves the datapath as it is. With systemd (Type=notify): READY=1 "
-            + "after the first reconcile, STATUS= after each, WATCHDOG=1 when WatchdogSec is set. Specs with errors "
+            + "after the first reconcile, STATUS= after each, WATCHDOG=1 when WatchdogSec is set, withheld while a "
+            + "reconcile has run longer than it. Specs with errors "
             + "(a missing or unreadable directory too) keep the last good state and prune nothing; a directory that "
-            + "holds no chain while chains are live changes nothing unless --allow-empty."
+            + "holds no chain while chains are live changes nothing unless --allow-empty. A chain whose interface "
+            + "does not exist yet is pending, and applied as soon as the interface appears."
     )
 
     @Argument(help: "The spec directory (a git work tree, or inside one, to record revisions).")
@@ -40,9 +43,12 @@ struct Run: AsyncParsableCommand {
         LoggingSystem.bootstrap { JournalLogHandler(label: $0) }
         let logger = Logger(label: "tailor.run")
         let directory = URL(fileURLWithPath: specDirectory).standardizedFileURL.path
+        let failpoints = try ProcessInfo.processInfo.environment["TAILOR_FAILPOINTS"].map { text in
+            do { return try Failpoints(text) } catch { throw ValidationError("TAILOR_FAILPOINTS: \(error)") }
+        }
         let service = ReconcileService(
             .init(reconciler: .init(specDirectory: directory, pinRoot: try kernel.pinRoot(),
-                                    lockTimeout: kernel.lockTimeout, prune: pruning.prune),
+                                    lockTimeout: kernel.lockTimeout, prune: pruning.prune, failpoints: failpoints),
                   interval: .milliseconds(Int64(interval * 1000)), debounce: .milliseconds(debounce)),
             logger: logger)
         let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -1,3 +1,4 @@
+import CLibBPF
 import Foundation
 import Testing
 import TailorDatapath
@@ -271,8 +272,9 @@ struct DaemonTests {
             let lab = specs.lab
             let directory = specs.directory + "/run"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let bad = specs.chain("bad", hook: "tc-ingress", cubes: [specs.counter("c")])
-                .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: nosuch0")
+            // Native XDP on loopback: the kernel refuses the attach (a missing interface would be pending instead).
+            let bad = specs.chain("bad", hook: "xdp", cubes: [specs.counter("c")])
+                .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: lo")
             try specs.chain("good", hook: "tc-ingress", cubes: [specs.counter("c")])
                 .write(toFile: directory + "/good.yaml", atomically: true, encoding: .utf8)
             try bad.write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
@@ -294,8 +296,8 @@ struct DaemonTests {
             // SIGHUP reconciles at once; a new desired state for the chain is tried at once.
             kill(daemon.process.processIdentifier, SIGHUP)
             #expect(eventually(5) { lines().contains("REASON=SIGHUP") })
-            try bad.replacingOccurrences(of: "interface: nosuch0", with: "interface: \(lab.b.interfaceName)")
-                .replacingOccurrences(of: "tc-ingress", with: "tc-egress")
+            try bad.replacingOccurrences(of: "interface: lo", with: "interface: \(lab.b.interfaceName)")
+                .replacingOccurrences(of: "hook: xdp", with: "hook: tc-egress")
                 .write(toFile: directory + "/bad.yaml", atomically: true, encoding: .utf8)
             #expect(notify.wait(for: "STATUS=2 chains synced, 0 drifted", within: 5) != nil)
             #expect(root.exists(root.appending("bad")))
@@ -383,5 +385,231 @@ extension DaemonTests {
                 #expect(allowing.terminationStatus == 0)
             }
         }
+    }
+}
+
+/// Spec directories replaced under the daemon (docs/daemon.md, "Git-sync layouts").
+extension DaemonTests {
+    @Test("a spec symlink swapped to a new worktree, and a directory removed and made again, are applied without an interval")
+    func swappedAndRecreatedSpecs() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let fileManager = FileManager.default
+                let base = fileManager.temporaryDirectory.appendingPathComponent("tailor-run-sync-\(UniqueName.make(""))").path
+                try fileManager.createDirectory(atPath: base, withIntermediateDirectories: true)
+                defer { try? fileManager.removeItem(atPath: base) }
+                let write = { (directory: String, port: Int) in
+                    try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    try lab.filterChainSpec(droppingUDP: port)
+                        .write(toFile: directory + "/edge.yaml", atomically: true, encoding: .utf8)
+                }
+                // git-sync's swap: a new link beside the old one, renamed over it.
+                let link = base + "/current"
+                let swap = { (worktree: String) in
+                    try fileManager.createSymbolicLink(atPath: base + "/new-link", withDestinationPath: worktree)
+                    #expect(rename(base + "/new-link", link) == 0)
+                }
+                let (log, plainLog) = (base + "/swap.log", base + "/plain.log")
+                for path in [log, plainLog] { try Data().write(to: URL(fileURLWithPath: path)) }
+                let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+                let plainLines = { (try? String(contentsOfFile: plainLog, encoding: .utf8)) ?? "" }
+                let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                let digest = { Self.record(root)?.specDigest }
+
+                try write(base + "/worktrees/one", 9)
+                // A repository with no commit yet: git cannot say its revision, and the log says why.
+                #expect(try CLI.run(["init", "-q", base + "/worktrees/one"], executable: "/usr/bin/git").status == 0)
+                try fileManager.createSymbolicLink(atPath: link, withDestinationPath: "worktrees/one")
+                // An interval no test waits for: only the watcher can bring the changes in.
+                let daemon = try Daemon(link, root, interval: "600", stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                var stopped = false
+                defer { if !stopped { _ = daemon.stop() } }
+                #expect(eventually { try hook.attachedProgram() != nil && lines().contains("tailor run is ready") }, "\(lines())")
+                #expect(lines().contains("git revision unreadable"), "\(lines())")
+                #expect(lines().contains("ambiguous argument 'HEAD'"), "\(lines())")
+
+                // Twice: the watches must follow the first swap for the second to be seen.
+                for (worktree, port) in [("worktrees/two", 10), ("worktrees/three", 11)] {
+                    let before = digest()
+                    try write(base + "/" + worktree, port)
+                    try swap(worktree)
+                    #expect(eventually(5) { digest() != before }, "swap to \(worktree) not applied: \(lines())")
+                    #expect(try Traffic.udp(in: lab, count: 3, port: UInt16(port), timeout: .milliseconds(300)) == 0)
+                }
+                #expect(daemon.stop() == 0)
+                stopped = true
+
+                // A plain directory removed, then made again with another rule.
+                let plain = base + "/plain"
+                try write(plain, 12)
+                var before = digest()
+                let again = try Daemon(plain, root, interval: "600",
+                                       stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: plainLog)))
+                defer { if again.process.isRunning { _ = again.stop() } }
+                #expect(eventually { digest() != before && plainLines().contains("tailor run is ready") }, "\(plainLines())")
+                try fileManager.removeItem(atPath: plain)
+                #expect(eventually(5) { plainLines().contains("no such file or directory") }, "\(plainLines())")
+                before = digest()
+                try write(plain, 13)
+                #expect(eventually(5) { digest() != before }, "the re-created directory was not applied: \(plainLines())")
+                #expect(try Traffic.udp(in: lab, count: 3, port: 13, timeout: .milliseconds(300)) == 0)
+                #expect(again.stop() == 0)
+                try Chain.open("edge", pinRoot: root).destroy()
+            }
+        }
+    }
+}
+
+/// Chains whose interface does not exist yet (docs/daemon.md, "Pending chains").
+extension DaemonTests {
+    @Test("a chain whose interface does not exist is pending, not failed, and attached within 2 s of it appearing, again after it is deleted")
+    func pendingInterface() async throws {
+        try KernelEnvironment.require()
+        let unique = UniqueName.make("")
+        let (namespace, interface, peer) = ("tailor-t\(unique)p", "tt\(unique)p", "tt\(unique)q")
+        #expect(try CLI.run(["netns", "add", namespace], executable: "/usr/sbin/ip").status == 0)
+        defer { _ = try? CLI.run(["netns", "delete", namespace], executable: "/usr/sbin/ip") }
+        try await TestPinRoot.with { root in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-run-\(unique)").path
+            let log = directory + ".log"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { for path in [directory, log] { try? FileManager.default.removeItem(atPath: path) } }
+            try """
+                apiVersion: tailor/v1
+                kind: Chain
+                metadata: {name: late}
+                spec:
+                  attach: {interface: \(interface), namespace: \(namespace), hook: tc-ingress}
+                  cubes:
+                    - {name: count, type: counter}
+
+                """.write(toFile: directory + "/late.yaml", atomically: true, encoding: .utf8)
+            try Data().write(to: URL(fileURLWithPath: log))
+            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+            // The CLI's answer stays an error: an apply cannot do what it was asked.
+            let apply = try CLI.run(["apply", directory, "--bpffs", root.path])
+            #expect(apply.status == 1 && apply.stderr.contains("no interface \(interface) in netns \(namespace)"), "\(apply)")
+
+            let notify = try NotifySocket()
+            let daemon = try Daemon(directory, root, interval: "600", environment: ["NOTIFY_SOCKET": notify.path],
+                                    stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+            var stopped = false
+            defer { if !stopped { _ = daemon.stop() } }
+            let ready = notify.wait(for: "READY=1", within: 10)
+            #expect(ready?.contains("STATUS=0 chains synced, 0 drifted, 1 pending") == true, "\(ready ?? "nothing")")
+            #expect(lines().contains("chain pending"), "\(lines())")
+            #expect(lines().contains("CHAIN=late") && lines().contains("INTERFACE=\(interface)")
+                && lines().contains("NAMESPACE=\(namespace)"), "\(lines())")
+
+            // Time for the daemon's link-event socket to open: the interface's arrival is then what it hears.
+            usleep(500_000)
+            let hook = ChainHook(interface: interface, namespace: namespace, kind: .tcIngress)
+            let created = try CLI.run(["-n", namespace, "link", "add", interface, "type", "veth", "peer", "name", peer],
+                                      executable: "/usr/sbin/ip")
+            #expect(created.status == 0, "\(created)")
+            #expect(eventually(2) { try hook.attachedProgram() != nil }, "not attached within 2 s: \(lines())")
+            #expect(notify.wait(for: "STATUS=1 chain synced, 0 drifted", within: 2) != nil)
+            #expect(lines().contains("REASON=interface"), "\(lines())")
+
+            // The interface deleted: pending again at the next reconcile, re-attached when it is back.
+            let pendingLines = { lines().components(separatedBy: "chain pending").count - 1 }
+            let before = pendingLines()
+            #expect(try CLI.run(["-n", namespace, "link", "del", interface], executable: "/usr/sbin/ip").status == 0)
+            kill(daemon.process.processIdentifier, SIGHUP)
+            #expect(eventually(5) { pendingLines() > before }, "\(lines())")
+            usleep(500_000)
+            #expect(try CLI.run(["-n", namespace, "link", "add", interface, "type", "veth", "peer", "name", peer],
+                                executable: "/usr/sbin/ip").status == 0)
+            #expect(eventually(2) { try hook.attachedProgram() != nil }, "not re-attached within 2 s: \(lines())")
+            #expect(!lines().contains("chain failed") && !lines().contains("chain not retried yet"), "\(lines())")
+            #expect(daemon.stop() == 0)
+            stopped = true
+            try Chain.open("late", pinRoot: root).destroy()
+        }
+    }
+}
+
+/// The watchdog stands for the reconcile loop (docs/daemon.md, "Watchdog").
+extension DaemonTests {
+    @Test("WATCHDOG=1 stops while a reconcile hangs longer than WatchdogSec, and comes back after it")
+    func watchdogFollowsTheLoop() async throws {
+        try await TransactionTests.withSpecs { specs, root in
+            let directory = specs.directory + "/run"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try specs.chain("fast", hook: "tc-ingress", cubes: [specs.counter("c")])
+                .write(toFile: directory + "/fast.yaml", atomically: true, encoding: .utf8)
+            let log = directory + ".log"
+            try Data().write(to: URL(fileURLWithPath: log))
+            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            let notify = try NotifySocket()
+            // WatchdogSec=0.4 s: pings every 0.2 s; creating chain slow hangs 2.5 s.
+            let daemon = try Daemon(directory, root, interval: "600", environment: [
+                "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000",
+                "TAILOR_FAILPOINTS": "slow: pin chain slow=sleep:2500",
+            ], stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+            var stopped = false
+            defer { if !stopped { _ = daemon.stop() } }
+            #expect(notify.wait(for: "READY=1", within: 10) != nil)
+
+            /// Every message in the next `seconds`, with when it came.
+            let listen = { (seconds: Double) -> [(at: Date, message: String)] in
+                var messages: [(at: Date, message: String)] = []
+                let deadline = Date().addingTimeInterval(seconds)
+                while Date() < deadline {
+                    if let message = notify.receive(within: deadline.timeIntervalSinceNow) { messages.append((Date(), message)) }
+                }
+                return messages
+            }
+            let gaps = { (messages: [(at: Date, message: String)]) -> [Double] in
+                let pings = messages.filter { $0.message == "WATCHDOG=1" }.map(\.at)
+                return zip(pings, pings.dropFirst()).map { $1.timeIntervalSince($0) }
+            }
+            let idle = gaps(listen(1))
+            #expect(idle.count >= 3 && idle.allSatisfy { $0 < 0.35 }, "pings while idle: \(idle)")
+
+            try specs.chain("slow", hook: "tc-egress", cubes: [specs.counter("c")])
+                .write(toFile: directory + "/slow.yaml", atomically: true, encoding: .utf8)
+            let during = listen(4)
+            let longest = gaps(during).max() ?? 0
+            #expect(longest > 1.5, "no gap in the pings while a reconcile hung: \(gaps(during))")
+            let synced = try #require(during.firstIndex { $0.message.contains("STATUS=2 chains synced") },
+                                      "the slow reconcile did not finish: \(during.map(\.message))")
+            let after = gaps(Array(during[synced...]))
+            #expect(after.count >= 3 && after.allSatisfy { $0 < 0.35 }, "pings after the reconcile: \(after)")
+            #expect(lines().contains("reconcile stuck: watchdog pings withheld"), "\(lines())")
+            #expect(lines().contains("watchdog pings resumed"), "\(lines())")
+            #expect(daemon.stop() == 0)
+            stopped = true
+        }
+    }
+}
+
+/// `tailor --version`: what a bug report needs to name the build.
+@Suite("tailor --version")
+struct VersionTests {
+    @Test("prints tailor's version, the git commit it was built from, libbpf's version and the kernel release")
+    func version() throws {
+        let run = try CLI.run(["--version"])
+        #expect(run.status == 0 && run.stderr.isEmpty, "\(run)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        try #require(lines.count == 4, "\(run.stdout)")
+        #expect(lines[0].wholeMatch(of: /tailor \d+\.\d+\.\d+/) != nil, "\(lines[0])")
+
+        // Built from this repository: a commit it has (the tests may run after later commits), else unknown.
+        let head = try CLI.run(["-C", Golden.root.path, "rev-parse", "HEAD"], executable: "/usr/bin/git")
+        if head.status == 0 {
+            let commit = try #require(lines[1].wholeMatch(of: /commit ([0-9a-f]{40})(\+dirty)?/), "\(lines[1])").1
+            let known = try CLI.run(["-C", Golden.root.path, "cat-file", "-e", "\(commit)^{commit}"], executable: "/usr/bin/git")
+            #expect(known.status == 0, "\(commit) is not a commit of \(Golden.root.path)")
+        } else {
+            #expect(lines[1] == "commit unknown")
+        }
+
+        #expect(lines[2] == "libbpf \(libbpf_major_version()).\(libbpf_minor_version())")
+        var system = utsname()
+        #expect(uname(&system) == 0)
+        let release = withUnsafeBytes(of: system.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        #expect(lines[3] == "kernel \(release)")
     }
 }

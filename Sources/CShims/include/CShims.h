@@ -3,6 +3,7 @@
 #include <sys/vfs.h> /* statfs(2), which Glibc does not export to Swift */
 #include <linux/if_packet.h> /* sockaddr_ll for AF_PACKET sockets */
 #include <linux/if_ether.h> /* ETH_P_ALL */
+#include <linux/rtnetlink.h> /* RTNLGRP_LINK, RTM_NEWLINK, ifinfomsg: link events (LinkEvents) */
 
 /// setns(2): Glibc does not export it to Swift.
 int tailor_setns(int fd, int nstype);
