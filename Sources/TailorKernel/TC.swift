@@ -106,7 +106,7 @@ public enum TC {
             throw KernelError(.staleExpectation, operation: operation, object: interface.description,
                               detail: "found \(current.map(\.description) ?? "no program") there")
         }
-        try withHook(interface, direction.attachPoint) { hook in
+        _ = try withHook(interface, direction.attachPoint) { hook in
             try withOptions(filter) { opts in
                 try check(bpf_tc_detach(hook, opts), operation, interface.description)
             }
