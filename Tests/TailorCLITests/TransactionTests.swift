@@ -175,8 +175,8 @@ struct TransactionTests {
             let lab = specs.lab
             try Self.apply(specs.v1, root)
             let before = try KernelSnapshot(root, hooks: specs.hooks)
-            // Chain y's build finds no interface; a, b and z are prepared but none is switched.
-            try specs.write("v2/y.yaml", specs.chain("y", hook: "tc-ingress", cubes: [specs.counter("yc")])
+            // Chain w's build finds no interface; a, b and z are prepared but none is switched.
+            try specs.write("v2/w.yaml", specs.chain("w", hook: "tc-ingress", cubes: [specs.counter("yc")])
                 .replacingOccurrences(of: "interface: \(lab.b.interfaceName)", with: "interface: nosuch0"))
             let failed = try Self.tailor(["apply", specs.v2], root)
             #expect(failed.status == 1)

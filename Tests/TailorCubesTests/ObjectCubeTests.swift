@@ -79,7 +79,9 @@ struct ObjectCubeTests {
     }
 
     @Test("wrong fields, widths, digests and paths are errors at their position", arguments: [
-        ("sha256: 0000000000000000000000000000000000000000000000000000000000000000", "has sha256"),
+        ("sha256: \"0000000000000000000000000000000000000000000000000000000000000000\"", "has sha256"),
+        // Unquoted, all digits with a leading zero is a number to YAML 1.1 readers.
+        ("sha256: 0000000000000000000000000000000000000000000000000000000000000000", "YAML reads as the octal number"),
         ("sha256: abc", "sha256 must be 64 hex digits"),
         ("tables: {flows: [{key: {adr: 1, port: 80}, value: {}}]}", "has no field 'adr' (did you mean 'addr'?)"),
         ("tables: {flows: [{key: {port: 70000}, value: {}}]}", "70000 does not fit flows key.port (unsigned 16-bit)"),
