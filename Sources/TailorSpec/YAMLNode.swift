@@ -74,31 +74,89 @@ extension YAMLNode {
         if ["n", "N", "no", "No", "NO", "off", "Off", "OFF"].contains(text) {
             return "the boolean false (YAML 1.1)"
         }
-        if let octal = text.wholeMatch(of: /[-+]?0([0-7_]+)/) {
-            let value = Int(octal.1.filter { $0 != "_" }, radix: 8).map { " \($0)" } ?? ""
-            return "the octal number\(value) (YAML 1.1)"
-        }
-        if text.wholeMatch(of: /[-+]?(0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o[0-7]+|0b[01_]+/) != nil {
-            return "the number \(text)"
-        }
-        if text.wholeMatch(of: /[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?/) != nil {
-            return "a sexagesimal number (YAML 1.1)"
-        }
-        if text.wholeMatch(of: /[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)/)
-            != nil {
-            return "the number \(text)"
-        }
-        return nil
+        return YAMLNumber.reading(Array(text.utf8), text)
     }
 
     /// A plain number written with a leading zero (`010`): tailor would read 10, YAML
     /// 1.1 readers the octal 8. Nil when the scalar is not one.
     var leadingZeroProblem: String? {
-        guard case .scalar(let text) = value, !isQuoted,
-              text.wholeMatch(of: /[-+]?0[0-9]+/) != nil else { return nil }
+        guard case .scalar(let text) = value, !isQuoted, YAMLNumber.hasLeadingZero(Array(text.utf8)) else { return nil }
         let digits = text.drop { $0 == "-" || $0 == "+" }.drop { $0 == "0" }
         return "'\(text)' has a leading zero, which YAML 1.1 readers (PyYAML and many tools) take as an octal "
             + "number: write \(text.hasPrefix("-") ? "-" : "")\(digits.isEmpty ? "0" : String(digits)) "
             + "(or quote it if you mean the text)"
+    }
+}
+
+/// The number forms of YAML 1.1 and 1.2 plain scalars, matched by hand: this runs
+/// on every string of a spec (a 10,000-rule firewall has tens of thousands), where
+/// regular expressions cost seconds.
+enum YAMLNumber {
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    /// `[-+]?0[0-9]+`: a decimal written with a leading zero.
+    static func hasLeadingZero(_ bytes: [UInt8]) -> Bool {
+        let digits = bytes.first == UInt8(ascii: "-") || bytes.first == UInt8(ascii: "+") ? bytes.dropFirst() : bytes[...]
+        return digits.count > 1 && digits.first == UInt8(ascii: "0") && digits.allSatisfy(isDigit)
+    }
+
+    /// What YAML 1.1 or 1.2 reads `bytes` as when it is a number, or nil.
+    static func reading(_ bytes: [UInt8], _ text: String) -> String? {
+        var rest = bytes[...]
+        if rest.first == UInt8(ascii: "-") || rest.first == UInt8(ascii: "+") { rest = rest.dropFirst() }
+        // Every number form starts with a digit or a dot: most text is out here.
+        guard let first = rest.first, isDigit(first) || first == UInt8(ascii: ".") else { return nil }
+        let body = String(decoding: rest, as: UTF8.self)
+        if [".inf", ".Inf", ".INF"].contains(body) || (rest.count == bytes.count && [".nan", ".NaN", ".NAN"].contains(body)) {
+            return "the number \(text)"
+        }
+        let all = { (set: String, from: Int) in
+            rest.count > from && rest.dropFirst(from).allSatisfy { set.utf8.contains($0) }
+        }
+        if rest.count == bytes.count && body.hasPrefix("0x") && all("0123456789abcdefABCDEF_", 2)
+            || body.hasPrefix("0o") && all("01234567", 2) || body.hasPrefix("0b") && all("01_", 2) {
+            return "the number \(text)"
+        }
+        if first == UInt8(ascii: "0") && all("01234567_", 1) {
+            let value = Int(String(decoding: rest.dropFirst().filter { $0 != UInt8(ascii: "_") }, as: UTF8.self),
+                            radix: 8).map { " \($0)" } ?? ""
+            return "the octal number\(value) (YAML 1.1)"
+        }
+        // Digits (and _), then one of: nothing (an integer), `:`-groups (sexagesimal),
+        // or a fraction and an exponent (a float).
+        var index = rest.startIndex
+        let digits = { (allowUnderscore: Bool) -> Int in
+            let start = index
+            while index < rest.endIndex, isDigit(rest[index]) || (allowUnderscore && rest[index] == UInt8(ascii: "_")) {
+                index += 1
+            }
+            return index - start
+        }
+        let whole = isDigit(first) ? digits(true) : 0
+        if index == rest.endIndex { return whole > 0 ? "the number \(text)" : nil }
+        if whole > 0 && rest[index] == UInt8(ascii: ":") {
+            while index < rest.endIndex && rest[index] == UInt8(ascii: ":") {
+                index += 1
+                let group = digits(false)
+                guard (1...2).contains(group), rest[index - group] <= UInt8(ascii: "5") || group == 1 else { return nil }
+            }
+            if index < rest.endIndex && rest[index] == UInt8(ascii: ".") {
+                index += 1
+                _ = digits(true)
+            }
+            return index == rest.endIndex ? "a sexagesimal number (YAML 1.1)" : nil
+        }
+        var fraction = 0
+        if rest[index] == UInt8(ascii: ".") {
+            index += 1
+            fraction = digits(true)
+        }
+        guard whole + fraction > 0 else { return nil }
+        if index < rest.endIndex && (rest[index] == UInt8(ascii: "e") || rest[index] == UInt8(ascii: "E")) {
+            index += 1
+            if index < rest.endIndex && (rest[index] == UInt8(ascii: "-") || rest[index] == UInt8(ascii: "+")) { index += 1 }
+            guard digits(false) > 0 else { return nil }
+        }
+        return index == rest.endIndex ? "the number \(text)" : nil
     }
 }

@@ -286,7 +286,8 @@ struct SpecDirectoryTests {
 
     @Test("plain scalars other YAML readers take as numbers, booleans or null are refused where a string is wanted; quoted they are text")
     func nonTextScalars() throws {
-        let cases = ["123", "1e3", "0x1F", "0o17", "017", "yes", "Off", "True", "~", "1:20", ".inf", "+12"]
+        let cases = ["123", "1e3", "0x1F", "0o17", "017", "yes", "Off", "True", "~", "1:20", ".inf", "+12", "09", ".5",
+                     "1.", "-1_000", "1:20:30.5", "2E-3", "0b101", "-.INF", ".NaN"]
         for text in cases {
             var diagnostics = Diagnostics()
             let node = YAMLNode(value: .scalar(text), location: SourceLocation(file: "f", line: 1, column: 1),
@@ -295,7 +296,8 @@ struct SpecDirectoryTests {
             let quoted = YAMLNode(value: .scalar(text), location: node.location, isQuoted: true, size: 1)
             #expect(quoted.string("x", diagnostics: &diagnostics) == text)
         }
-        for text in ["eth0", "10.0.0.1", "fd00::1", "1000-2000", "v1.2", "0x", "e1", "edge-1"] {
+        for text in ["eth0", "10.0.0.1", "fd00::1", "1000-2000", "v1.2", "0x", "e1", "edge-1", ".", "1:60", "1e", "1.2.3",
+                     "-", "0o", "12ab", "1_000x", "-.nan"] {
             var diagnostics = Diagnostics()
             let node = YAMLNode(value: .scalar(text), location: SourceLocation(file: "f", line: 1, column: 1),
                                 isQuoted: false, size: 1)
