@@ -16,6 +16,9 @@ public struct PreparedCommit {
     let migrations: [StateMigration]
     /// Why the change must not go ahead (a state map that cannot be carried over).
     public let refusals: [String]
+    /// The configs the changed cubes record (digest -> canonical JSON), written to
+    /// the chain's `ConfigStore` before any record names them.
+    let configs: [String: [UInt8]]
 
     public var isEmpty: Bool { plan.isEmpty && tables.isEmpty }
 
@@ -47,6 +50,8 @@ struct StatePlan {
 public struct TableUpdate: Sendable {
     public var digest: String
     public var entries: [String: [TableEntry]]
+    /// The config the instance records once its entries changed.
+    public var configDigest: String?
 }
 
 /// A prepared change made live by `Chain.switchOver`: packets take the new path,
@@ -100,6 +105,10 @@ extension Chain {
         guard prepared.refusals.isEmpty else { throw DatapathError(prepared.refusals.joined(separator: "\n")) }
         if let new = prepared.provenance { provenance = (new.specDigest, new.gitRevision) }
         do {
+            // The record written below names these: they are there before it is.
+            if plan.isEmpty && !prepared.configs.isEmpty {
+                try step("write configs") { try configs.write(prepared.configs) }
+            }
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }
                 for (name, entries) in update.entries.sorted(by: { $0.key < $1.key }) {
@@ -110,11 +119,15 @@ extension Chain {
                 }
                 var record = instance.record
                 record.digest = update.digest
+                record.configDigest = update.configDigest
                 instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record,
                                                stateLayouts: instance.stateLayouts)
             }
             if plan.isEmpty {
-                if record != before.record { try step("write record") { try meta.write(record) } }
+                if record != before.record {
+                    try step("write record") { try meta.write(record) }
+                    try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
+                }
                 return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, copied: [],
                                       started: start, committed: clock.now)
             }
@@ -138,6 +151,9 @@ extension Chain {
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) {
                 try step("stage cube \(cube)") { try pin(instance, at: stagingDirectory(cube)) }
             }
+            // After staging, so an apply killed here leaves staged pins and recovery
+            // removes these too; before the pending record, which names them.
+            if !prepared.configs.isEmpty { try step("write configs") { try configs.write(prepared.configs) } }
             try step("write pending record") { try meta.write(pending) }
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) where cube != plan.commitCube {
                 try step("fill slot \(instance.record.slot)") { try progs.set(instance.record.slot, to: instance.program) }
@@ -187,6 +203,7 @@ extension Chain {
             }
             try pinRoot.removeTree(directory + "/staging")
             try step("write record") { try meta.write(record) }
+            try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
         } catch {
             rollBack(to: switched.before, prepared: prepared, tables: switched.tablesBefore)
             throw error
@@ -280,6 +297,7 @@ extension Chain {
         }
         attempt("remove staged pins") { try self.pinRoot.removeTree(self.directory + "/staging") }
         attempt("restore record") { try self.meta.write(before.record) }
+        attempt("remove configs of the change") { try self.configs.trim(keeping: before.record.configDigests) }
     }
 
     /// Undoes or finishes a commit a controller did not complete (its record still
@@ -297,9 +315,11 @@ extension Chain {
         guard var record = try meta.read() else {
             throw DatapathError("chain \(name): its meta record at \(directory)/meta is empty")
         }
+        let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
         guard let pending = record.pending else {
             guard pinRoot.exists(staging) else { return [] }
             try pinRoot.removeTree(staging)
+            try configs.trim(keeping: record.configDigests)
             return ["removed the instances an apply staged and never committed"]
         }
         let progs = try ProgramArray(pinnedAt: directory + "/progs")
@@ -353,6 +373,7 @@ extension Chain {
         record.cubes = target
         record.pending = nil
         try meta.write(record)
+        try configs.trim(keeping: record.configDigests)
         return done
     }
 }
