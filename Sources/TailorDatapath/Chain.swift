@@ -518,14 +518,8 @@ public final class Chain {
         let zones = zones ?? StateZones(pinRoot: pinRoot)
         var live = layout
         var inPlace: [String: TableUpdate] = [:]
-        // Each config the new record names, by digest: written with the commit.
-        var configs: [String: [UInt8]] = [:]
-        let recordConfig = { (blueprint: CubeBlueprint) -> String? in
-            guard let json = blueprint.config?.canonicalJSON else { return nil }
-            let digest = ConfigDocument.digest(of: json)
-            configs[digest] = json
-            return digest
-        }
+        // The config of each cube that gets a new record: encoded when committed.
+        var configs: [String: ConfigDocument] = [:]
         for (cube, instance) in instances {
             guard let blueprint = topology.nodes[cube]?.blueprint else { continue }
             let digest = digests[cube] ?? blueprint.digest
@@ -533,8 +527,8 @@ public final class Chain {
             live[cube]?.digest = digest
             inPlace[cube] = TableUpdate(
                 digest: digest,
-                entries: Dictionary(uniqueKeysWithValues: instance.record.entrySafeTables.map { ($0, blueprint.tables[$0] ?? []) }),
-                configDigest: recordConfig(blueprint))
+                entries: Dictionary(uniqueKeysWithValues: instance.record.entrySafeTables.map { ($0, blueprint.tables[$0] ?? []) }))
+            configs[cube] = blueprint.config
         }
         let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity, digests: digests)
         var loaded: [String: CubeInstance] = [:]
@@ -551,8 +545,8 @@ public final class Chain {
                 node.blueprint, as: cube, hook: settings.hook, wiring: record, settings: settings,
                 shared: shared, carry: carried.carry)
             try zones.register(instance)
-            instance.record.configDigest = recordConfig(node.blueprint)
             loaded[cube] = instance
+            configs[cube] = node.blueprint.config
             if !carried.carries.isEmpty { state[cube] = carried.carries }
             refusals += carried.refusals
             for (name, (old, translation)) in carried.migrate.sorted(by: { $0.key < $1.key }) {

@@ -16,9 +16,10 @@ public struct PreparedCommit {
     let migrations: [StateMigration]
     /// Why the change must not go ahead (a state map that cannot be carried over).
     public let refusals: [String]
-    /// The configs the changed cubes record (digest -> canonical JSON), written to
-    /// the chain's `ConfigStore` before any record names them.
-    let configs: [String: [UInt8]]
+    /// The configs of the cubes that get new records, by cube: encoded and written
+    /// to the chain's `ConfigStore` by `switchOver`, before any record names them
+    /// (not here: `Executor.verify` prepares every change only to drop it).
+    let configs: [String: ConfigDocument]
 
     public var isEmpty: Bool { plan.isEmpty && tables.isEmpty }
 
@@ -50,8 +51,6 @@ struct StatePlan {
 public struct TableUpdate: Sendable {
     public var digest: String
     public var entries: [String: [TableEntry]]
-    /// The config the instance records once its entries changed.
-    public var configDigest: String?
 }
 
 /// A prepared change made live by `Chain.switchOver`: packets take the new path,
@@ -104,10 +103,17 @@ extension Chain {
         var copied: [FlatEntries] = []
         guard prepared.refusals.isEmpty else { throw DatapathError(prepared.refusals.joined(separator: "\n")) }
         if let new = prepared.provenance { provenance = (new.specDigest, new.gitRevision) }
+        var recorded: [String: [UInt8]] = [:], digests: [String: String] = [:]
+        for (cube, config) in prepared.configs {
+            let json = config.canonicalJSON
+            let digest = ConfigDocument.digest(of: json)
+            (digests[cube], recorded[digest]) = (digest, json)
+        }
+        for (cube, instance) in prepared.instances { instance.record.configDigest = digests[cube] }
         do {
             // The record written below names these: they are there before it is.
-            if plan.isEmpty && !prepared.configs.isEmpty {
-                try step("write configs") { try configs.write(prepared.configs) }
+            if plan.isEmpty && !recorded.isEmpty {
+                try step("write configs") { try configs.write(recorded) }
             }
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }
@@ -119,7 +125,7 @@ extension Chain {
                 }
                 var record = instance.record
                 record.digest = update.digest
-                record.configDigest = update.configDigest
+                record.configDigest = digests[cube]
                 instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record,
                                                stateLayouts: instance.stateLayouts)
             }
@@ -153,7 +159,7 @@ extension Chain {
             }
             // After staging, so an apply killed here leaves staged pins and recovery
             // removes these too; before the pending record, which names them.
-            if !prepared.configs.isEmpty { try step("write configs") { try configs.write(prepared.configs) } }
+            if !recorded.isEmpty { try step("write configs") { try configs.write(recorded) } }
             try step("write pending record") { try meta.write(pending) }
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) where cube != plan.commitCube {
                 try step("fill slot \(instance.record.slot)") { try progs.set(instance.record.slot, to: instance.program) }

@@ -90,8 +90,11 @@ struct ConfigDiff {
             return
         }
         guard let old else { return record(.add, nil, new, at: newPath, former: oldPath) }
-        let (oldJSON, newJSON) = (old.canonicalJSON, new.canonicalJSON)
-        guard oldJSON != newJSON else { return }
+        // Containers are walked rather than encoded whole to compare: a firewall's
+        // rules would be encoded once per level. What changed inside says whether
+        // the unchanged count of a list is worth showing.
+        let changesBefore = changes.count
+        defer { if changes.count == changesBefore { unchanged[newPath.text] = nil } }
         switch new {
         case .fields(let fields) where old.members != nil:
             let names = Set(fields.map(\.name))
@@ -130,12 +133,27 @@ struct ConfigDiff {
             let previous = old.items ?? []
             let scalars = (previous + items).allSatisfy { !$0.isContainer }
             if scalars && max(previous.count, items.count) <= Self.atomicListLimit {
-                record(.change, old, new, at: newPath, former: oldPath)
+                if previous != items { record(.change, old, new, at: newPath, former: oldPath) }
             } else {
                 compareSequences(previous, items, old: oldPath, new: newPath)
             }
         default:
-            record(.change, old, new, at: newPath, former: oldPath)
+            if !Self.same(old, new) { record(.change, old, new, at: newPath, former: oldPath) }
+        }
+    }
+
+    /// Whether recorded `old` holds the value of desired `new`: compared in place
+    /// where the kinds match, through their canonical JSON where they cannot (sets,
+    /// maps, fields in another order).
+    static func same(_ old: ConfigDocument, _ new: ConfigDocument) -> Bool {
+        switch (old, new) {
+        case (.bool(let a), .bool(let b)): a == b
+        case (.int(let a), .int(let b)): a == b
+        case (.string(let a), .string(let b)): a == b
+        case (.list(let a), .list(let b)): a.count == b.count && zip(a, b).allSatisfy { same($0, $1) }
+        case (.fields(let a), .fields(let b)) where a.map(\.name) == b.map(\.name):
+            zip(a, b).allSatisfy { same($0.value, $1.value) }
+        default: old.canonicalJSON == new.canonicalJSON
         }
     }
 
@@ -143,6 +161,12 @@ struct ConfigDiff {
     /// and within each run of removed and inserted items, items are paired in order
     /// as changes (compared inside), the rest removed or added.
     mutating func compareSequences(_ old: [ConfigDocument], _ new: [ConfigDocument], old oldPath: Path, new newPath: Path) {
+        // The common ends compared in place; only the items between are encoded for the edit script.
+        var prefix = 0
+        while prefix < old.count && prefix < new.count && Self.same(old[prefix], new[prefix]) { prefix += 1 }
+        var suffix = 0
+        while suffix < old.count - prefix && suffix < new.count - prefix
+            && Self.same(old[old.count - 1 - suffix], new[new.count - 1 - suffix]) { suffix += 1 }
         // Items as small integers, equal for equal canonical JSON.
         var ids: [[UInt8]: Int] = [:]
         let id = { (item: ConfigDocument) -> Int in
@@ -151,7 +175,10 @@ struct ConfigDiff {
             ids[json] = ids.count
             return ids.count - 1
         }
-        let a = old.map(id), b = new.map(id)
+        let a = [Int](repeating: -1, count: prefix) + old[prefix..<old.count - suffix].map(id)
+            + [Int](repeating: -2, count: suffix)
+        let b = [Int](repeating: -1, count: prefix) + new[prefix..<new.count - suffix].map(id)
+            + [Int](repeating: -2, count: suffix)
         var same = 0
         var hunk: (removed: [Int], inserted: [Int]) = ([], [])
         let flush = { (diff: inout ConfigDiff, hunk: inout (removed: [Int], inserted: [Int])) in

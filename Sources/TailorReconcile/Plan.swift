@@ -163,19 +163,21 @@ public struct TableDelta: Sendable, Equatable, Codable {
 
     /// The entries that differ from `old` to `new`, by key: an entry of `new` that
     /// `old` holds otherwise, one `old` lacks, and one `new` lacks. An all-zero entry
-    /// only one side holds counts as absent (array maps hold every key).
+    /// only one side holds counts as absent (array maps hold every key). Tables of
+    /// 65,537 entries are compared on every plan: only the differences are sorted.
     static func differences(from old: [TableEntry], to new: [TableEntry]) -> [TableEntryChange] {
+        if old == new { return [] }
         let before = Dictionary(old.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         let after = Dictionary(new.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         let zero = { (value: [UInt8]) in !value.contains { $0 != 0 } }
-        return Set(before.keys).union(after.keys).sorted { $0.lexicographicallyPrecedes($1) }.compactMap { key in
-            switch (before[key], after[key]) {
-            case (let old?, let new?): old == new ? nil : TableEntryChange(key: key, before: old, after: new)
-            case (nil, let new?): zero(new) ? nil : TableEntryChange(key: key, before: nil, after: new)
-            case (let old?, nil): zero(old) ? nil : TableEntryChange(key: key, before: old, after: nil)
-            case (nil, nil): nil
-            }
+        var changes: [TableEntryChange] = []
+        for (key, value) in after where before[key] != value && (before[key] != nil || !zero(value)) {
+            changes.append(TableEntryChange(key: key, before: before[key], after: value))
         }
+        for (key, value) in before where after[key] == nil && !zero(value) {
+            changes.append(TableEntryChange(key: key, before: value, after: nil))
+        }
+        return changes.sorted { $0.key.lexicographicallyPrecedes($1.key) }
     }
 }
 

@@ -127,13 +127,14 @@ public enum PlanText {
     /// or map entry whose key is its value shows the key only.
     static func item(_ mark: String, _ path: String, _ value: ConfigDocument?, collapse: Bool) -> [String] {
         guard let value else { return ["\(mark) \(path)"] }
-        let flow = value.flow
-        if path.hasSuffix("[" + ConfigDocument.quoted(flow) + "]") { return ["\(mark) \(path)"] }
-        guard flow.count > lineWidth, value.isContainer else { return ["\(mark) \(path): \(flow)"] }
         let count = value.items?.count ?? value.members?.count ?? 0
+        // Counted before it is written out: a created firewall's rules make a megabyte.
         if collapse && count > itemsShown {
             return ["\(mark) \(path): \(grouped(count)) \(noun(path, count: count)) (-v lists them)"]
         }
+        let flow = value.flow
+        if path.hasSuffix("[" + ConfigDocument.quoted(flow) + "]") { return ["\(mark) \(path)"] }
+        guard flow.count > lineWidth, value.isContainer else { return ["\(mark) \(path): \(flow)"] }
         switch value {
         case .list(let items):
             return items.enumerated().flatMap { item(mark, "\(path)[\($0.offset)]", $0.element, collapse: collapse) }

@@ -48,6 +48,9 @@ struct ConfigDiffTests {
         let json = String(decoding: document.canonicalJSON, as: UTF8.self)
         #expect(json == #"{"b":-3,"a":["a\"\n","z"],"m":{"x":[],"y":true}}"#)
         #expect(try recorded(document).canonicalJSON == document.canonicalJSON)
+        let text = ConfigDocument.list([.string("é😀\u{01}\\"), .string("")])
+        #expect(try recorded(text) == text)
+        #expect(try ConfigDocument(json: Array(#"["\u00e9\ud83d\ude00"]"#.utf8)) == .list([.string("é😀")]))
         #expect(throws: ConfigJSONError.self) { try ConfigDocument(json: Array("{\"a\":1.5}".utf8)) }
         #expect(throws: ConfigJSONError.self) { try ConfigDocument(json: Array("[1,]".utf8)) }
     }
