@@ -22,7 +22,7 @@ public struct CubeWords: Sendable {
 
     /// Cube types whose config changes only ever replace the instance and whose
     /// tables the plan shows in hex.
-    static let none = CubeWords()
+    public static let none = CubeWords()
 }
 
 /// One entry of a table that differs between two versions: its key, and its value

@@ -228,7 +228,7 @@ extension Firewall {
             let useState = allStages || rules.contains { $0.states != nil }
             if useState {
                 entries["state_vectors"] = values(0..<ConnectionState.allCases.count) { rule, value in
-                    rule.states.map { $0.contains(ConnectionState(rawValue: value)!) } ?? true
+                    rule.states.map { states in ConnectionState(rawValue: value).map(states.contains) ?? false } ?? true
                 }
             }
             fieldsUsed = ["src": useSource, "dst": useDestination, "sport": useSourcePort, "dport": useDestinationPort,
@@ -264,10 +264,11 @@ extension Firewall {
             }
             let root = IPPrefix(address: [UInt8](repeating: 0, count: bytes), length: 0)
             var resolved: [IPPrefix: RuleVector] = [root: wildcard.union(exact[root] ?? RuleVector(words: words))]
-            for prefix in exact.keys.sorted(by: { $0.length < $1.length }) where prefix.length > 0 {
+            for (prefix, rules) in exact.sorted(by: { $0.key.length < $1.key.length }) where prefix.length > 0 {
+                // The longest shorter prefix resolved; the root is, so there always is one.
                 let parent = (0..<prefix.length).reversed().lazy
-                    .compactMap { resolved[IPPrefix(address: prefix.address, length: $0).network] }.first!
-                resolved[prefix] = parent.union(exact[prefix]!)
+                    .compactMap { resolved[IPPrefix(address: prefix.address, length: $0).network] }.first
+                resolved[prefix] = (parent ?? RuleVector(words: words)).union(rules)
             }
             return resolved.filter { !$0.value.isEmpty }
                 .map { TableEntry(key: $0.key.lpmKey, value: $0.value.encoded) }

@@ -275,7 +275,7 @@ public enum Planner {
     /// `config`), else as hex. Keys the spec does not name must be absent or all
     /// zero (array maps hold every key).
     static func tableDrift(_ cube: String, desired: [String: [TableEntry]], live: [String: [TableEntry]],
-                           words: CubeWords = CubeWords(), config: ConfigDocument? = nil) -> [Drift] {
+                           words: CubeWords = .none, config: ConfigDocument? = nil) -> [Drift] {
         live.sorted(by: { $0.key < $1.key }).flatMap { map, entries -> [Drift] in
             // What was done by hand is the change from the spec's entries to the live ones.
             let changes = TableDelta.differences(from: desired[map] ?? [], to: entries)

@@ -8,8 +8,13 @@ import TailorLab
 /// jsonschema checks the schema, the example, and plans the planner makes.
 @Suite("plan JSON schema")
 struct PlanJSONTests {
-    static let document = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("docs/plan-json.md")
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let document = root.appendingPathComponent("docs/plan-json.md")
+    /// The JSON plans of the CLI goldens: what `tailor plan --output json` printed.
+    static let goldens = ["plan-create-json", "plan-values-json"].map {
+        root.appendingPathComponent("Tests/TailorCLITests/Goldens/\($0).stdout").path
+    }
 
     /// The JSON block after the HTML comment `<!-- marker -->` in docs/plan-json.md.
     static func block(_ marker: String) throws -> String {
@@ -42,7 +47,7 @@ struct PlanJSONTests {
         return plan
     }
 
-    @Test("the schema is valid, and the documented example and a planned plan conform to it")
+    @Test("the schema is valid, and the documented example, a planned plan and the CLI goldens' plans conform to it")
     func conforms() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-plan-json-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -67,7 +72,7 @@ struct PlanJSONTests {
         do {
             _ = try run("python3", ["-c", script] + ["schema", "example", "planned"].map {
                 directory.appendingPathComponent($0 + ".json").path
-            })
+            } + Self.goldens)
         } catch let failure as CommandFailed {
             Issue.record("python3 with jsonschema is required; it says: \(failure.stderr)")
         }
