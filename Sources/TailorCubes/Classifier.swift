@@ -44,8 +44,35 @@ public enum Classifier {
                     try index(rule["output"]?.stringValue ?? "", context))
         }
         let fallback = try config["default"]?.stringValue.map { try index($0, "default") } ?? 0
-        return try blueprint(rules: rules, defaultOutput: fallback, outputs: outputs.count)
+        var blueprint = try blueprint(rules: rules, defaultOutput: fallback, outputs: outputs.count)
+        blueprint.config = .attributes([
+            "outputs": .list(outputs.map(ConfigDocument.string)),
+            "rules": .list(rules.map { document($0.0, output: outputs[$0.1]) }),
+            "default": .string(outputs[fallback]),
+        ])
+        return blueprint
     }
+
+    /// A rule in the config's words: `{match: {proto: udp, dport: 53}, output: dns}`.
+    static func document(_ rule: Filter.Rule, output: String) -> ConfigDocument {
+        .attributes(["match": Match.document(rule), "output": .string(output)])
+    }
+
+    /// The `rules` table's entries as the rules they encode, outputs by the names
+    /// the desired config gives them.
+    static let words = CubeWords(entry: { map, change, config in
+        guard map == "rules", let index = littleEndianValue(change.key, as: UInt32.self) else { return nil }
+        let names = config?["outputs"]?.items?.map(\.flow) ?? []
+        let rule = { (bytes: [UInt8]?) in
+            bytes.map { bytes in
+                Filter.Rule(encoded: bytes).map { rule in
+                    let output = Int(bytes[46])
+                    return document(rule, output: output < names.count ? names[output] : "output \(output)").flow
+                } ?? hexDigest(bytes)
+            }
+        }
+        return EntryWords(key: "rules[\(index)]", before: rule(change.before), after: rule(change.after))
+    })
 
     /// `rules` in order, each with the output index it sends to.
     public static func blueprint(rules: [(Filter.Rule, Int)], defaultOutput: Int, outputs: Int) throws -> CubeBlueprint {

@@ -8,6 +8,8 @@ public enum Counter {
         name: "counter", doc: "Counts packets and bytes per CPU and hands every packet on.", config: [])
 
     public static func blueprint() throws -> CubeBlueprint {
-        try BuiltIn.blueprint("counter")
+        var blueprint = try BuiltIn.blueprint("counter")
+        blueprint.config = .fields([])
+        return blueprint
     }
 }

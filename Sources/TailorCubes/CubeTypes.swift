@@ -6,18 +6,26 @@ import TailorSpec
 public struct CubeType: Sendable {
     public let schema: CubeTypeSchema
     public let blueprint: @Sendable (CubeSource) throws -> CubeBlueprint
+    /// How plans show its config changes and its tables' entries.
+    public let words: CubeWords
 
     public static let builtIn: [CubeType] = [
-        CubeType(schema: Counter.schema, blueprint: { _ in try Counter.blueprint() }),
-        CubeType(schema: Tag.schema, blueprint: { try Tag.blueprint(config: $0.config) }),
-        CubeType(schema: Filter.schema, blueprint: { try Filter.blueprint(config: $0.config) }),
-        CubeType(schema: RateLimit.schema, blueprint: { try RateLimit.blueprint(config: $0.config) }),
-        CubeType(schema: Classifier.schema, blueprint: { try Classifier.blueprint(config: $0.config) }),
-        CubeType(schema: Firewall.schema, blueprint: { try Firewall.blueprint(config: $0.config) }),
-        CubeType(schema: ObjectCube.schema, blueprint: ObjectCube.blueprint(source:)),
+        CubeType(schema: Counter.schema, blueprint: { _ in try Counter.blueprint() }, words: .none),
+        CubeType(schema: Tag.schema, blueprint: { try Tag.blueprint(config: $0.config) }, words: .none),
+        CubeType(schema: Filter.schema, blueprint: { try Filter.blueprint(config: $0.config) }, words: Filter.words),
+        CubeType(schema: RateLimit.schema, blueprint: { try RateLimit.blueprint(config: $0.config) }, words: RateLimit.words),
+        CubeType(schema: Classifier.schema, blueprint: { try Classifier.blueprint(config: $0.config) },
+                 words: Classifier.words),
+        CubeType(schema: Firewall.schema, blueprint: { try Firewall.blueprint(config: $0.config) }, words: Firewall.words),
+        CubeType(schema: ObjectCube.schema, blueprint: ObjectCube.blueprint(source:), words: ObjectCube.words),
     ]
 
     public static var schemas: [CubeTypeSchema] { builtIn.map(\.schema) }
+
+    /// The words of cube type `name`; a type this tailor does not know has none.
+    public static func words(of name: String) -> CubeWords {
+        builtIn.first { $0.schema.name == name }?.words ?? .none
+    }
 }
 
 extension ChainSpec {

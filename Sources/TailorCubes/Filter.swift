@@ -84,8 +84,25 @@ public enum Filter {
             decoded.action = rule["action"]?.stringValue == "drop" ? .drop : .pass
             return decoded
         }
-        return try blueprint(rules: rules, defaultAction: config["defaultAction"]?.stringValue == "drop" ? .drop : .pass)
+        let defaultAction: Action = config["defaultAction"]?.stringValue == "drop" ? .drop : .pass
+        var blueprint = try blueprint(rules: rules, defaultAction: defaultAction)
+        blueprint.config = .attributes(["rules": .list(rules.map(document)), "defaultAction": document(defaultAction)])
+        return blueprint
     }
+
+    /// A rule in the config's words: `{match: {proto: tcp, dport: 23}, action: drop}`.
+    static func document(_ rule: Rule) -> ConfigDocument {
+        .attributes(["match": Match.document(rule), "action": document(rule.action)])
+    }
+
+    static func document(_ action: Action) -> ConfigDocument { .string(action == .drop ? "drop" : "pass") }
+
+    /// The `rules` table's entries as the rules they encode.
+    static let words = CubeWords(entry: { map, change, _ in
+        guard map == "rules", let index = littleEndianValue(change.key, as: UInt32.self) else { return nil }
+        let rule = { (bytes: [UInt8]?) in bytes.map { Rule(encoded: $0).map { document($0).flow } ?? hexDigest($0) } }
+        return EntryWords(key: "rules[\(index)]", before: rule(change.before), after: rule(change.after))
+    })
 
     public static func blueprint(rules: [Rule], defaultAction: Action) throws -> CubeBlueprint {
         guard rules.count <= maxRules else {

@@ -70,10 +70,50 @@ public enum Firewall {
             return Rule(try Match.rule(match, where: "rule \(index + 1)"), states: states,
                         action: rule["action"]?.stringValue == "drop" ? .drop : .accept)
         }
-        return try blueprint(rules: rules, policy: config["policy"]?.stringValue == "drop" ? .drop : .accept,
-                             acceptEstablished: config["acceptEstablished"]?.booleanValue ?? true,
-                             zone: config["zone"]?.stringValue)
+        let policy: Action = config["policy"]?.stringValue == "drop" ? .drop : .accept
+        let acceptEstablished = config["acceptEstablished"]?.booleanValue ?? true
+        let zone = config["zone"]?.stringValue
+        var blueprint = try blueprint(rules: rules, policy: policy, acceptEstablished: acceptEstablished, zone: zone)
+        blueprint.config = .attributes([
+            "policy": document(policy), "acceptEstablished": .bool(acceptEstablished), "zone": zone.map(ConfigDocument.string),
+            "rules": .list(rules.map { .attributes(["match": Match.document($0.match, states: $0.states), "action": document($0.action)]) }),
+        ])
+        return blueprint
     }
+
+    static func document(_ action: Action) -> ConfigDocument { .string(action == .drop ? "drop" : "accept") }
+
+    /// Keys of the classification tables as the field values they stand for; the
+    /// bit vectors as the rules whose bits differ (a vector holds thousands).
+    static let words = CubeWords(entry: { map, change, _ in
+        let key = littleEndianValue(change.key, as: UInt32.self).map(Int.init)
+        let vectorKey: String?
+        switch map {
+        case "src_v4", "src_v6", "dst_v4", "dst_v6": vectorKey = IPPrefix(lpmKey: change.key)?.description
+        case "port_vectors": vectorKey = key.map { "vector \($0)" }
+        case "proto_vectors": vectorKey = key.map { "proto " + (IPProtocolNames.name(UInt8(truncatingIfNeeded: $0)) ?? "\($0)") }
+        case "flag_vectors": vectorKey = key.map { "tcp flags " + hexDigest([UInt8(truncatingIfNeeded: $0)]) }
+        case "state_vectors":
+            vectorKey = key.map { value in "state " + (ConnectionState.names.first { $0.value.rawValue == value }?.key ?? "\(value)") }
+        case "all_rules": vectorKey = "all rules"
+        case "sport_index", "dport_index":
+            guard let key else { return nil }
+            let vector = { (bytes: [UInt8]?) in bytes.flatMap { littleEndianValue($0, as: UInt32.self) }.map { "vector \($0)" } }
+            return EntryWords(key: key == 65_536 ? "no port" : "port \(key)", before: vector(change.before),
+                              after: vector(change.after))
+        case "actions":
+            guard let key else { return nil }
+            let action = { (bytes: [UInt8]?) in bytes.map { $0 == [1] ? "drop" : $0 == [0] ? "accept" : hexDigest($0) } }
+            return EntryWords(key: "rules[\(key)] action", before: action(change.before), after: action(change.after))
+        default: vectorKey = nil
+        }
+        guard let vectorKey else { return nil }
+        let affected = RuleVector.rules(encoded: change.before).symmetricDifference(RuleVector.rules(encoded: change.after))
+            .sorted()
+        let shown = affected.prefix(5).map { "rules[\($0)]" }.joined(separator: ", ")
+        return EntryWords(key: vectorKey, summary: "\(affected.count) rule\(affected.count == 1 ? "" : "s") affected ("
+            + shown + (affected.count > 5 ? ", ..." : "") + ")")
+    })
 
     /// With `zone`, the conntrack map is the zone's (shared with every firewall of that zone).
     /// `specialised: false` keeps every lookup stage and conntrack in the program even
@@ -111,6 +151,17 @@ struct RuleVector: Hashable {
         var result = self
         for index in words.indices { result.words[index] |= other.words[index] }
         return result
+    }
+
+    /// The rules of an encoded vector (`encoded`); none for nil.
+    static func rules(encoded bytes: [UInt8]?) -> Set<Int> {
+        guard let bytes else { return [] }
+        var rules = Set<Int>()
+        for (index, offset) in stride(from: Firewall.summaryWords * 8, to: bytes.count - 7, by: 8).enumerated() {
+            let word = littleEndianValue(Array(bytes[offset..<offset + 8]), as: UInt64.self) ?? 0
+            for bit in 0..<64 where word & (1 << UInt64(bit)) != 0 { rules.insert(index * 64 + bit) }
+        }
+        return rules
     }
 
     /// `struct fw_vector`: the summary (bit w set when word w is not zero), then
@@ -177,7 +228,7 @@ extension Firewall {
             let useState = allStages || rules.contains { $0.states != nil }
             if useState {
                 entries["state_vectors"] = values(0..<ConnectionState.allCases.count) { rule, value in
-                    rule.states.map { $0.contains(ConnectionState(rawValue: value)!) } ?? true
+                    rule.states.map { states in ConnectionState(rawValue: value).map(states.contains) ?? false } ?? true
                 }
             }
             fieldsUsed = ["src": useSource, "dst": useDestination, "sport": useSourcePort, "dport": useDestinationPort,
@@ -213,10 +264,11 @@ extension Firewall {
             }
             let root = IPPrefix(address: [UInt8](repeating: 0, count: bytes), length: 0)
             var resolved: [IPPrefix: RuleVector] = [root: wildcard.union(exact[root] ?? RuleVector(words: words))]
-            for prefix in exact.keys.sorted(by: { $0.length < $1.length }) where prefix.length > 0 {
+            for (prefix, rules) in exact.sorted(by: { $0.key.length < $1.key.length }) where prefix.length > 0 {
+                // The longest shorter prefix resolved; the root is, so there always is one.
                 let parent = (0..<prefix.length).reversed().lazy
-                    .compactMap { resolved[IPPrefix(address: prefix.address, length: $0).network] }.first!
-                resolved[prefix] = parent.union(exact[prefix]!)
+                    .compactMap { resolved[IPPrefix(address: prefix.address, length: $0).network] }.first
+                resolved[prefix] = (parent ?? RuleVector(words: words)).union(rules)
             }
             return resolved.filter { !$0.value.isEmpty }
                 .map { TableEntry(key: $0.key.lpmKey, value: $0.value.encoded) }

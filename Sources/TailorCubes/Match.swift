@@ -1,3 +1,4 @@
+import TailorDatapath
 import TailorSpec
 
 /// The match fields filters (and later the firewall and classifier) share.
@@ -44,5 +45,56 @@ enum Match {
         return Filter.Rule(proto: proto, source: source, destination: destination,
                            sourcePorts: match["sport"]?.portsValue, destinationPorts: match["dport"]?.portsValue,
                            tcpFlags: flags, action: .pass)
+    }
+}
+
+extension Match {
+    /// A rule's match in the config's words, normalised: fields in the schema's
+    /// order, omitted when they match anything, protocols and TCP flags by name,
+    /// a single port as a number. `states` is the firewall's `state`.
+    static func document(_ rule: Filter.Rule, states: Set<Firewall.ConnectionState>? = nil) -> ConfigDocument {
+        func ports(_ range: ClosedRange<UInt16>?) -> ConfigDocument? {
+            guard let range else { return nil }
+            return range.count == 1 ? .int(Int(range.lowerBound)) : .string("\(range.lowerBound)-\(range.upperBound)")
+        }
+        func names<Value>(_ table: [String: Value], _ included: (Value) -> Bool) -> ConfigDocument {
+            .set(table.filter { included($0.value) }.keys.sorted().map(ConfigDocument.string))
+        }
+        var family: ConfigDocument?
+        // A version the prefixes do not already say (rules made outside a spec).
+        if let ipv6 = rule.ipv6, rule.source == nil, rule.destination == nil { family = .string(ipv6 ? "ipv6" : "ipv4") }
+        var proto: ConfigDocument?
+        if let number = rule.proto { proto = IPProtocolNames.name(number).map(ConfigDocument.string) ?? .int(Int(number)) }
+        var flags: ConfigDocument?
+        if let (mask, value) = rule.tcpFlags {
+            flags = .fields([.init("mask", names(tcpFlagNames) { mask & $0 != 0 }),
+                             .init("set", names(tcpFlagNames) { value & $0 != 0 })])
+        }
+        let state = states.map { states in names(Firewall.ConnectionState.names) { states.contains($0) } }
+        return .attributes([
+            "family": family, "src": rule.source.map { .string($0.description) },
+            "dst": rule.destination.map { .string($0.description) }, "proto": proto,
+            "sport": ports(rule.sourcePorts), "dport": ports(rule.destinationPorts), "tcpFlags": flags, "state": state,
+        ])
+    }
+}
+
+extension Filter.Rule {
+    /// The rule `encoded(verdict:)` wrote, and its verdict byte; nil when `bytes` is
+    /// not a `struct tailor_rule` (an entry written by hand).
+    init?(encoded bytes: [UInt8]) {
+        guard bytes.count >= 47, [0, 4, 6].contains(bytes[0]), bytes[2] <= 128, bytes[3] <= 128 else { return nil }
+        let ipv6 = bytes[0] == 6
+        let prefix = { (offset: Int, length: UInt8) -> IPPrefix? in
+            length == 0 ? nil : IPPrefix(address: Array(bytes[offset..<offset + (ipv6 ? 16 : 4)]), length: Int(length))
+        }
+        let port = { (offset: Int) in UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8 }
+        let range = { (low: UInt16, high: UInt16) -> ClosedRange<UInt16>? in
+            low == 0 && high == 0xffff || low > high ? nil : low...high
+        }
+        self.init(ipv6: bytes[0] == 0 ? nil : ipv6, proto: bytes[1] == 0 ? nil : bytes[1],
+                  source: prefix(4, bytes[2]), destination: prefix(20, bytes[3]),
+                  sourcePorts: range(port(36), port(38)), destinationPorts: range(port(40), port(42)),
+                  tcpFlags: bytes[44] == 0 ? nil : (bytes[44], bytes[45]), action: bytes[46] == 1 ? .drop : .pass)
     }
 }

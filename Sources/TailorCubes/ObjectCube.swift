@@ -40,8 +40,11 @@ public enum ObjectCube {
         let btf = try object.btf()
         let encoder = BTFEncoder(btf: btf)
         var rodata: [String: [UInt8]] = [:]
+        // The config in the plan's words: names in the spec's order, entries by key.
+        var rodataWords: [ConfigDocument.Field] = [], tableWords: [ConfigDocument.Field] = []
         if let node = config["rodata"]?.nodeValue {
             for (name, value) in try pairs(node, "rodata") {
+                rodataWords.append(ConfigDocument.Field(name, document(value)))
                 guard let type = btf.rodataVariableType(name) else {
                     throw CubeConfigError("the object has no `const volatile` global '\(name)'", at: value.location)
                 }
@@ -72,19 +75,48 @@ public enum ObjectCube {
                     throw CubeConfigError("table '\(name)' holds \(map.maxEntries) entries; \(items.count) are given",
                                           at: list.location)
                 }
+                var entries: [String: ConfigDocument] = [:]
                 tables[name] = try items.map { item in
                     let fields = Dictionary(try pairs(item, "a \(name) entry"), uniquingKeysWith: { a, _ in a })
                     guard let key = fields["key"], let value = fields["value"], fields.count == 2 else {
                         throw CubeConfigError("each entry of table '\(name)' has exactly 'key' and 'value'",
                                               at: item.location)
                     }
+                    entries[document(key).flow] = document(value)
                     return TableEntry(key: try encoder.encode(key, as: map.keyType, what: "\(name) key"),
                                       value: try encoder.encode(value, as: map.valueType, what: "\(name) value"))
                 }
+                tableWords.append(ConfigDocument.Field(name, .map(entries)))
             }
         }
-        return CubeBlueprint(type: "object", object: bytes, rodata: rodata, tables: tables)
+        var blueprint = CubeBlueprint(type: "object", object: bytes, rodata: rodata, tables: tables)
+        blueprint.config = .attributes([
+            "path": config["path"].flatMap(\.stringValue).map(ConfigDocument.string), "sha256": .string(declared),
+            "rodata": rodataWords.isEmpty ? nil : .fields(rodataWords),
+            "tables": tableWords.isEmpty ? nil : .fields(tableWords),
+        ])
+        return blueprint
     }
+
+    /// A YAML value of the spec in the plan's terms: unquoted integers and booleans
+    /// as such, other scalars as text, mappings in their order.
+    static func document(_ node: YAMLNode) -> ConfigDocument {
+        switch node.value {
+        case .scalar(let text):
+            if !node.isQuoted, let number = Int(text) { return .int(number) }
+            if !node.isQuoted, text == "true" || text == "false" { return .bool(text == "true") }
+            return .string(text)
+        case .sequence(let items):
+            return .list(items.map(document))
+        case .mapping(let pairs):
+            return .fields(pairs.map { ConfigDocument.Field(document($0.key).flow, document($0.value)) })
+        }
+    }
+
+    /// Tables marked entry-safe in the object change in place; entries show in hex.
+    static let words = CubeWords(inPlace: { path, entrySafe in
+        path.count > 1 && path[0] == "tables" && entrySafe.contains(path[1])
+    })
 
     /// The object's path, relative to the spec file, refused when it leaves the spec directory.
     static func resolve(_ path: String, source: CubeSource) throws -> String {

@@ -29,11 +29,27 @@ public enum RateLimit {
 
     /// The blueprint for a validated `ratelimit` config.
     public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        try blueprint(rate: UInt64(config["rate"]?.integerValue ?? 1), burst: UInt64(config["burst"]?.integerValue ?? 1),
-                      ipv4Prefix: UInt8(config["per"]?["ipv4"]?.integerValue ?? 32),
-                      ipv6Prefix: UInt8(config["per"]?["ipv6"]?.integerValue ?? 64),
-                      drop: (config["drop"]?.listValue ?? []).compactMap(\.prefixValue))
+        let (rate, burst) = (config["rate"]?.integerValue ?? 1, config["burst"]?.integerValue ?? 1)
+        let (v4, v6) = (config["per"]?["ipv4"]?.integerValue ?? 32, config["per"]?["ipv6"]?.integerValue ?? 64)
+        let drop = (config["drop"]?.listValue ?? []).compactMap(\.prefixValue)
+        var blueprint = try blueprint(rate: UInt64(rate), burst: UInt64(burst), ipv4Prefix: UInt8(v4),
+                                      ipv6Prefix: UInt8(v6), drop: drop)
+        blueprint.config = .attributes([
+            "rate": .int(rate), "burst": .int(burst), "per": .attributes(["ipv4": .int(v4), "ipv6": .int(v6)]),
+            "drop": .set(drop.map { .string($0.description) }),
+        ])
+        return blueprint
     }
+
+    /// `drop` changes in place (entry-safe LPM tries); its entries are the prefixes.
+    static let words = CubeWords(
+        inPlace: { path, _ in path.first == "drop" },
+        entry: { map, change, _ in
+            guard map == "drop_v4" || map == "drop_v6", let prefix = IPPrefix(lpmKey: change.key) else { return nil }
+            // The value is 1 for a listed prefix: only another value says something.
+            let value = { (bytes: [UInt8]?) in bytes.flatMap { $0 == [1] ? nil : hexDigest($0) } }
+            return EntryWords(key: prefix.description, before: value(change.before), after: value(change.after))
+        })
 
     public static func blueprint(rate: UInt64, burst: UInt64, ipv4Prefix: UInt8 = 32, ipv6Prefix: UInt8 = 64,
                                  drop: [IPPrefix] = []) throws -> CubeBlueprint {

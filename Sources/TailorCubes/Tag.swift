@@ -14,7 +14,10 @@ public enum Tag {
 
     /// The blueprint for a validated `tag` config.
     public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        try blueprint(id: UInt16(config["id"]?.integerValue ?? 0), record: config["record"]?.booleanValue ?? false)
+        let (id, record) = (config["id"]?.integerValue ?? 0, config["record"]?.booleanValue ?? false)
+        var blueprint = try blueprint(id: UInt16(id), record: record)
+        blueprint.config = .attributes(["id": .int(id), "record": .bool(record)])
+        return blueprint
     }
 
     public static func blueprint(id: UInt16, record: Bool = false) throws -> CubeBlueprint {

@@ -161,6 +161,7 @@ public final class Chain {
                 try chain.shared.meta.pin(at: directory + "/packet_meta")
                 try chain.rootCountersMap.pin(at: directory + "/root_counters")
                 try chain.meta.map.pin(at: directory + "/meta")
+                try pinRoot.makeDirectory(chain.configs.directory)
                 try chain.meta.write(chain.record)
             }
             let prepared = try chain.prepare(topology, zones: zones)
@@ -517,6 +518,8 @@ public final class Chain {
         let zones = zones ?? StateZones(pinRoot: pinRoot)
         var live = layout
         var inPlace: [String: TableUpdate] = [:]
+        // The config of each cube that gets a new record: encoded when committed.
+        var configs: [String: ConfigDocument] = [:]
         for (cube, instance) in instances {
             guard let blueprint = topology.nodes[cube]?.blueprint else { continue }
             let digest = digests[cube] ?? blueprint.digest
@@ -525,6 +528,7 @@ public final class Chain {
             inPlace[cube] = TableUpdate(
                 digest: digest,
                 entries: Dictionary(uniqueKeysWithValues: instance.record.entrySafeTables.map { ($0, blueprint.tables[$0] ?? []) }))
+            configs[cube] = blueprint.config
         }
         let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity, digests: digests)
         var loaded: [String: CubeInstance] = [:]
@@ -542,6 +546,7 @@ public final class Chain {
                 shared: shared, carry: carried.carry)
             try zones.register(instance)
             loaded[cube] = instance
+            configs[cube] = node.blueprint.config
             if !carried.carries.isEmpty { state[cube] = carried.carries }
             refusals += carried.refusals
             for (name, (old, translation)) in carried.migrate.sorted(by: { $0.key < $1.key }) {
@@ -552,7 +557,7 @@ public final class Chain {
         // A cube the path copy loads anew gets its new tables with its new instance.
         return PreparedCommit(plan: plan, instances: loaded, tables: inPlace.filter { loaded[$0.key] == nil },
                               provenance: specDigest.map { ($0, gitRevision) }, state: state, migrations: migrations,
-                              refusals: refusals)
+                              refusals: refusals, configs: configs)
     }
 
     /// How the state maps of `cube`'s live instance reach a new instance of
@@ -596,6 +601,9 @@ public final class Chain {
     }
 
     func cubeDirectory(_ cube: String) -> String { directory + "/cubes/" + cube }
+
+    /// The configs the chain's cubes were committed with (`<chain>/config/`).
+    var configs: ConfigStore { ConfigStore(pinRoot: pinRoot, chain: directory) }
 
     func pin(_ instance: CubeInstance, at dir: String) throws {
         try pinRoot.removeTree(dir)

@@ -16,6 +16,10 @@ public struct PreparedCommit {
     let migrations: [StateMigration]
     /// Why the change must not go ahead (a state map that cannot be carried over).
     public let refusals: [String]
+    /// The configs of the cubes that get new records, by cube: encoded and written
+    /// to the chain's `ConfigStore` by `switchOver`, before any record names them
+    /// (not here: `Executor.verify` prepares every change only to drop it).
+    let configs: [String: ConfigDocument]
 
     public var isEmpty: Bool { plan.isEmpty && tables.isEmpty }
 
@@ -99,7 +103,18 @@ extension Chain {
         var copied: [FlatEntries] = []
         guard prepared.refusals.isEmpty else { throw DatapathError(prepared.refusals.joined(separator: "\n")) }
         if let new = prepared.provenance { provenance = (new.specDigest, new.gitRevision) }
+        var recorded: [String: [UInt8]] = [:], digests: [String: String] = [:]
+        for (cube, config) in prepared.configs {
+            let json = config.canonicalJSON
+            let digest = ConfigDocument.digest(of: json)
+            (digests[cube], recorded[digest]) = (digest, json)
+        }
+        for (cube, instance) in prepared.instances { instance.record.configDigest = digests[cube] }
         do {
+            // The record written below names these: they are there before it is.
+            if plan.isEmpty && !recorded.isEmpty {
+                try step("write configs") { try configs.write(recorded) }
+            }
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }
                 for (name, entries) in update.entries.sorted(by: { $0.key < $1.key }) {
@@ -110,11 +125,15 @@ extension Chain {
                 }
                 var record = instance.record
                 record.digest = update.digest
+                record.configDigest = digests[cube]
                 instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record,
                                                stateLayouts: instance.stateLayouts)
             }
             if plan.isEmpty {
-                if record != before.record { try step("write record") { try meta.write(record) } }
+                if record != before.record {
+                    try step("write record") { try meta.write(record) }
+                    try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
+                }
                 return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, copied: [],
                                       started: start, committed: clock.now)
             }
@@ -138,6 +157,9 @@ extension Chain {
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) {
                 try step("stage cube \(cube)") { try pin(instance, at: stagingDirectory(cube)) }
             }
+            // After staging, so an apply killed here leaves staged pins and recovery
+            // removes these too; before the pending record, which names them.
+            if !recorded.isEmpty { try step("write configs") { try configs.write(recorded) } }
             try step("write pending record") { try meta.write(pending) }
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) where cube != plan.commitCube {
                 try step("fill slot \(instance.record.slot)") { try progs.set(instance.record.slot, to: instance.program) }
@@ -187,6 +209,7 @@ extension Chain {
             }
             try pinRoot.removeTree(directory + "/staging")
             try step("write record") { try meta.write(record) }
+            try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
         } catch {
             rollBack(to: switched.before, prepared: prepared, tables: switched.tablesBefore)
             throw error
@@ -280,6 +303,7 @@ extension Chain {
         }
         attempt("remove staged pins") { try self.pinRoot.removeTree(self.directory + "/staging") }
         attempt("restore record") { try self.meta.write(before.record) }
+        attempt("remove configs of the change") { try self.configs.trim(keeping: before.record.configDigests) }
     }
 
     /// Undoes or finishes a commit a controller did not complete (its record still
@@ -297,9 +321,11 @@ extension Chain {
         guard var record = try meta.read() else {
             throw DatapathError("chain \(name): its meta record at \(directory)/meta is empty")
         }
+        let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
         guard let pending = record.pending else {
             guard pinRoot.exists(staging) else { return [] }
             try pinRoot.removeTree(staging)
+            try configs.trim(keeping: record.configDigests)
             return ["removed the instances an apply staged and never committed"]
         }
         let progs = try ProgramArray(pinnedAt: directory + "/progs")
@@ -353,6 +379,7 @@ extension Chain {
         record.cubes = target
         record.pending = nil
         try meta.write(record)
+        try configs.trim(keeping: record.configDigests)
         return done
     }
 }

@@ -21,12 +21,18 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     public var maps: [String: MapRole]
     /// State maps shared through a zone (map name -> zone); nil when none are.
     public var zones: [String: String]?
+    /// The sha256 of the config the instance was committed with, as the chain's
+    /// `ConfigStore` holds it: observe reads that config only if its bytes match.
+    /// Nil when the blueprint had none, or the record predates recorded configs.
+    public var configDigest: String?
 
     public init(type: String, slot: Int, next: [Int?], digest: String, objectDigest: String,
-                fixedDigest: String? = nil, program: UInt32, maps: [String: MapRole], zones: [String: String]? = nil) {
+                fixedDigest: String? = nil, program: UInt32, maps: [String: MapRole], zones: [String: String]? = nil,
+                configDigest: String? = nil) {
         (self.type, self.slot, self.next, self.digest, self.objectDigest, self.fixedDigest, self.program, self.maps) =
             (type, slot, next, digest, objectDigest, fixedDigest, program, maps)
         self.zones = zones
+        self.configDigest = configDigest
     }
 
     /// Names of the maps whose entries change in place.
@@ -81,6 +87,12 @@ public struct ChainRecord: Sendable, Equatable, Codable {
             layouts[instance.record.objectDigest] = instance.stateLayouts
         }
         return layouts.isEmpty ? nil : layouts
+    }
+
+    /// The configs the record names, committed or pending: what the chain's
+    /// `ConfigStore` must hold while this record is the chain's.
+    var configDigests: Set<String> {
+        Set(cubes.values.compactMap(\.configDigest) + (pending?.cubes.values.compactMap(\.configDigest) ?? []))
     }
 
     /// The record without layouts of objects no cube (committed or pending) uses.

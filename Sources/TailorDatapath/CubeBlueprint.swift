@@ -36,6 +36,10 @@ public struct CubeBlueprint: Sendable, Equatable {
     /// State maps shared with every other instance that names the same zone for
     /// the same map, in any chain (map name -> zone): see `StateZones`.
     public var sharedState: [String: String]
+    /// The config the cube type made this from, normalised: recorded with the chain
+    /// when the instance is committed, so later plans can show old values. Not part
+    /// of the digest: it describes the instance, it does not build it.
+    public var config: ConfigDocument?
 
     /// `objectDigest`, when the caller has it (built-in objects are hashed once), must
     /// be the sha256 of `object`.

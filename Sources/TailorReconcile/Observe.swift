@@ -25,6 +25,9 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// A controller-owned table's entries were changed by hand (found by the planner,
     /// which knows what the table should hold).
     case tableChanged(cube: String, map: String, added: Int, changed: Int, removed: Int)
+    /// One such entry, in the config's words where the cube type can say: `key`
+    /// "10.0.0.0/8", `change` "changed out of band: X -> Y".
+    case tableEntryChanged(cube: String, map: String, key: String, change: String)
 
     public var description: String {
         switch self {
@@ -39,6 +42,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .cubePinMissing(let cube, let pin): "pin \(pin) of cube \(cube) is missing (the instance still runs)"
         case .tableChanged(let cube, let map, let added, let changed, let removed):
             "table \(map) of cube \(cube) was changed by hand (+\(added) ~\(changed) -\(removed) entries)"
+        case .tableEntryChanged(let cube, let map, let key, let change):
+            "entry \(key) in table \(map) of cube \(cube) \(change)"
         }
     }
 
@@ -46,8 +51,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// only with --takeover; without it the apply stops with the reason).
     public var isRepairable: Bool {
         switch self {
-        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .interruptedApply, .leftover,
-             .cubePinMissing: true
+        case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .tableEntryChanged, .interruptedApply,
+             .leftover, .cubePinMissing: true
         case .metaMissing, .pinMissing: false
         }
     }
@@ -63,7 +68,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .slotEmpty: "slot-empty"
         case .programSwapped: "program-swapped"
         case .pinMissing, .cubePinMissing: "pin-missing"
-        case .tableChanged: "table-changed"
+        case .tableChanged, .tableEntryChanged: "table-changed"
         }
     }
 }
@@ -79,18 +84,22 @@ public struct ObservedChain: Sendable {
     public var drift: [Drift]
     /// Entries of each cube's controller-owned tables: cube -> map -> entries.
     public var tables: [String: [String: [TableEntry]]]
+    /// The config each cube's instance was committed with, from the chain's
+    /// `ConfigStore`; none for cubes whose record names no config.
+    public var configs: [String: RecordedConfig]
 
     /// Pins an interrupted apply left outside any chain, to be removed.
     public var isLeftover: Bool { Chain.isLeftover(name) }
 
     public init(name: String, record: ChainRecord?, slots: [Int: ProgramID], drift: [Drift],
-                tables: [String: [String: [TableEntry]]] = [:]) {
+                tables: [String: [String: [TableEntry]]] = [:], configs: [String: RecordedConfig] = [:]) {
         (self.name, self.record, self.slots, self.drift, self.tables) = (name, record, slots, drift, tables)
+        self.configs = configs
     }
 }
 
 /// Reads the observed state from the kernel only: pins, the meta records, the
-/// prog_arrays and the hooks. Never changes anything.
+/// prog_arrays, the hooks and the recorded configs. Never changes anything.
 public enum Observer {
     public static func observe(pinRoot: PinRoot) -> [ObservedChain] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path) else { return [] }
@@ -104,7 +113,7 @@ public enum Observer {
 
     public static func observe(_ name: String, pinRoot: PinRoot) -> ObservedChain {
         let directory = pinRoot.appending(name)
-        var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [], tables: [:])
+        var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [])
         if chain.isLeftover {
             chain.record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil
             chain.drift = [.leftover]
@@ -127,7 +136,10 @@ public enum Observer {
         // Mid-commit, slots and pins are between two records: recovery sorts them out.
         let interrupted = record.pending != nil || pinRoot.exists(directory + "/staging")
         if interrupted { chain.drift.append(.interruptedApply) }
+        let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) where !interrupted {
+            // Read whole and checked here; parsed only by a plan that changes the cube.
+            if let digest = cubeRecord.configDigest { chain.configs[cube] = configs.read(digest) }
             let running = chain.slots[cubeRecord.slot]?.rawValue == cubeRecord.program
             let missing = { (pin: String) -> Drift in
                 running ? .cubePinMissing(cube: cube, pin: pin) : .pinMissing(pin)

@@ -1,3 +1,4 @@
+import TailorCubes
 import TailorDatapath
 
 /// A chain as the specs want it, in the datapath's terms.
@@ -39,6 +40,65 @@ public struct CubeChange: Sendable, Equatable, Codable {
     /// For a replaced cube, how each state map reaches the new instance (filled in
     /// by `Executor.verify`, which reads the live maps' layouts).
     public var state: [StateMapChange] = []
+    /// What changes in its config, attribute by attribute (a created cube: all of it).
+    public var changes: [AttributeChange] = []
+    /// Per list, set or map with changes (`rules`): how many of its items stay.
+    public var unchanged: [String: Int] = [:]
+    /// Why `changes` is empty although the config changed: no trustworthy record of
+    /// the live config to compare with (the plan then says only what the cube does).
+    public var valuesUnavailable: String?
+
+    public init(name: String, type: String, action: Action, reasons: [String], tables: [TableDelta] = [],
+                state: [StateMapChange] = [], changes: [AttributeChange] = []) {
+        (self.name, self.type, self.action, self.reasons, self.tables, self.state) =
+            (name, type, action, reasons, tables, state)
+        self.changes = changes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, type, action, reasons, tables, state, changes, unchanged, valuesUnavailable
+    }
+
+    /// Plans saved before a field existed lack it: read as empty.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        type = try container.decode(String.self, forKey: .type)
+        action = try container.decode(Action.self, forKey: .action)
+        reasons = try container.decode([String].self, forKey: .reasons)
+        tables = try container.decodeIfPresent([TableDelta].self, forKey: .tables) ?? []
+        state = try container.decodeIfPresent([StateMapChange].self, forKey: .state) ?? []
+        changes = try container.decodeIfPresent([AttributeChange].self, forKey: .changes) ?? []
+        unchanged = try container.decodeIfPresent([String: Int].self, forKey: .unchanged) ?? [:]
+        valuesUnavailable = try container.decodeIfPresent(String.self, forKey: .valuesUnavailable)
+    }
+
+    /// The attribute changes from the config `observed` recorded for this cube to
+    /// `desired` (the spec's). With `replacing`, the changes `words` does not make
+    /// in place are marked as forcing the replacement.
+    mutating func compare(_ desired: ConfigDocument?, observed: ObservedChain, live: CubeRecord, words: CubeWords,
+                          replacing: Bool) {
+        guard let desired else { return }
+        let recorded: ConfigDocument
+        switch observed.configs[name] {
+        case .json(let json):
+            do {
+                recorded = try ConfigDocument(json: json)
+            } catch {
+                valuesUnavailable = "its recorded config cannot be read: \(error)"
+                return
+            }
+        case .unavailable(let why):
+            valuesUnavailable = why
+            return
+        case nil:
+            valuesUnavailable = "it was committed by a tailor that did not record configs"
+            return
+        }
+        let entrySafe = live.entrySafeTables
+        let diff = ConfigDiff.between(recorded, desired) { replacing && !words.inPlace($0, entrySafe) }
+        (changes, unchanged) = (diff.changes, diff.unchanged)
+    }
 }
 
 /// How one state map of a replaced cube is carried over.
@@ -81,27 +141,43 @@ public struct TableDelta: Sendable, Equatable, Codable {
     public var isEmpty: Bool { added + changed + removed == 0 }
     public var summary: String { "table \(map): +\(added) ~\(changed) -\(removed) entries" }
 
-    /// From `live` entries to `desired` ones. Keys the spec does not name must be
-    /// absent or all zero (array maps hold every key).
+    /// From `live` entries to `desired` ones.
     init(_ map: String, desired: [TableEntry], live: [TableEntry]) {
         self.map = map
-        let want = Dictionary(desired.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-        let have = Dictionary(live.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
         let hex = hexDigest(_:) as ([UInt8]) -> String
-        for (key, value) in have.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) })
-        where want[key] == nil && value.contains(where: { $0 != 0 }) {
+        let differences = Self.differences(from: live, to: desired)
+        for change in differences where change.after == nil {
             removed += 1
-            entries.append("- \(hex(key)) = \(hex(value))")
+            entries.append("- \(hex(change.key)) = \(hex(change.before ?? []))")
         }
-        for (key, value) in want.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            if let old = have[key], old != value {
+        for change in differences where change.after != nil {
+            if let before = change.before {
                 changed += 1
-                entries.append("~ \(hex(key)) = \(hex(old)) -> \(hex(value))")
-            } else if have[key] == nil && value.contains(where: { $0 != 0 }) {
+                entries.append("~ \(hex(change.key)) = \(hex(before)) -> \(hex(change.after ?? []))")
+            } else {
                 added += 1
-                entries.append("+ \(hex(key)) = \(hex(value))")
+                entries.append("+ \(hex(change.key)) = \(hex(change.after ?? []))")
             }
         }
+    }
+
+    /// The entries that differ from `old` to `new`, by key: an entry of `new` that
+    /// `old` holds otherwise, one `old` lacks, and one `new` lacks. An all-zero entry
+    /// only one side holds counts as absent (array maps hold every key). Tables of
+    /// 65,537 entries are compared on every plan: only the differences are sorted.
+    static func differences(from old: [TableEntry], to new: [TableEntry]) -> [TableEntryChange] {
+        if old == new { return [] }
+        let before = Dictionary(old.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let zero = { (value: [UInt8]) in !value.contains { $0 != 0 } }
+        var changes: [TableEntryChange] = []
+        for (key, value) in after where before[key] != value && (before[key] != nil || !zero(value)) {
+            changes.append(TableEntryChange(key: key, before: before[key], after: value))
+        }
+        for (key, value) in before where after[key] == nil && !zero(value) {
+            changes.append(TableEntryChange(key: key, before: value, after: nil))
+        }
+        return changes.sorted { $0.key.lexicographicallyPrecedes($1.key) }
     }
 }
 
@@ -190,15 +266,38 @@ public struct Plan: Sendable, Equatable, Codable {
 
 /// The planner: a pure function of (desired, observed) -> plan.
 public enum Planner {
-    /// Entries of `live` tables that differ from what the spec put there. Keys the
-    /// spec does not name must be absent or all zero (array maps hold every key).
-    static func tableDrift(_ cube: String, desired: [String: [TableEntry]],
-                           live: [String: [TableEntry]]) -> [Drift] {
-        live.sorted(by: { $0.key < $1.key }).compactMap { map, entries in
+    /// Table entries changed by hand that drift lists one by one; past this many in
+    /// a table, the table's counts come first.
+    static let driftEntriesShown = 5
+
+    /// Entries of `live` tables that differ from what the spec put there, each in
+    /// the words of the cube's type where it has them (`words`, with the desired
+    /// `config`), else as hex. Keys the spec does not name must be absent or all
+    /// zero (array maps hold every key).
+    static func tableDrift(_ cube: String, desired: [String: [TableEntry]], live: [String: [TableEntry]],
+                           words: CubeWords = .none, config: ConfigDocument? = nil) -> [Drift] {
+        live.sorted(by: { $0.key < $1.key }).flatMap { map, entries -> [Drift] in
             // What was done by hand is the change from the spec's entries to the live ones.
-            let delta = TableDelta(map, desired: entries, live: desired[map] ?? [])
-            return delta.isEmpty ? nil
-                : .tableChanged(cube: cube, map: map, added: delta.added, changed: delta.changed, removed: delta.removed)
+            let changes = TableDelta.differences(from: desired[map] ?? [], to: entries)
+            guard !changes.isEmpty else { return [] }
+            var drift: [Drift] = []
+            if changes.count > driftEntriesShown {
+                let added = changes.filter { $0.before == nil }.count, removed = changes.filter { $0.after == nil }.count
+                drift.append(.tableChanged(cube: cube, map: map, added: added, changed: changes.count - added - removed,
+                                           removed: removed))
+            }
+            for change in changes.prefix(driftEntriesShown) {
+                let hex = { (bytes: [UInt8]?) in bytes.map(hexDigest) }
+                let said = words.entry(map, change, config)
+                    ?? EntryWords(key: hexDigest(change.key), before: hex(change.before), after: hex(change.after))
+                let sentence = switch (change.before, change.after) {
+                case (nil, _): "added out of band" + ((said.summary ?? said.after).map { ": \($0)" } ?? "")
+                case (_, nil): "removed out of band" + ((said.summary ?? said.before).map { " (was \($0))" } ?? "")
+                default: "changed out of band: " + (said.summary ?? "\(said.before ?? "?") -> \(said.after ?? "?")")
+                }
+                drift.append(.tableEntryChanged(cube: cube, map: map, key: said.key, change: sentence))
+            }
+            return drift
         }
     }
 
@@ -264,7 +363,8 @@ public enum Planner {
         for cube in desired.topology.reachable {
             guard let observed, let node = desired.topology.nodes[cube],
                   observed.record?.cubes[cube]?.digest == desired.cubeDigests[cube] else { continue }
-            drift += tableDrift(cube, desired: node.blueprint.tables, live: observed.tables[cube] ?? [:])
+            drift += tableDrift(cube, desired: node.blueprint.tables, live: observed.tables[cube] ?? [:],
+                                words: CubeType.words(of: node.blueprint.type), config: node.blueprint.config)
         }
         var change = plan(desired, observed, drift: drift)
         change.driftKinds = drift.map(\.kind)
@@ -278,11 +378,16 @@ public enum Planner {
         let hook = desired.settings.hook.description
         let reachable = desired.topology.reachable
         let type = { (cube: String) in desired.topology.nodes[cube]?.blueprint.type ?? "?" }
+        let added = { (cube: String) in
+            CubeChange(name: cube, type: type(cube), action: .add, reasons: [],
+                       changes: desired.topology.nodes[cube]?.blueprint.config.map(ConfigDiff.created) ?? [])
+        }
         guard let observed else {
             return ChainChange(name: name, action: desired.suspend ? .skip : .create, hook: hook,
                                reasons: desired.suspend ? ["suspended in the spec"] : [],
-                               cubes: reachable.map { CubeChange(name: $0, type: type($0), action: .add, reasons: []) },
-                               drift: [])
+                               cubes: reachable.map {
+                                   desired.suspend ? CubeChange(name: $0, type: type($0), action: .add, reasons: []) : added($0)
+                               }, drift: [])
         }
         let drift = observedDrift.map(\.description)
         guard let record = observed.record else {
@@ -305,13 +410,24 @@ public enum Planner {
             forced.append("onMissingCube: fail-\(old.onEmptySlot == .pass ? "open" : "closed") -> "
                           + "fail-\(new.onEmptySlot == .pass ? "open" : "closed")")
         }
+        // What a cube's config changes from the live instance's record; with
+        // `replacing`, the attributes its type cannot change in place are marked.
+        let compared = { (change: CubeChange, live: CubeRecord, replacing: Bool) -> CubeChange in
+            var change = change
+            let blueprint = desired.topology.nodes[change.name]?.blueprint
+            change.compare(blueprint?.config, observed: observed, live: live,
+                           words: CubeType.words(of: change.type), replacing: replacing)
+            return change
+        }
         if !forced.isEmpty {
             let removed = record.cubes.keys.filter { !reachable.contains($0) }.sorted()
             return ChainChange(
                 name: name, action: .replace, hook: hook,
                 reasons: forced.map { "\($0) (forces replacement of the chain; its state starts empty)" },
-                cubes: reachable.map { CubeChange(name: $0, type: type($0), action: .replace, reasons: ["chain replaced"]) }
-                    + removed.map { CubeChange(name: $0, type: record.cubes[$0]?.type ?? "?", action: .remove, reasons: []) },
+                cubes: reachable.map { cube in
+                    let change = CubeChange(name: cube, type: type(cube), action: .replace, reasons: ["chain replaced"])
+                    return record.cubes[cube].map { compared(change, $0, false) } ?? added(cube)
+                } + removed.map { CubeChange(name: $0, type: record.cubes[$0]?.type ?? "?", action: .remove, reasons: []) },
                 drift: drift)
         }
         let cubeAtSlot = Dictionary(record.cubes.map { ($0.value.slot, $0.key) }, uniquingKeysWith: { a, _ in a })
@@ -319,7 +435,7 @@ public enum Planner {
         for cube in reachable {
             guard let node = desired.topology.nodes[cube] else { continue }
             guard let live = record.cubes[cube] else {
-                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .add, reasons: []))
+                cubes.append(added(cube))
                 continue
             }
             let liveNext = live.next.map { $0.flatMap { cubeAtSlot[$0] } }
@@ -330,14 +446,16 @@ public enum Planner {
                     TableDelta($0, desired: node.blueprint.tables[$0] ?? [], live: observed.tables[cube]?[$0] ?? [])
                 }.filter { !$0.isEmpty }
                 // Rewired, the cube gets a new instance anyway, with the new entries.
-                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: relink.isEmpty ? .update : .relink,
-                                        reasons: relink + deltas.map(\.summary), tables: deltas))
+                cubes.append(compared(CubeChange(name: cube, type: node.blueprint.type,
+                                                 action: relink.isEmpty ? .update : .relink,
+                                                 reasons: relink + deltas.map(\.summary), tables: deltas), live, false))
                 continue
             }
             if live.digest != desired.cubeDigests[cube] {
                 let reason = live.objectDigest != node.blueprint.objectDigest
                     ? "object changed" : "config changed (rodata or tables)"
-                cubes.append(CubeChange(name: cube, type: node.blueprint.type, action: .replace, reasons: [reason]))
+                cubes.append(compared(CubeChange(name: cube, type: node.blueprint.type, action: .replace, reasons: [reason]),
+                                      live, true))
                 continue
             }
             if !relink.isEmpty {

@@ -84,8 +84,16 @@ public struct CubeTypeSchema: Sendable {
     }
 }
 
+/// The IP protocols a spec may name; a config normalised for a plan or `--normalized`
+/// output names them the same way.
+public enum IPProtocolNames {
+    public static let numbers: [String: UInt8] = ["tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58]
+
+    /// The name of protocol `number`, or nil where specs give it as a number.
+    public static func name(_ number: UInt8) -> String? { numbers.first { $0.value == number }?.key }
+}
+
 enum ConfigValidator {
-    static let protocols: [String: UInt8] = ["tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58]
 
     /// Validates `node` against `type`; nil (with errors) when it does not conform.
     static func validate(_ node: YAMLNode, as type: ConfigType, what: String,
@@ -126,7 +134,7 @@ enum ConfigValidator {
             }
         case .ipProtocol:
             return parsed(node, what, "tcp, udp, icmp, icmpv6 or a protocol number (0-255)", &diagnostics) {
-                (protocols[$0] ?? UInt8($0)).map(ConfigValue.ipProtocol)
+                (IPProtocolNames.numbers[$0] ?? UInt8($0)).map(ConfigValue.ipProtocol)
             }
         case .list(let element, let maxItems):
             guard let items = node.list(what, diagnostics: &diagnostics) else { return nil }

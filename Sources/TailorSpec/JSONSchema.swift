@@ -131,7 +131,7 @@ public enum JSONSchema {
             result = ["anyOf": [["type": "integer", "minimum": 0, "maximum": 65535],
                                 ["type": "string", "pattern": "^[0-9]{1,5}(-[0-9]{1,5})?$"]]]
         case .ipProtocol:
-            result = ["anyOf": [["enum": .array(ConfigValidator.protocols.keys.sorted().map { .string($0) })],
+            result = ["anyOf": [["enum": .array(IPProtocolNames.numbers.keys.sorted().map { .string($0) })],
                                 ["type": "integer", "minimum": 0, "maximum": 255]]]
         case .yaml(let description): result = ["description": .string(description)]
         case .list(let element, let maxItems):

@@ -80,7 +80,7 @@ public struct SpecWriter: Sendable {
         case .prefix(let v): .string(v.description)
         case .address(let v): .string(v.count == 6 ? MACAddress.format(v) : IPAddress.format(v))
         case .ports(let v): .plain(v.lowerBound == v.upperBound ? "\(v.lowerBound)" : "\(v.lowerBound)-\(v.upperBound)")
-        case .ipProtocol(let v): .plain(ConfigValidator.protocols.first { $0.value == v }?.key ?? String(v))
+        case .ipProtocol(let v): .plain(IPProtocolNames.name(v) ?? String(v))
         case .list(let items): .list(items.map(value))
         case .object(let fields): .mapping(fields.sorted { $0.key < $1.key }.map { ($0.key, value($0.value)) })
         case .node(let node): .node(node)

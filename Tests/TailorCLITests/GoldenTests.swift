@@ -195,3 +195,123 @@ struct GoldenTests {
         }
     }
 }
+
+/// Plans that show values: a chain of every cube kind applied, then each cube's config
+/// edited by one line, then entries changed by hand and a recorded config tampered with.
+@Suite("CLI goldens: plans with values", .kernel)
+struct PlanValueGoldenTests {
+    /// The chain `shop` on TC ingress of the lab's side b: every cube kind, a
+    /// firewall of 40 rules, and `edit` (one line of each cube changed) or not.
+    static func spec(_ lab: Lab, objectDigest: String, edit: Bool) -> String {
+        let rules = (0..<40).map { index in
+            let port = 8000 + index + (edit && index == 20 ? 1 : 0)
+            return "          - {match: {proto: tcp, dst: 10.0.\(index).0/24, dport: \(port)}, action: accept}"
+        }
+        return """
+        apiVersion: tailor/v1
+        kind: Chain
+        metadata:
+          name: shop
+        spec:
+          attach: {interface: \(lab.b.interfaceName), namespace: \(lab.b.namespaceName), hook: tc-ingress}
+          cubes:
+            - name: limit
+              type: ratelimit
+              config:
+                rate: 1000
+                burst: 200
+                drop: [203.0.113.0/24\(edit ? ", 192.0.2.0/24" : ""), "2001:db8:bad::/48"]
+            - name: acl
+              type: filter
+              config:
+                rules:
+                  - {match: {proto: tcp, dport: \(edit ? 2323 : 23)}, action: drop}
+                  - {match: {proto: udp, dport: 5000-5100}, action: drop}
+            - name: block
+              type: object
+              config:
+                path: blocklist.o
+                sha256: \(objectDigest)
+                tables:
+                  blocked:
+                    - {key: 7001, value: 1}
+                    - {key: 7002, value: \(edit ? 0 : 1)}
+            - name: fw
+              type: firewall
+              config:
+                policy: accept
+                rules:
+        \(rules.joined(separator: "\n"))
+            - name: split
+              type: classifier
+              config:
+                outputs: [web, other]
+                rules:
+                  - {match: {proto: tcp, dport: 80}, output: web}
+                  - {match: {proto: udp, dport: 53}, output: \(edit ? "other" : "web")}
+              outputs: {web: seen, other: count}
+            - name: seen
+              type: tag
+              config: {id: \(edit ? 8 : 7)}
+            - name: count
+              type: counter
+
+        """
+    }
+
+    @Test("a one-line edit of each cube kind plans as its attribute, text and JSON; drift and a tampered config too")
+    func values() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                try await GoldenTests.withDirectory { directory in
+                    let (v1, v2) = (directory + "/v1", directory + "/v2")
+                    let object = try Fixtures.datapathObject("blocklist")
+                    let digest = CubeBlueprint(type: "object", object: object).objectDigest
+                    for (path, edit) in [(v1, false), (v2, true)] {
+                        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                        try Data(object).write(to: URL(fileURLWithPath: path + "/blocklist.o"))
+                        try Self.spec(lab, objectDigest: digest, edit: edit)
+                            .write(toFile: path + "/shop.yaml", atomically: true, encoding: .utf8)
+                    }
+                    let tailor = { (arguments: [String]) in try CLI.run(arguments + ["--bpffs", root.path]) }
+                    let applied = try tailor(["apply", v1])
+                    #expect(applied.status == 0, "\(applied.stderr)")
+                    let scrub = [root.path: "<pin root>", directory: "<dir>", lab.b.interfaceName: "<interface>",
+                                 lab.b.namespaceName: "<netns>"]
+                    let patterns = [digest: "<sha256>", "[0-9a-f]{64}": "<digest>"]
+                    let check = { (name: String, arguments: [String]) in
+                        try Golden.check(name, arguments + ["--bpffs", root.path], replacing: scrub, patterns: patterns)
+                    }
+                    try check("plan-values", ["plan", v2])
+                    try check("plan-values-json", ["plan", v2, "--output", "json"])
+
+                    // Entries changed by hand: a prefix listed, a filter rule rewritten, a firewall bit flipped.
+                    let maps = root.appending("shop", "cubes")
+                    try BPFMap(pinnedAt: maps + "/limit/maps/drop_v4").update([24, 0, 0, 0, 198, 51, 100, 0], [1])
+                    var rule = [UInt8](repeating: 0, count: 48)
+                    rule[1] = 6
+                    rule.replaceSubrange(36..<46, with: [0, 0, 0xff, 0xff, 24, 0, 24, 0, 0, 0])
+                    rule[46] = 1
+                    try BPFMap(pinnedAt: maps + "/acl/maps/rules").update([0, 0, 0, 0], rule)
+                    let destinations = try BPFMap(pinnedAt: maps + "/fw/maps/dst_v4")
+                    let key: [UInt8] = [24, 0, 0, 0, 10, 0, 3, 0]
+                    var vector = try #require(try destinations.lookup(key))
+                    vector[24] |= 1 << 5  // words start after 3 summary words: rule 5
+                    try destinations.update(key, vector)
+                    try check("plan-values-drift", ["plan", v1])
+                    #expect(try tailor(["apply", v1]).status == 0)
+
+                    // The firewall's recorded config changed outside tailor: its values are not shown.
+                    let record = try #require(try MetaRecordReader.read(root.appending("shop", "meta")))
+                    let pin = root.appending("shop", "config", try #require(record.cubes["fw"]?.configDigest))
+                    let config = try BPFMap(pinnedAt: pin)
+                    var element = try #require(try config.lookup([0, 0, 0, 0]))
+                    element[10] ^= 1
+                    try config.update([0, 0, 0, 0], element)
+                    try check("plan-values-tampered", ["plan", v2])
+                    #expect(try tailor(["destroy", "--all"]).status == 0)
+                }
+            }
+        }
+    }
+}

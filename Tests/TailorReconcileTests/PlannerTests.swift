@@ -268,13 +268,24 @@ struct PlannerTests {
 struct TableDriftTests {
     let entry = { (k: UInt8, v: UInt8) in TableEntry(key: [k, 0, 0, 0], value: [v, 0]) }
 
-    @Test("entries added, changed and removed by hand are counted; zero entries of array maps are not")
-    func counts() {
+    @Test("entries added, changed and removed by hand are listed (in hex without the cube's words); zero entries of array maps are not")
+    func entries() {
         let desired = ["t": [entry(0, 1), entry(1, 2), entry(2, 3)]]
         let live = ["t": [entry(0, 1), entry(1, 9), entry(5, 7), entry(6, 0)]]
-        #expect(Planner.tableDrift("c", desired: desired, live: live)
-                == [.tableChanged(cube: "c", map: "t", added: 1, changed: 1, removed: 1)])
+        #expect(Planner.tableDrift("c", desired: desired, live: live) == [
+            .tableEntryChanged(cube: "c", map: "t", key: "01000000", change: "changed out of band: 0200 -> 0900"),
+            .tableEntryChanged(cube: "c", map: "t", key: "02000000", change: "removed out of band (was 0300)"),
+            .tableEntryChanged(cube: "c", map: "t", key: "05000000", change: "added out of band: 0700"),
+        ])
         #expect(Planner.tableDrift("c", desired: desired, live: ["t": desired["t"]! + [entry(9, 0)]]).isEmpty)
+    }
+
+    @Test("past five entries of a table, its counts come first, then the first five")
+    func counts() {
+        let live = ["t": (1...7).map { entry($0, $0) }]
+        let drift = Planner.tableDrift("c", desired: ["t": [entry(1, 9)]], live: live)
+        #expect(drift.first == .tableChanged(cube: "c", map: "t", added: 6, changed: 1, removed: 0))
+        #expect(drift.count == 6 && drift.dropFirst().allSatisfy { $0.kind == "table-changed" })
     }
 
     @Test("a chain whose table drifted is planned as a repair")
@@ -285,7 +296,7 @@ struct TableDriftTests {
         live.tables = ["a": ["t": [entry(0, 2)]]]
         let plan = Planner.plan(desired: [chain], observed: [live])
         #expect(plan.chains[0].action == .repair)
-        #expect(plan.chains[0].drift == ["table t of cube a was changed by hand (+0 ~1 -0 entries)"])
+        #expect(plan.chains[0].drift == ["entry 00000000 in table t of cube a changed out of band: 0100 -> 0200"])
     }
 }
 

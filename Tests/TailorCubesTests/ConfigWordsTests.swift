@@ -1,0 +1,108 @@
+import Testing
+@testable import TailorCubes
+import TailorDatapath
+import TailorLab
+import TailorSpec
+
+/// What each cube type records as its config (normalised, for the plan's values) and
+/// how it words its tables' entries (for drift).
+@Suite("config documents and table entry words")
+struct ConfigWordsTests {
+    /// The blueprints of the cubes of a one-chain spec whose cubes are `cubes` (YAML).
+    static func blueprints(_ cubes: String) throws -> [String: CubeBlueprint] {
+        let text = """
+            apiVersion: tailor/v1
+            kind: Chain
+            metadata: {name: c}
+            spec:
+              attach: {interface: eth0, hook: xdp}
+              cubes:
+            \(cubes)
+            """
+        var diagnostics = Diagnostics()
+        let specs = SpecLoader(cubeTypes: CubeType.schemas).decode(Array(text.utf8), file: "c.yaml",
+                                                                    diagnostics: &diagnostics)
+        let (_, topology) = try #require(specs.first?.datapath(diagnostics: &diagnostics))
+        #expect(!diagnostics.hasErrors, "\(diagnostics.sorted)")
+        return topology.nodes.mapValues(\.blueprint)
+    }
+
+    /// The recorded form of the one cube's config (canonical JSON read back), as flow text.
+    static func config(_ cube: String) throws -> String {
+        let document = try #require(try blueprints(cube).values.first?.config)
+        return try ConfigDocument(json: document.canonicalJSON).flow
+    }
+
+    @Test("each built-in type records its config with defaults filled in and values spelled one way", arguments: [
+        ("- {name: x, type: counter}", "{}"),
+        ("- {name: x, type: tag, config: {id: 7}}", "{id: 7, record: false}"),
+        ("- {name: x, type: filter, config: {rules: [{match: {proto: 6, dport: 80-80, src: 10.0.0.1/8}, action: drop}]}}",
+         "{rules: [{match: {src: 10.0.0.0/8, proto: tcp, dport: 80}, action: drop}], defaultAction: pass}"),
+        ("- {name: x, type: filter, config: {rules: [{match: {proto: tcp, tcpFlags: {mask: [syn, ack], set: [syn]}}, "
+            + "action: pass}], defaultAction: drop}}",
+         "{rules: [{match: {proto: tcp, tcpFlags: {mask: [ack, syn], set: [syn]}}, action: pass}], defaultAction: drop}"),
+        ("- {name: x, type: firewall, config: {policy: drop, rules: [{match: {state: [new, invalid], proto: 47}, "
+            + "action: accept}, {action: drop}]}}",
+         "{policy: drop, acceptEstablished: true, rules: [{match: {proto: 47, state: [invalid, new]}, action: accept}, "
+            + "{match: {}, action: drop}]}"),
+        ("- {name: x, type: ratelimit, config: {rate: 10, burst: 5, drop: [fd00::/8, 10.0.0.0/8, 10.0.0.0/8]}}",
+         "{rate: 10, burst: 5, per: {ipv4: 32, ipv6: 64}, drop: [10.0.0.0/8, fd00::/8]}"),
+        ("""
+        - name: x
+          type: classifier
+          config: {outputs: [a, b], rules: [{match: {proto: udp, dport: 53}, output: b}]}
+          outputs: {a: end, b: end}
+        """, "{outputs: [a, b], rules: [{match: {proto: udp, dport: 53}, output: b}], default: a}"),
+    ])
+    func documents(_ cube: String, _ expected: String) throws {
+        let indented = cube.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
+        #expect(try Self.config(indented) == expected)
+    }
+
+    @Test("a rule decoded from its table entry is the rule encoded")
+    func ruleRoundTrip() {
+        var rng = SeededGenerator(seed: 7)
+        for rule in FirewallRuleSet.random(count: 300, using: &rng).rules {
+            var match = rule.match
+            match.action = rule.action == .drop ? .drop : .pass
+            let decoded = Filter.Rule(encoded: match.encoded)
+            #expect(decoded == match, "\(Match.document(match).flow)")
+        }
+        #expect(Filter.Rule(encoded: [9] + [UInt8](repeating: 0, count: 47)) == nil)
+    }
+
+    @Test("ratelimit, filter and classifier entries read as prefixes and rules; firewall vectors as the rules they change")
+    func entryWords() throws {
+        let prefix: [UInt8] = [24, 0, 0, 0, 198, 51, 100, 0]
+        #expect(RateLimit.words.entry("drop_v4", TableEntryChange(key: prefix, before: nil, after: [1]), nil)
+                == EntryWords(key: "198.51.100.0/24"))
+        #expect(RateLimit.words.inPlace(["drop"], []) && !RateLimit.words.inPlace(["rate"], []))
+
+        let rule = Filter.Rule(proto: 17, destinationPorts: 53...53, action: .drop)
+        let filter = Filter.words.entry("rules", TableEntryChange(key: [2, 0, 0, 0], before: nil, after: rule.encoded), nil)
+        #expect(filter == EntryWords(key: "rules[2]", after: "{match: {proto: udp, dport: 53}, action: drop}"))
+
+        let outputs = ConfigDocument.attributes(["outputs": .list([.string("web"), .string("dns")])])
+        let classified = Classifier.words.entry(
+            "rules", TableEntryChange(key: [0, 0, 0, 0], before: rule.encoded(verdict: 0), after: rule.encoded(verdict: 1)),
+            outputs)
+        #expect(classified?.before == "{match: {proto: udp, dport: 53}, output: web}")
+        #expect(classified?.after == "{match: {proto: udp, dport: 53}, output: dns}")
+
+        var before = RuleVector(words: 2), after = RuleVector(words: 2)
+        before.insert(3)
+        after.insert(3)
+        after.insert(70)
+        after.insert(9)
+        let vector = Firewall.words.entry("src_v4", TableEntryChange(key: [8, 0, 0, 0, 10, 0, 0, 0], before: before.encoded,
+                                                                     after: after.encoded), nil)
+        #expect(vector == EntryWords(key: "10.0.0.0/8", summary: "2 rules affected (rules[9], rules[70])"))
+        let port = Firewall.words.entry("dport_index", TableEntryChange(key: [0x50, 0, 0, 0], before: [1, 0, 0, 0],
+                                                                        after: [4, 0, 0, 0]), nil)
+        #expect(port == EntryWords(key: "port 80", before: "vector 1", after: "vector 4"))
+        #expect(Firewall.words.entry("actions", TableEntryChange(key: [5, 0, 0, 0], before: nil, after: [1]), nil)
+                == EntryWords(key: "rules[5] action", after: "drop"))
+        #expect(CubeType.words(of: "object").entry("blocked", TableEntryChange(key: [1], before: nil, after: [1]), nil)
+                == nil)
+    }
+}
