@@ -166,14 +166,15 @@ struct RuleVector: Hashable {
 
     /// `struct fw_vector`: the summary (bit w set when word w is not zero), then
     /// the words, padded to the map's fixed size.
+    /// Built in one buffer: a 10,000-rule firewall encodes thousands of these per plan.
     var encoded: [UInt8] {
-        var summary = [UInt64](repeating: 0, count: Firewall.summaryWords)
-        for (index, word) in words.enumerated() where word != 0 { summary[index / 64] |= 1 << UInt64(index % 64) }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity((Firewall.summaryWords + Firewall.maxWords) * 8)
-        for word in summary + words { bytes += littleEndian(word) }
-        bytes += [UInt8](repeating: 0, count: (Firewall.maxWords - words.count) * 8)
-        return bytes
+        var values = [UInt64](repeating: 0, count: Firewall.summaryWords + Firewall.maxWords)
+        for (index, word) in words.enumerated() where word != 0 {
+            values[index / 64] |= 1 << UInt64(index % 64)
+            values[Firewall.summaryWords + index] = word.littleEndian
+        }
+        for index in 0..<Firewall.summaryWords { values[index] = values[index].littleEndian }
+        return values.withUnsafeBytes { Array($0) }
     }
 }
 

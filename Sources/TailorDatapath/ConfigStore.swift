@@ -30,12 +30,14 @@ public struct ConfigStore: Sendable {
         directory = chain + "/config"
     }
 
-    /// Pins each config (digest -> canonical JSON) that is not pinned yet. A map is
-    /// filled before it is pinned, so a pin always holds a whole config.
+    /// Pins each config (digest -> canonical JSON) that is not pinned whole yet; one
+    /// changed outside tailor is pinned anew, so the commit that names it heals it. A
+    /// map is filled before it is pinned, so a pin always holds a whole config.
     func write(_ configs: [String: [UInt8]]) throws {
         guard !configs.isEmpty else { return }
         try pinRoot.makeDirectory(directory)
-        for (digest, json) in configs.sorted(by: { $0.key < $1.key }) where !pinRoot.exists(directory + "/" + digest) {
+        for (digest, json) in configs.sorted(by: { $0.key < $1.key }) where read(digest) != .json(json) {
+            if pinRoot.exists(directory + "/" + digest) { try pinRoot.unpin(directory + "/" + digest) }
             var bytes = withUnsafeBytes(of: UInt32(json.count).littleEndian, Array.init) + json
             let size = min(Self.elementLimit, (bytes.count + 7) & ~7)
             let count = (bytes.count + size - 1) / size

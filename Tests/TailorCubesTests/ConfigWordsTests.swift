@@ -59,6 +59,19 @@ struct ConfigWordsTests {
         #expect(try Self.config(indented) == expected)
     }
 
+    @Test("a firewall rule vector is `struct fw_vector`: summary words, then the words, little-endian, zero-padded")
+    func vectorLayout() {
+        var vector = RuleVector(words: 3)
+        for rule in [0, 63, 64, 130, 191] { vector.insert(rule) }
+        var expected = [UInt8](repeating: 0, count: (3 + 160) * 8)
+        expected[0] = 0b111  // words 0, 1 and 2 hold rules
+        for (word, bits) in [(0, [0, 63]), (1, [0]), (2, [2, 63])] {
+            for bit in bits { expected[(3 + word) * 8 + bit / 8] |= 1 << UInt8(bit % 8) }
+        }
+        #expect(vector.encoded == expected)
+        #expect(RuleVector.rules(encoded: vector.encoded) == [0, 63, 64, 130, 191])
+    }
+
     @Test("a rule decoded from its table entry is the rule encoded")
     func ruleRoundTrip() {
         var rng = SeededGenerator(seed: 7)

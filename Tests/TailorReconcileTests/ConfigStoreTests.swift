@@ -12,13 +12,16 @@ import TailorTestKit
 /// each commit and read by observe: what the plan's old values come from.
 @Suite("recorded configs", .kernel)
 struct ConfigStoreTests {
-    /// A one-cube chain on the lab's TC ingress: a ratelimit whose drop list and rate are given.
-    static func chain(_ lab: Lab, rate: Int = 1000, drop: [String] = [], twin: Bool = false) throws -> DesiredChain {
+    /// A chain on the lab's TC ingress: a ratelimit whose rate and drop list are
+    /// given, and with `twin` a second one with the same drop list and that rate.
+    static func chain(_ lab: Lab, rate: Int = 1000, drop: [String] = [], twin: Int? = nil) throws -> DesiredChain {
         let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
-        let config = ConfigValue.object(["rate": .integer(rate), "burst": .integer(10),
-                                         "drop": .list(drop.compactMap { IPPrefix($0).map(ConfigValue.prefix) })])
-        var cubes = [("limit", try RateLimit.blueprint(config: config))]
-        if twin { cubes.append(("twin", try RateLimit.blueprint(config: config))) }
+        let config = { (rate: Int) in
+            ConfigValue.object(["rate": .integer(rate), "burst": .integer(10),
+                                "drop": .list(drop.compactMap { IPPrefix($0).map(ConfigValue.prefix) })])
+        }
+        var cubes = [("limit", try RateLimit.blueprint(config: config(rate)))]
+        if let twin { cubes.append(("twin", try RateLimit.blueprint(config: config(twin)))) }
         return DesiredChain(settings: ChainSettings(name: "rl", hook: hook), topology: .line(cubes))
     }
 
@@ -38,7 +41,7 @@ struct ConfigStoreTests {
     func lifecycle() async throws {
         try await Lab.with { lab in
             try await TestPinRoot.with { root in
-                let first = try Self.chain(lab, drop: ["10.0.0.0/8"], twin: true)
+                let first = try Self.chain(lab, drop: ["10.0.0.0/8"], twin: 1000)
                 try Self.apply(first, root)
                 let json = try #require(first.topology.nodes["limit"]?.blueprint.config?.canonicalJSON)
                 let digest = ConfigDocument.digest(of: json)
@@ -48,8 +51,8 @@ struct ConfigStoreTests {
                 #expect(observed.configs == ["limit": .json(json), "twin": .json(json)])
 
                 // Entries in place: the record and the store follow; then a replacement.
-                for next in [try Self.chain(lab, drop: ["10.0.0.0/8", "192.0.2.0/24"], twin: true),
-                             try Self.chain(lab, rate: 5, twin: true)] {
+                for next in [try Self.chain(lab, drop: ["10.0.0.0/8", "192.0.2.0/24"], twin: 1000),
+                             try Self.chain(lab, rate: 5, twin: 5)] {
                     try Self.apply(next, root)
                     let digest = try #require(next.topology.nodes["limit"]?.blueprint.config.map {
                         ConfigDocument.digest(of: $0.canonicalJSON)
@@ -75,8 +78,7 @@ struct ConfigStoreTests {
                 }
                 #expect(throws: DatapathError.self) { try Self.apply(try Self.chain(lab, rate: 7), root, failpoint: failing) }
                 #expect(Self.pinned(root) == before)
-                let observed = Observer.observe("rl", pinRoot: root)
-                #expect(observed.configs.values.allSatisfy { if case .json = $0 { true } else { false } })
+                #expect(Observer.observe("rl", pinRoot: root).configs.values.allSatisfy { $0.isJSON })
                 try Chain.open("rl", pinRoot: root).destroy()
             }
         }
@@ -107,6 +109,26 @@ struct ConfigStoreTests {
         }
     }
 
+    @Test("a commit that names a config changed outside tailor pins it whole again")
+    func healed() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                try Self.apply(try Self.chain(lab, rate: 5, twin: 5), root)
+                let pin = root.appending("rl", "config", try #require(Self.pinned(root).first))
+                let map = try BPFMap(pinnedAt: pin)
+                var element = try #require(try map.lookup([0, 0, 0, 0]))
+                element[5] ^= 0x20
+                try map.update([0, 0, 0, 0], element)
+                // The twin keeps naming the changed config; then limit takes it again.
+                try Self.apply(try Self.chain(lab, rate: 9, twin: 5), root)
+                #expect(Observer.observe("rl", pinRoot: root).configs["twin"]?.isJSON == false)
+                try Self.apply(try Self.chain(lab, rate: 5, twin: 5), root)
+                #expect(Observer.observe("rl", pinRoot: root).configs.values.allSatisfy { $0.isJSON })
+                try Chain.open("rl", pinRoot: root).destroy()
+            }
+        }
+    }
+
     @Test("a config of 10,000 rules spans several elements and reads back whole")
     func large() async throws {
         try await TestPinRoot.with { root in
@@ -128,4 +150,9 @@ struct ConfigStoreTests {
             #expect(store.pinned().isEmpty)
         }
     }
+}
+
+extension RecordedConfig {
+    /// Whether observe read the config whole and unchanged.
+    var isJSON: Bool { if case .json = self { true } else { false } }
 }
