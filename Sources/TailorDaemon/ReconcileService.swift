@@ -26,10 +26,13 @@ public struct ReconcileService: Service {
     }
 
     let configuration: Configuration
+    let metrics: DaemonMetrics
     let logger: Logger
 
-    public init(_ configuration: Configuration, logger: Logger) {
+    /// `metrics` counts each reconcile (served by `MetricsServer` when asked for).
+    public init(_ configuration: Configuration, metrics: DaemonMetrics, logger: Logger) {
         self.configuration = configuration
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -52,7 +55,9 @@ public struct ReconcileService: Service {
 
         let heartbeat = Heartbeat()
         let reconcile = { (reason: String) -> Reconciler.Outcome in
+            let start = ContinuousClock.now
             let outcome = heartbeat.beat { reconciler.reconcile(reason: reason) }
+            metrics.record(outcome, reason: reason, elapsed: ContinuousClock.now - start)
             interfaces.wait(for: outcome.awaited)
             return outcome
         }
