@@ -127,6 +127,16 @@ public enum CubeMetrics {
             }
         }
     }
+
+    /// `tailor status --output prometheus`, for node_exporter's textfile collector:
+    /// the counters of `cubes` and how many of the chains shown are in each state.
+    public static func statusExposition(_ cubes: [LiveCube], chainStates: [(state: String, count: Int)],
+                                        pinRoot: PinRoot) -> String {
+        let registry = PrometheusCollectorRegistry()
+        add(cubes, pinRoot: pinRoot, to: registry)
+        ChainStates.set(chainStates, in: registry)
+        return registry.emitToString()
+    }
 }
 
 /// `tailor_chains{state}`: how many chains are in each state, one help text for

@@ -161,8 +161,8 @@ struct Exposition {
     }
 }
 
-/// Metrics in the Prometheus text format: `tailor run --metrics-address`
-/// (docs/daemon.md, "Metrics").
+/// Metrics in the Prometheus text format: `tailor run --metrics-address` and
+/// `tailor status --output prometheus` (docs/daemon.md, "Metrics").
 @Suite("metrics", .serialized)
 struct MetricsTests {
     /// A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice for port 0).
@@ -394,6 +394,45 @@ struct MetricsTests {
                                    ("::1:9842", "an IPv6 address goes in brackets: '[::1]:9842'")] {
             let run = try CLI.run(["run", "/tmp", "--metrics-address", address])
             #expect(run.status == 64 && run.stderr.contains(message), "\(address): \(run)")
+        }
+    }
+
+    @Test("tailor status --output prometheus gives the counters status --output json shows, and the chains by state, also when one drifted (exit 2)",
+          .kernel, .timeLimit(.minutes(2)))
+    func statusInPrometheusFormat() async throws {
+        try await TransactionTests.withSpecs { specs, root in
+            let lab = specs.lab
+            let file = specs.directory + "/metered.yaml"
+            try Self.spec(lab).write(toFile: file, atomically: true, encoding: .utf8)
+            try TransactionTests.apply(file, root)
+            _ = try Traffic.udp(in: lab, count: 10, port: 9999, timeout: .milliseconds(300))
+
+            let statusBefore = try Self.statusCounters(root)
+            let run = try CLI.run(["status", file, "--output", "prometheus", "--bpffs", root.path])
+            let statusAfter = try Self.statusCounters(root)
+            #expect(run.status == 0 && run.stderr.isEmpty, "\(run)")
+            let exposition = try Self.check(run.stdout)
+            let counters = Self.scrapedCounters(exposition, chain: "metered")
+            #expect(Set(counters.keys) == ["count", "fw", "rl"], "\(counters)")
+            for (cube, fields) in counters {
+                for (field, value) in fields {
+                    let low = statusBefore[cube]?[field] ?? .infinity, high = statusAfter[cube]?[field] ?? -1
+                    #expect(low <= value && value <= high, "\(cube).\(field): \(value), status \(low)...\(high)")
+                }
+            }
+            #expect((counters["count"]?["packets"] ?? 0) >= 10)
+            #expect(exposition.series("tailor_firewall_packets_total").count == 6)
+            #expect(exposition.series("tailor_ratelimit_dropped_total").count == 2)
+            #expect(exposition.series("tailor_chains") == [
+                ["state": "synced"]: 1, ["state": "out_of_sync"]: 0, ["state": "missing"]: 0,
+                ["state": "not_in_specs"]: 0, ["state": "drifted"]: 0,
+            ])
+
+            let rootID = try Program(pinnedAt: root.appending("metered", "root")).info().id
+            try TC.detach(from: lab.b.interface(), direction: .ingress, expected: rootID)
+            let drifted = try CLI.run(["status", "--output", "prometheus", "--bpffs", root.path])
+            #expect(drifted.status == 2, "\(drifted)")
+            #expect(try Self.check(drifted.stdout).value("tailor_chains", ["state": "drifted"]) == 1)
         }
     }
 }
