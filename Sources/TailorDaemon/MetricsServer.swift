@@ -76,8 +76,6 @@ public struct MetricsServerError: Error, CustomStringConvertible {
 public struct MetricsServer: Service {
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
-    /// The address it listens on (with the port the kernel chose, for port 0).
-    public let address: ListenAddress
     private let listener: NIOAsyncChannel<Connection, Never>
     private let eventLoops: MultiThreadedEventLoopGroup
     private let metrics: DaemonMetrics
@@ -97,11 +95,8 @@ public struct MetricsServer: Service {
                         return try Connection(wrappingChannelSynchronously: channel)
                     }
                 }
-            var bound = address
-            bound.port = listener.channel.localAddress?.port ?? address.port
-            logger.notice("metrics server listening", metadata: ["address": "\(bound)"])
-            return MetricsServer(address: bound, listener: listener, eventLoops: eventLoops, metrics: metrics,
-                                 logger: logger)
+            logger.notice("metrics server listening", metadata: ["address": "\(address)"])
+            return MetricsServer(listener: listener, eventLoops: eventLoops, metrics: metrics, logger: logger)
         } catch {
             await shutDown(eventLoops, logger)
             throw MetricsServerError(description: Self.explain(error, address))
@@ -187,6 +182,7 @@ public struct MetricsServer: Service {
             (.notFound, Array("tailor serves /metrics only\n".utf8), "text/plain; charset=utf-8")
         }
         var headers = HTTPHeaders([("Content-Type", type), ("Content-Length", "\(body.count)")])
+        if status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
         if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
         try await responses.write(.head(HTTPResponseHead(version: request.version, status: status, headers: headers)))
         if request.method != .HEAD { try await responses.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }

@@ -182,9 +182,10 @@ struct MetricsTests {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// GET `url`: the status and the body, within 5 s.
-    static func get(_ url: String) async throws -> (status: Int, body: String) {
+    /// GET (or `method`) `url`: the status and the body, within 5 s.
+    static func get(_ url: String, method: String = "GET") async throws -> (status: Int, body: String) {
         var request = URLRequest(url: try #require(URL(string: url)))
+        request.httpMethod = method
         request.timeoutInterval = 5
         let (data, response) = try await URLSession.shared.data(for: request)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
@@ -360,8 +361,11 @@ struct MetricsTests {
             #expect(counted, "\(repaired?.series("tailor_drift_repairs_total") ?? [:]): \(lines())")
             #expect((repaired?.value("tailor_reconciles_total", ["reason": "interval", "outcome": "ok"]) ?? 0) >= 1)
 
-            // Anything but /metrics is not found.
+            // Anything but /metrics is not found, and only GET and HEAD read it.
             #expect(try await Self.get("http://127.0.0.1:\(port)/").status == 404)
+            #expect(try await Self.get(url, method: "POST").status == 405)
+            let head = try await Self.get(url, method: "HEAD")
+            #expect(head.status == 200 && head.body.isEmpty)
 
             // A second daemon on the same address: exits 1 with the reason, before READY=1, having applied nothing.
             try await TestPinRoot.with { other in
