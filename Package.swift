@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // tailor run --metrics-address: the Prometheus registry and text format, and the HTTP server.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C libraries the product links, found through pkg-config.
@@ -66,7 +69,7 @@ let package = Package(
         ),
 
         // The reconcile daemon (`tailor run`): spec watcher, reconcile loop, journald
-        // logging, systemd notification.
+        // logging, systemd notification, Prometheus metrics and their HTTP server.
         .target(
             name: "TailorDaemon",
             dependencies: [
@@ -74,6 +77,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
 
@@ -135,7 +142,8 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorDaemonTests",
-            dependencies: ["TailorDaemon", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["TailorDaemon", "TailorKernel", "TailorObjects", "TailorReconcile",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "TailorKernelTests",

@@ -26,29 +26,38 @@ public struct ReconcileService: Service {
     }
 
     let configuration: Configuration
+    let metrics: DaemonMetrics
     let logger: Logger
 
-    public init(_ configuration: Configuration, logger: Logger) {
+    /// `metrics` counts each reconcile (served by `MetricsServer` when asked for).
+    public init(_ configuration: Configuration, metrics: DaemonMetrics, logger: Logger) {
         self.configuration = configuration
+        self.metrics = metrics
         self.logger = logger
     }
 
     public func run() async throws {
         let reconciler = Reconciler(configuration.reconciler, logger: logger)
         let (triggers, sink) = AsyncStream<Trigger>.makeStream(bufferingPolicy: .bufferingNewest(64))
-        // When the last file event came: the debounce waits for a quiet period after it.
-        let lastChange = Mutex<ContinuousClock.Instant>(.now)
-        let watcher = try SpecWatcher(configuration.reconciler.specDirectory) {
-            lastChange.withLock { $0 = .now }
-            sink.yield(.change)
+        // When each kind of trigger last came: a reconcile that started after it answered it
+        // (triggers pile up while a reconcile runs longer than the interval), and the debounce
+        // waits for a quiet period after the last file event.
+        let lastFired = Mutex<[Trigger: ContinuousClock.Instant]>([:])
+        let fire = { @Sendable (trigger: Trigger) in
+            lastFired.withLock { $0[trigger] = .now }
+            sink.yield(trigger)
         }
+        let lastChange = { lastFired.withLock { $0[.change] ?? .now } }
+        let watcher = try SpecWatcher(configuration.reconciler.specDirectory) { fire(.change) }
         defer { watcher.stop() }
-        let interfaces = InterfaceWatcher(logger: logger) { sink.yield(.interface) }
+        let interfaces = InterfaceWatcher(logger: logger) { fire(.interface) }
         defer { interfaces.stop() }
 
         let heartbeat = Heartbeat()
         let reconcile = { (reason: String) -> Reconciler.Outcome in
+            let start = ContinuousClock.now
             let outcome = heartbeat.beat { reconciler.reconcile(reason: reason) }
+            metrics.record(outcome, reason: reason, elapsed: ContinuousClock.now - start)
             interfaces.wait(for: outcome.awaited)
             return outcome
         }
@@ -58,26 +67,30 @@ public struct ReconcileService: Service {
                 // From the start: the first reconcile can hang like any other.
                 group.addTask { try await heartbeat.ping(every: watchdog / 2, stuckAfter: watchdog, logger: logger) }
             }
+            let started = ContinuousClock.now
             var outcome = reconcile("start")
             SystemdNotify.send("READY=1\nSTATUS=\(outcome.status)")
             logger.notice("tailor run is ready", metadata: ["status": "\(outcome.status)"])
             group.addTask {
                 while true {
                     try await Task.sleep(for: configuration.interval)
-                    sink.yield(.interval)
+                    fire(.interval)
                 }
             }
             group.addTask {
-                for await _ in await UnixSignalsSequence(trapping: .sighup) { sink.yield(.signal) }
+                for await _ in await UnixSignalsSequence(trapping: .sighup) { fire(.signal) }
             }
             await withGracefulShutdownHandler {
-                var handled = ContinuousClock.now
+                // When the last reconcile started: triggers that came before it were answered by it.
+                var handled = started
                 for await trigger in triggers {
+                    // Once SIGTERM came, triggers still queued are left: the reconcile in progress was the last.
+                    if Task.isShuttingDownGracefully { break }
                     // Triggers queued while the last reconcile ran are all answered by one more.
-                    if trigger == .change && lastChange.withLock({ $0 }) < handled { continue }
+                    if lastFired.withLock({ $0[trigger] ?? .now }) < handled { continue }
                     if trigger == .change {
                         while true {
-                            let quiet = ContinuousClock.now - lastChange.withLock { $0 }
+                            let quiet = ContinuousClock.now - lastChange()
                             if quiet >= configuration.debounce { break }
                             try? await Task.sleep(for: configuration.debounce - quiet)
                         }

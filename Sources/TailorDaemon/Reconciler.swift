@@ -61,7 +61,7 @@ public final class Reconciler {
         }
     }
 
-    /// What a reconcile found and did, for logs and the service status line.
+    /// What a reconcile found and did, for logs, the service status line and metrics.
     public struct Outcome: Sendable, Equatable {
         public var chains = 0, synced = 0, drifted = 0, failed = 0, pending = 0
         /// The interfaces the pending chains wait for.
@@ -69,7 +69,36 @@ public final class Reconciler {
         public var specErrors = 0
         /// Live chains kept because the plan was refused (specs that hold no chain).
         public var keptByRefusal = 0
-        public var revision: String?
+        public var revision: GitRevision?
+        /// Whether the reconcile stopped before applying anything: the pin root's
+        /// lock, the recovery of an interrupted apply or observing failed.
+        public var aborted = false
+        /// The chains whose apply was tried and failed (not those waiting out a backoff).
+        public var failedApplies: [String] = []
+        /// The drift put back, one entry per chain and kind.
+        public var repairs: [DriftRepair] = []
+        /// The cubes of the live chains as the reconcile last observed them; nil
+        /// when it did not get as far as observing.
+        public var cubes: [LiveCube]?
+
+        /// How a reconcile ended, worst first: a chain (or the whole reconcile)
+        /// failed, the specs have errors (the last good ones were used), the plan
+        /// was refused (specs that hold no chain), or everything is as the specs
+        /// want it or waits for its interface.
+        public enum Conclusion: String, Sendable {
+            case failed, specError = "spec_error", refused, ok
+        }
+
+        public var conclusion: Conclusion {
+            if aborted || failed > 0 { return .failed }
+            if specErrors > 0 { return .specError }
+            return keptByRefusal > 0 ? .refused : .ok
+        }
+
+        /// How many of the specs' chains are in each state, as `tailor_chains` reports them.
+        public var chainStates: [(state: String, count: Int)] {
+            [("synced", synced), ("drifted", drifted), ("failing", failed), ("pending", pending)]
+        }
 
         /// `3 chains synced, 0 drifted, rev abc1234`.
         public var status: String {
@@ -80,8 +109,14 @@ public final class Reconciler {
             if keptByRefusal > 0 {
                 line += ", specs hold no chains: refused, \(keptByRefusal) live chain\(keptByRefusal == 1 ? "" : "s") kept"
             }
-            return line + (revision.map { ", rev \($0)" } ?? "")
+            return line + (revision.map { ", rev \($0.short)" } ?? "")
         }
+    }
+
+    /// Drift of `kind` (`DRIFT_KIND`) that a reconcile put back in `chain`.
+    public struct DriftRepair: Sendable, Equatable {
+        public var chain: String
+        public var kind: String
     }
 
     struct Failure {
@@ -116,7 +151,7 @@ public final class Reconciler {
         }
         if let revision { log[metadataKey: "git_commit"] = "\(revision)" }
         log.info("reconcile started", metadata: ["reason": "\(reason)"])
-        var outcome = Outcome(revision: revision?.short)
+        var outcome = Outcome(revision: revision)
 
         let (chains, diagnostics) = DesiredChain.load([configuration.specDirectory])
         let prune: Prune = diagnostics.hasErrors ? .keep : configuration.prune
@@ -141,6 +176,7 @@ public final class Reconciler {
         } catch {
             log.error("reconcile failed", metadata: ["error": "\(error)"])
             outcome.failed = desired.count
+            outcome.aborted = true
         }
         return finish(outcome, log, start)
     }
@@ -167,6 +203,7 @@ public final class Reconciler {
             for line in recovered { log.notice("interrupted apply recovered", metadata: ["what": "\(line)"]) }
             observed = Observer.observe(pinRoot: pinRoot)
         }
+        outcome.cubes = LiveCube.all(in: observed)
         let plan = Planner.plan(desired: desired, observed: observed, prune: prune)
         for change in plan.chains {
             for (kind, drift) in zip(change.driftKinds, change.drift) {
@@ -227,6 +264,7 @@ public final class Reconciler {
                 if change.repairsDrift {
                     for kind in change.driftKinds {
                         chainLog.notice("drift repaired", metadata: ["drift_kind": "\(kind)"])
+                        outcome.repairs.append(DriftRepair(chain: change.name, kind: kind))
                     }
                 }
                 chainLog.notice("chain reconciled", metadata: [
@@ -238,12 +276,14 @@ public final class Reconciler {
                 let attempts = (failures[change.name].map { $0.digest == digest ? $0.attempts : 0 } ?? 0) + 1
                 let backoff = Duration.seconds(min(300, 5 << min(attempts - 1, 6)))
                 failures[change.name] = Failure(digest: digest, attempts: attempts, retryAt: .now + backoff)
+                outcome.failedApplies.append(change.name)
                 chainLog.error("chain failed", metadata: ["error": "\(error)", "attempts": "\(attempts)",
                                                           "retry_in_ms": "\(Int(backoff.microseconds / 1000))"])
                 outcome.failed += 1
             }
         }
         let after = Observer.observe(pinRoot: pinRoot)
+        outcome.cubes = LiveCube.all(in: after)
         if let revision {
             for name in try executor.record(revision: revision.description, chains: Set(byName.keys), observed: after) {
                 log.info("revision recorded", metadata: ["chain": "\(name)"])

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TailorCubes
+import TailorDaemon
 import TailorDatapath
 import TailorKernel
 import TailorReconcile
@@ -240,15 +241,21 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var kernel: KernelOptions
 
-    @Option(help: "Output format: text or json.")
-    var output: OutputFormat = .text
+    /// Status also speaks Prometheus, for node_exporter's textfile collector on hosts without the daemon.
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case text, json, prometheus
+    }
+
+    @Option(help: ArgumentHelp("Output format: text, json or prometheus (the cubes' counters and the chains by state, "
+                               + "for node_exporter's textfile collector; docs/daemon.md)."))
+    var output: Format = .text
 
     @Argument(help: ArgumentHelp("Spec files or directories to compare the chains with, and chain names to show.",
                                  valueName: "spec-or-chain"))
     var arguments: [String] = []
 
     /// How a chain compares with its own record and with the specs.
-    enum SyncState: String, Encodable {
+    enum SyncState: String, Encodable, CaseIterable {
         /// As recorded, and (with specs) as the specs want it.
         case synced = "Synced"
         /// The specs want it otherwise: apply would change it.
@@ -259,6 +266,17 @@ struct StatusCommand: ParsableCommand {
         case notInSpecs = "NotInSpecs"
         /// The kernel differs from the chain's record: observe found drift.
         case drifted = "Drifted"
+
+        /// The `state` label of `tailor_chains`: Prometheus label values are snake_case.
+        var metricLabel: String {
+            switch self {
+            case .synced: "synced"
+            case .outOfSync: "out_of_sync"
+            case .missing: "missing"
+            case .notInSpecs: "not_in_specs"
+            case .drifted: "drifted"
+            }
+        }
     }
 
     struct CubeStatus: Encodable {
@@ -323,6 +341,13 @@ struct StatusCommand: ParsableCommand {
 
     func show(_ chains: [ChainStatus], pinRoot: PinRoot) throws {
         if output == .json { return try printJSON(chains) }
+        if output == .prometheus {
+            let cubes = chains.flatMap { chain in
+                chain.cubes.map { LiveCube(chain: chain.name, cube: $0.name, type: $0.type) }
+            }
+            let states = SyncState.allCases.map { state in (state.metricLabel, chains.count { $0.state == state }) }
+            return print(CubeMetrics.statusExposition(cubes, chainStates: states, pinRoot: pinRoot), terminator: "")
+        }
         if chains.isEmpty { return print("No chains under \(pinRoot.path).") }
         for chain in chains {
             print("chain \(chain.name)  \(chain.state.rawValue)  \(chain.hook)"

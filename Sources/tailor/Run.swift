@@ -16,7 +16,8 @@ struct Run: AsyncParsableCommand {
             + "reconcile has run longer than it. Specs with errors "
             + "(a missing or unreadable directory too) keep the last good state and prune nothing; a directory that "
             + "holds no chain while chains are live changes nothing unless --allow-empty. A chain whose interface "
-            + "does not exist yet is pending, and applied as soon as the interface appears."
+            + "does not exist yet is pending, and applied as soon as the interface appears. With --metrics-address, "
+            + "/metrics serves the cubes' counters and the reconcile loop's metrics for Prometheus (docs/daemon.md)."
     )
 
     @Argument(help: "The spec directory (a git work tree, or inside one, to record revisions).")
@@ -32,6 +33,13 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Milliseconds of quiet after a file change before reconciling.")
     var debounce = 100
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9842, "
+                               + "[::1]:9842); off without it.", valueName: "host:port"),
+            transform: { text in
+                do { return try ListenAddress(text) } catch { throw ValidationError("\(error)") }
+            })
+    var metricsAddress: ListenAddress?
+
     func validate() throws {
         guard interval > 0, debounce >= 0 else { throw ValidationError("--interval must be > 0, --debounce >= 0") }
         var isDirectory: ObjCBool = false
@@ -46,12 +54,19 @@ struct Run: AsyncParsableCommand {
         let failpoints = try ProcessInfo.processInfo.environment["TAILOR_FAILPOINTS"].map { text in
             do { return try Failpoints(text) } catch { throw ValidationError("TAILOR_FAILPOINTS: \(error)") }
         }
+        let pinRoot = try kernel.pinRoot()
+        let metrics = DaemonMetrics(pinRoot: pinRoot)
+        // Bound before anything is applied: a port in use stops the daemon before its first reconcile.
+        var server: MetricsServer?
+        if let metricsAddress { server = try await MetricsServer.bind(metricsAddress, metrics: metrics, logger: logger) }
         let service = ReconcileService(
-            .init(reconciler: .init(specDirectory: directory, pinRoot: try kernel.pinRoot(),
+            .init(reconciler: .init(specDirectory: directory, pinRoot: pinRoot,
                                     lockTimeout: kernel.lockTimeout, prune: pruning.prune, failpoints: failpoints),
                   interval: .milliseconds(Int64(interval * 1000)), debounce: .milliseconds(debounce)),
-            logger: logger)
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            metrics: metrics, logger: logger)
+        // Shut down in reverse order: the reconcile in progress finishes while scrapes are still answered.
+        let services: [any Service] = (server.map { [$0] } ?? []) + [service]
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }
 }

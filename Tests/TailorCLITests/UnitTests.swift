@@ -150,13 +150,14 @@ struct UnitTests {
             let allowed = try Unit.allowedSyscalls()
             let untraced = allowed.subtracting(["execve"]).sorted().map { "?" + $0 }.joined(separator: ",")
             let log = directory + "/run.log", trace = directory + "/strace.txt"
+            let metricsPort = try MetricsTests.freePort()
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             let daemon = Process()
             daemon.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
             daemon.arguments = ["-f", "-qq", "--seccomp-bpf", "-e", "trace=!" + untraced, "-o", trace, "/usr/bin/setpriv"]
                 + Unit.setpriv(capabilities)
                 + [Golden.tailor.path, "run", directory + "/specs", "--bpffs", root.path, "--interval", "1",
-                   "--debounce", "50"]
+                   "--debounce", "50", "--metrics-address", "127.0.0.1:\(metricsPort)"]
             daemon.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
             daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             daemon.standardOutput = FileHandle.nullDevice
@@ -173,6 +174,11 @@ struct UnitTests {
             }
 
             #expect(eventually(30) { attached("fw") && attached("count") }, "create: \(lines())")
+            // Scrapes: the metrics server's calls (accepting, reading the cubes' maps) are traced too.
+            let scraped = await eventuallyAsync(30) {
+                try await MetricsTests.get("http://127.0.0.1:\(metricsPort)/metrics").body.contains("tailor_cube_packets_total")
+            }
+            #expect(scraped, "no cube counters served: \(lines())")
             // One rule changes: the firewall cube is replaced, its conntrack kept (the layouts come from the record).
             try write(81)
             #expect(eventually(30) { count("ACTION=update CHAIN=fw") >= 2 && lines().contains("reconcile finished") },
