@@ -83,11 +83,16 @@ public struct ReconcileService: Service {
             await withGracefulShutdownHandler {
                 // When the last reconcile started: triggers that came before it were answered by it.
                 var handled = started
+                var finished = ContinuousClock.now
                 for await trigger in triggers {
                     // Once SIGTERM came, triggers still queued are left: the reconcile in progress was the last.
                     if Task.isShuttingDownGracefully { break }
                     // Triggers queued while the last reconcile ran are all answered by one more.
                     if lastFired.withLock({ $0[trigger] ?? .now }) < handled { continue }
+                    // A drift check comes an interval after the last reconcile ended: when one takes
+                    // longer than the interval (a loaded host), the daemon does not reconcile back to
+                    // back, using a core and leaving the loop no moment to notice SIGTERM.
+                    if trigger == .interval && ContinuousClock.now - finished < configuration.interval { continue }
                     if trigger == .change {
                         while true {
                             let quiet = ContinuousClock.now - lastChange()
@@ -97,7 +102,10 @@ public struct ReconcileService: Service {
                     }
                     handled = .now
                     outcome = reconcile(trigger.rawValue)
+                    finished = .now
                     SystemdNotify.send("STATUS=\(outcome.status)")
+                    // The reconcile ran synchronously: let the service group (signals) and the others run.
+                    await Task.yield()
                 }
             } onGracefulShutdown: {
                 sink.finish()

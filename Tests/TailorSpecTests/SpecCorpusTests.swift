@@ -305,6 +305,16 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("a spec file that cannot be read (here a link to nothing) is an error at the file, so no reconcile prunes what it held")
+    func unreadableFile() throws {
+        try withDirectory(["a.yaml": Self.chain("a")]) { dir in
+            try FileManager.default.createSymbolicLink(atPath: dir + "/b.yaml", withDestinationPath: "gone.yaml")
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            #expect(diagnostics.map(\.description).contains { $0.hasPrefix("\(dir)/b.yaml:1:1: error: ") }, "\(diagnostics)")
+        }
+    }
+
     @Test("a missing path is an error")
     func missingPath() {
         let (_, diagnostics) = diagnose(["/nonexistent/specs"])
