@@ -8,8 +8,8 @@ import TailorSpec
 public struct CubeWords: Sendable {
     /// Whether a change of the attribute at `path` (its field and key names from
     /// the top, list indices left out) is made on the live instance, given the
-    /// instance's entry-safe tables.
-    public var inPlace: @Sendable (_ path: [String], _ entrySafeTables: Set<String>) -> Bool
+    /// instance's tables that change in place (`ChainRecord.inPlaceTables`).
+    public var inPlace: @Sendable (_ path: [String], _ inPlaceTables: Set<String>) -> Bool
     /// An entry of table `map` in the config's words, given the cube's desired
     /// config; nil where the type cannot say (the plan shows hex).
     public var entry: @Sendable (_ map: String, _ change: TableEntryChange, _ config: ConfigDocument?) -> EntryWords?

@@ -5,8 +5,11 @@ import TailorSpec
 /// Ordered rules, first match wins, classified by Linear Bit Vector Search: this
 /// control plane turns the rules into one bit vector per field value (prefix,
 /// port interval, protocol, TCP flags, conntrack state) and specialises the
-/// program to the fields the rules use. Inserting a rule shifts every later bit,
-/// so any rule change replaces the instance; its conntrack map is carried over.
+/// program to the fields the rules use. Every table is versioned: a rule or policy
+/// edit writes the entries that change into the generation no packet reads and
+/// switches generations with one write (docs/cubes/firewall.md); a change of which
+/// fields the rules use, of `acceptEstablished` or of the zone replaces the
+/// instance, its conntrack map carried over.
 public enum Firewall {
     /// Rules one firewall holds (FW_MAX_RULES in bpf/cubes/firewall.c).
     public static let maxRules = 10_240
@@ -83,14 +86,17 @@ public enum Firewall {
 
     static func document(_ action: Action) -> ConfigDocument { .string(action == .drop ? "drop" : "accept") }
 
-    /// Keys of the classification tables as the field values they stand for; the
-    /// bit vectors as the rules whose bits differ (a vector holds thousands).
-    static let words = CubeWords(entry: { map, change, _ in
+    /// Rules and the policy change on the live instance (versioned tables); keys of
+    /// the classification tables read as the field values they stand for, the bit
+    /// vectors as the rules whose bits differ (a vector holds thousands).
+    static let words = CubeWords(inPlace: { path, inPlace in
+        (path.first == "rules" || path.first == "policy") && inPlace.contains("actions")
+    }, entry: { map, change, _ in
         let key = littleEndianValue(change.key, as: UInt32.self).map(Int.init)
         let vectorKey: String?
         switch map {
         case "src_v4", "src_v6", "dst_v4", "dst_v6": vectorKey = IPPrefix(lpmKey: change.key)?.description
-        case "port_vectors": vectorKey = key.map { "vector \($0)" }
+        case "port_vectors": vectorKey = "vector " + hexDigest(change.key.reversed())
         case "proto_vectors": vectorKey = key.map { "proto " + (IPProtocolNames.name(UInt8(truncatingIfNeeded: $0)) ?? "\($0)") }
         case "flag_vectors": vectorKey = key.map { "tcp flags " + hexDigest([UInt8(truncatingIfNeeded: $0)]) }
         case "state_vectors":
@@ -98,13 +104,14 @@ public enum Firewall {
         case "all_rules": vectorKey = "all rules"
         case "sport_index", "dport_index":
             guard let key else { return nil }
-            let vector = { (bytes: [UInt8]?) in bytes.flatMap { littleEndianValue($0, as: UInt32.self) }.map { "vector \($0)" } }
+            let vector = { (bytes: [UInt8]?) in bytes.map { "vector " + hexDigest($0.reversed()) } }
             return EntryWords(key: key == 65_536 ? "no port" : "port \(key)", before: vector(change.before),
                               after: vector(change.after))
-        case "actions":
+        case "actions", "policy":
             guard let key else { return nil }
             let action = { (bytes: [UInt8]?) in bytes.map { $0 == [1] ? "drop" : $0 == [0] ? "accept" : hexDigest($0) } }
-            return EntryWords(key: "rules[\(key)] action", before: action(change.before), after: action(change.after))
+            return EntryWords(key: map == "policy" ? "policy" : "rules[\(key)] action", before: action(change.before),
+                              after: action(change.after))
         default: vectorKey = nil
         }
         guard let vectorKey else { return nil }
@@ -123,10 +130,10 @@ public enum Firewall {
         guard rules.count <= maxRules else {
             throw CubeConfigError("a firewall holds at most \(maxRules) rules, not \(rules.count)")
         }
-        let tables = Tables(rules, allStages: !specialised)
+        var tables = try Tables(rules, allStages: !specialised)
+        tables.entries["policy"] = [TableEntry(key: littleEndian(UInt32(0)), value: [policy == .drop ? 1 : 0])]
         var rodata: [String: [UInt8]] = [
             "summary_words": littleEndian(UInt32((tables.words + 63) / 64)),
-            "policy_drop": [policy == .drop ? 1 : 0],
             "accept_established": [acceptEstablished ? 1 : 0],
             "use_conntrack": [acceptEstablished || tables.fieldsUsed["state"] == true ? 1 : 0],
         ]
@@ -164,6 +171,20 @@ struct RuleVector: Hashable {
         return rules
     }
 
+    /// The vector's id in `port_vectors`: a 64-bit hash of its non-zero words and
+    /// their places (splitmix64's mixer), the same in every run.
+    var id: UInt64 {
+        func mix(_ value: UInt64) -> UInt64 {
+            var z = value &+ 0x9e37_79b9_7f4a_7c15
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return z ^ (z >> 31)
+        }
+        var hash: UInt64 = 0
+        for (index, word) in words.enumerated() where word != 0 { hash = mix(hash ^ mix(word ^ mix(UInt64(index)))) }
+        return hash
+    }
+
     /// `struct fw_vector`: the summary (bit w set when word w is not zero), then
     /// the words, padded to the map's fixed size.
     /// Built in one buffer: a 10,000-rule firewall encodes thousands of these per plan.
@@ -188,7 +209,7 @@ extension Firewall {
         /// Whether the program looks each field up (rodata `use_<field>`).
         var fieldsUsed: [String: Bool] = [:]
 
-        init(_ rules: [Rule], allStages: Bool = false) {
+        init(_ rules: [Rule], allStages: Bool = false) throws {
             self.rules = rules
             words = max(1, (rules.count + 63) / 64)
             let all = vector { _ in true }
@@ -210,11 +231,11 @@ extension Firewall {
 
             let useSourcePort = allStages || rules.contains { $0.match.sourcePorts != nil }
             let useDestinationPort = allStages || rules.contains { $0.match.destinationPorts != nil }
-            var portVectors: [RuleVector: UInt32] = [:]
-            if useSourcePort { entries["sport_index"] = ports(\.sourcePorts, ids: &portVectors) }
-            if useDestinationPort { entries["dport_index"] = ports(\.destinationPorts, ids: &portVectors) }
-            entries["port_vectors"] = portVectors.sorted { $0.value < $1.value }
-                .map { TableEntry(key: littleEndian($0.value), value: $0.key.encoded) }
+            var portVectors: [UInt64: RuleVector] = [:]
+            if useSourcePort { entries["sport_index"] = try ports(\.sourcePorts, store: &portVectors) }
+            if useDestinationPort { entries["dport_index"] = try ports(\.destinationPorts, store: &portVectors) }
+            entries["port_vectors"] = portVectors.sorted { $0.key < $1.key }
+                .map { TableEntry(key: littleEndian($0.key), value: $0.value.encoded) }
 
             let useProto = allStages || rules.contains { $0.match.proto != nil }
             if useProto {
@@ -278,12 +299,21 @@ extension Firewall {
 
         /// A port field: port -> id of its interval's vector (FW_NO_PORT, index
         /// 65536, for packets without ports: the rules without this field), the
-        /// vectors shared through `ids`.
-        func ports(_ field: KeyPath<Filter.Rule, ClosedRange<UInt16>?>, ids: inout [RuleVector: UInt32]) -> [TableEntry] {
-            func id(_ vector: RuleVector) -> UInt32 {
-                if let id = ids[vector] { return id }
-                ids[vector] = UInt32(ids.count)
-                return UInt32(ids.count - 1)
+        /// vectors kept in `store` by id. An id is a hash of the vector's bits, so a
+        /// vector keeps its id from one rule set to the next and an edit changes
+        /// only the ports whose vector it changes.
+        func ports(_ field: KeyPath<Filter.Rule, ClosedRange<UInt16>?>,
+                   store: inout [UInt64: RuleVector]) throws -> [TableEntry] {
+            var known: [RuleVector: UInt64] = [:]
+            func id(_ vector: RuleVector) throws -> UInt64 {
+                if let id = known[vector] { return id }
+                let id = vector.id
+                if let other = store[id], other != vector {
+                    throw CubeConfigError("two port vectors of this rule set hash to the same id \(id); "
+                        + "reorder or change a rule")
+                }
+                (known[vector], store[id]) = (id, vector)
+                return id
             }
             var starts: [Int: [Int]] = [:], ends: [Int: [Int]] = [:]
             for (index, rule) in rules.enumerated() {
@@ -292,13 +322,13 @@ extension Firewall {
                 ends[Int(range.upperBound) + 1, default: []].append(index)
             }
             var current = vector { $0.match[keyPath: field] == nil }
-            let noPort = id(current)
-            var index = [UInt32](repeating: 0, count: 65_536)
+            let noPort = try id(current)
+            var index = [UInt64](repeating: 0, count: 65_536)
             let cuts = Set(starts.keys).union(ends.keys).union([0]).filter { $0 < 65_536 }.sorted()
             for (position, cut) in cuts.enumerated() {
                 for rule in ends[cut] ?? [] { current.remove(rule) }
                 for rule in starts[cut] ?? [] { current.insert(rule) }
-                let vectorID = id(current)
+                let vectorID = try id(current)
                 let end = position + 1 < cuts.count ? cuts[position + 1] : 65_536
                 for port in cut..<end { index[port] = vectorID }
             }

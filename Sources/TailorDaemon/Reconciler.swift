@@ -255,7 +255,7 @@ public final class Reconciler {
             do {
                 let single = try executor.verify(Plan(chains: [change]), desired: desired)
                 guard single.refusals.isEmpty else { throw ReconcileRefusal(reasons: single.refusals) }
-                _ = try executor.apply(single, desired: desired)
+                _ = try executor.apply(single, desired: desired, observed: observed)
                 failures[change.name] = nil
                 for cube in change.cubes where cube.action != .keep {
                     chainLog.info("cube changed", metadata: ["cube": "\(cube.name)", "cube_action": "\(cube.action.rawValue)",

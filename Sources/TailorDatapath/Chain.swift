@@ -452,10 +452,12 @@ public final class Chain {
     /// maps), the others rewritten. Entry by entry: the table was already wrong.
     public func restoreTables(of cube: String, to tables: [String: [TableEntry]]) throws {
         guard let instance = instances[cube] else { throw DatapathError("chain \(settings.name) has no cube \(cube)") }
-        for (name, role) in instance.record.maps where role.isTable {
+        let generations = try instance.generations
+        for (name, role) in instance.record.maps where role.isTable && role != .versionedTable && role != .contentKeyedTable {
             guard let map = instance.maps[name] else { continue }
             try Chain.sync(map, to: tables[name] ?? [])
         }
+        try generations?.restore(tables)
     }
 
     /// Makes `map` hold exactly `entries`, writing only what differs: keys not in
@@ -512,9 +514,12 @@ public final class Chain {
     /// A cube whose blueprint differs only in entries of entry-safe tables keeps its
     /// instance; its entries are changed in place by `switchOver`.
     /// `specDigest` and `gitRevision`, when given, go into the record the commit
-    /// writes; `digests` are the cubes' blueprint digests when the caller has them.
+    /// writes; `digests` are the cubes' blueprint digests when the caller has them;
+    /// `liveTables`, the entries of the cubes' tables as observed (what the kept
+    /// instances' tables hold, so a change writes only the entries that differ).
     public func prepare(_ topology: Topology, specDigest: String? = nil, gitRevision: String? = nil,
-                        digests: [String: String] = [:], zones: StateZones? = nil) throws -> PreparedCommit {
+                        digests: [String: String] = [:], zones: StateZones? = nil,
+                        liveTables: [String: [String: [TableEntry]]] = [:]) throws -> PreparedCommit {
         let zones = zones ?? StateZones(pinRoot: pinRoot)
         var live = layout
         var inPlace: [String: TableUpdate] = [:]
@@ -527,7 +532,8 @@ public final class Chain {
             live[cube]?.digest = digest
             inPlace[cube] = TableUpdate(
                 digest: digest,
-                entries: Dictionary(uniqueKeysWithValues: instance.record.entrySafeTables.map { ($0, blueprint.tables[$0] ?? []) }))
+                entries: Dictionary(uniqueKeysWithValues: instance.record.inPlaceTables.map { ($0, blueprint.tables[$0] ?? []) }),
+                before: liveTables[cube] ?? instance.knownTables)
             configs[cube] = blueprint.config
         }
         let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity, digests: digests)

@@ -47,10 +47,13 @@ struct StatePlan {
     var refusals: [String] = []
 }
 
-/// The new entries of a kept instance's entry-safe tables.
+/// The new entries of a kept instance's tables that change in place.
 public struct TableUpdate: Sendable {
     public var digest: String
     public var entries: [String: [TableEntry]]
+    /// What the tables hold now, as the caller knows it (observed, or written by
+    /// this process); nil: read from the kernel.
+    public var before: [String: [TableEntry]]?
 }
 
 /// A prepared change made live by `Chain.switchOver`: packets take the new path,
@@ -59,16 +62,21 @@ public struct TableUpdate: Sendable {
 public struct SwitchedCommit {
     let prepared: PreparedCommit
     let before: (instances: [String: CubeInstance], record: ChainRecord)
-    /// Entries of the tables changed in place, as they were.
+    /// Entries of the entry-safe tables changed in place, as they were.
     let tablesBefore: [String: [String: [TableEntry]]]
+    /// Per cube, the switch of its versioned tables to the new generation.
+    let generations: [String: GenerationSwitch]
     /// Each migrated map's old entries as the pre-copy read them.
     let copied: [FlatEntries]
     let started: ContinuousClock.Instant
     let committed: ContinuousClock.Instant
 
     /// Whether `finish` waits for packets on the old path: before old slots are
-    /// emptied, and before the final pass of a migration (the old instance must be done).
-    public var needsGrace: Bool { !prepared.plan.slotsToClear.isEmpty || !prepared.migrations.isEmpty }
+    /// emptied, before the final pass of a migration (the old instance must be done),
+    /// and before the generation packets left is written (`GenerationSwitch.settle`).
+    public var needsGrace: Bool {
+        !prepared.plan.slotsToClear.isEmpty || !prepared.migrations.isEmpty || !generations.isEmpty
+    }
 }
 
 /// What a commit did and how long each part took.
@@ -91,15 +99,16 @@ public struct CommitReport: Sendable {
 extension Chain {
     func stagingDirectory(_ cube: String) -> String { directory + "/staging/" + cube }
 
-    /// Makes a prepared change live: entry-safe tables first (each entry is
-    /// independent, so in place), then the new instances. On failure the chain is
-    /// put back as it was.
+    /// Makes a prepared change live: tables of kept instances first (entry-safe ones
+    /// entry by entry, versioned ones by a switch of generations), then the new
+    /// instances. On failure the chain is put back as it was.
     public func switchOver(_ prepared: PreparedCommit) throws -> SwitchedCommit {
         let clock = ContinuousClock()
         let start = clock.now
         let before = (instances: instances, record: record)
         let plan = prepared.plan
         var tablesBefore: [String: [String: [TableEntry]]] = [:]
+        var generations: [String: GenerationSwitch] = [:]
         var copied: [FlatEntries] = []
         guard prepared.refusals.isEmpty else { throw DatapathError(prepared.refusals.joined(separator: "\n")) }
         if let new = prepared.provenance { provenance = (new.specDigest, new.gitRevision) }
@@ -117,9 +126,17 @@ extension Chain {
             }
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }
-                for (name, entries) in update.entries.sorted(by: { $0.key < $1.key }) {
+                if let tables = try instance.generations {
+                    try step("switch the tables of cube \(cube) to a new generation") {
+                        generations[cube] = try tables.switchTo(update.entries, from: update.before,
+                                                                grace: waitForGracePeriod)
+                    }
+                }
+                for (name, entries) in update.entries.sorted(by: { $0.key < $1.key })
+                where instance.record.maps[name] == .entrySafeTable {
                     guard let map = instance.maps[name] else { continue }
-                    let current = try map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) }
+                    let current = try update.before?[name]
+                        ?? map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) }
                     tablesBefore[cube, default: [:]][name] = current
                     try step("update table \(name) of cube \(cube)") { try Chain.sync(map, to: entries, current: current) }
                 }
@@ -127,15 +144,15 @@ extension Chain {
                 record.digest = update.digest
                 record.configDigest = digests[cube]
                 instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record,
-                                               stateLayouts: instance.stateLayouts)
+                                               stateLayouts: instance.stateLayouts, knownTables: update.entries)
             }
             if plan.isEmpty {
                 if record != before.record {
                     try step("write record") { try meta.write(record) }
                     try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
                 }
-                return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, copied: [],
-                                      started: start, committed: clock.now)
+                return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore,
+                                      generations: generations, copied: [], started: start, committed: clock.now)
             }
             // Pre-copy while the old instance still runs; what it writes from now on
             // is picked up by the final pass.
@@ -170,22 +187,25 @@ extension Chain {
                 try step("empty slot 0") { try progs.clear(0) }
             }
         } catch {
-            rollBack(to: before, prepared: prepared, tables: tablesBefore)
+            rollBack(to: before, prepared: prepared, tables: tablesBefore, generations: generations)
             throw error
         }
-        return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, copied: copied,
-                              started: start, committed: clock.now)
+        return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, generations: generations,
+                              copied: copied, started: start, committed: clock.now)
     }
 
     /// Retires what a switched change replaced, once packets on the old path are
-    /// done (the caller waits a grace period when `needsGrace`): empties the old
-    /// slots, promotes the staged pins and writes the record. On failure the chain
-    /// is put back as it was before the switch.
+    /// done (the caller waits a grace period when `needsGrace`): settles switched
+    /// tables, empties the old slots, promotes the staged pins and writes the record.
+    /// On failure the chain is put back as it was before the switch.
     public func finish(_ switched: SwitchedCommit) throws {
         let prepared = switched.prepared
         let plan = prepared.plan
-        guard !plan.isEmpty else { return }
         do {
+            for (cube, generation) in switched.generations.sorted(by: { $0.key < $1.key }) {
+                try step("settle the tables of cube \(cube)") { try generation.settle() }
+            }
+            guard !plan.isEmpty else { return }
             for (migration, copied) in zip(prepared.migrations, switched.copied) {
                 try step("final pass of map \(migration.map) of cube \(migration.cube)") {
                     let (updates, deletes) = migration.translation.finalPass(
@@ -211,7 +231,8 @@ extension Chain {
             try step("write record") { try meta.write(record) }
             try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
         } catch {
-            rollBack(to: switched.before, prepared: prepared, tables: switched.tablesBefore)
+            rollBack(to: switched.before, prepared: prepared, tables: switched.tablesBefore,
+                     generations: switched.generations)
             throw error
         }
         logger.debug("chain commit", metadata: [
@@ -222,7 +243,8 @@ extension Chain {
 
     /// Puts the chain back as it was before `switched`, whether or not it was finished.
     public func revert(_ switched: SwitchedCommit) {
-        rollBack(to: switched.before, prepared: switched.prepared, tables: switched.tablesBefore)
+        rollBack(to: switched.before, prepared: switched.prepared, tables: switched.tablesBefore,
+                 generations: switched.generations)
     }
 
     /// Switches, waits a grace period if old slots need one, and finishes.
@@ -260,7 +282,7 @@ extension Chain {
     /// they were. Best effort: a step that fails here is logged, the rest goes on.
     func rollBack(
         to before: (instances: [String: CubeInstance], record: ChainRecord),
-        prepared: PreparedCommit, tables: [String: [String: [TableEntry]]]
+        prepared: PreparedCommit, tables: [String: [String: [TableEntry]]], generations: [String: GenerationSwitch]
     ) {
         let attempt = { (what: String, body: () throws -> Void) in
             do { try body() } catch {
@@ -286,6 +308,9 @@ extension Chain {
         if !fresh.isEmpty {
             attempt("wait for a grace period") { try self.waitForGracePeriod() }
             for slot in fresh { attempt("empty slot \(slot)") { _ = try self.progs.clear(slot) } }
+        }
+        for (cube, generation) in generations.sorted(by: { $0.key < $1.key }) {
+            attempt("switch the tables of cube \(cube) back") { try generation.undo() }
         }
         for (cube, maps) in tables {
             for (name, entries) in maps {

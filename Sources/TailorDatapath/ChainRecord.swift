@@ -12,8 +12,9 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     public var digest: String
     /// The object's own digest: a change here means new code.
     public var objectDigest: String
-    /// The blueprint digest without the entry-safe tables: while it stays the same,
-    /// a change of those tables' entries is made in place. Nil: no entry-safe tables.
+    /// The blueprint digest without the tables that change in place (entry-safe,
+    /// versioned, content-keyed): while it stays the same, a change of those tables'
+    /// entries is made on the live instance. Nil: no such tables.
     public var fixedDigest: String?
     /// The kernel's id of the instance's program when it was committed.
     public var program: UInt32
@@ -35,13 +36,13 @@ public struct CubeRecord: Sendable, Equatable, Codable {
         self.configDigest = configDigest
     }
 
-    /// Names of the maps whose entries change in place.
-    public var entrySafeTables: Set<String> { Set(maps.filter { $0.value == .entrySafeTable }.keys) }
+    /// Names of the tables whose entries change on the live instance.
+    public var inPlaceTables: Set<String> { Set(maps.filter(\.value.changesInPlace).keys) }
 
-    /// Whether `blueprint` differs from this instance's only in entries of entry-safe tables.
+    /// Whether `blueprint` differs from this instance's only in entries of tables that change in place.
     public func differsOnlyInEntries(from blueprint: CubeBlueprint, digest: String) -> Bool {
         guard digest != self.digest, let fixedDigest, blueprint.objectDigest == objectDigest else { return false }
-        return blueprint.digest(excluding: entrySafeTables) == fixedDigest
+        return blueprint.digest(excluding: inPlaceTables) == fixedDigest
     }
 
     var live: LiveInstance { LiveInstance(slot: slot, digest: digest, next: next) }

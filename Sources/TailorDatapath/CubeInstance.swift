@@ -6,6 +6,14 @@ public enum MapRole: String, Sendable, Equatable, Codable {
     case table
     /// A table whose entries are independent: changed entry by entry in place.
     case entrySafeTable = "table-entry-safe"
+    /// A table of two generations, changed in place with its cube's other versioned
+    /// tables by switching generations (`TableGenerations`).
+    case versionedTable = "table-versioned"
+    /// A table whose keys are derived from their values, shared by both generations:
+    /// entries are added before a switch and removed after it.
+    case contentKeyedTable = "table-content-keyed"
+    /// The generation word of a cube with versioned tables (`tailor_generation`).
+    case generation
     /// Owned by the datapath; carried over when the cube is replaced. Maps without a
     /// tag are treated as state: the controller never overwrites what it does not own.
     case state
@@ -14,7 +22,10 @@ public enum MapRole: String, Sendable, Equatable, Codable {
     /// libbpf's global-data maps (.rodata, .bss, .data).
     case internalData = "internal"
 
-    public var isTable: Bool { self == .table || self == .entrySafeTable }
+    public var isTable: Bool { self == .table || changesInPlace }
+
+    /// Tables whose entries change on the live instance.
+    public var changesInPlace: Bool { [.entrySafeTable, .versionedTable, .contentKeyedTable].contains(self) }
 }
 
 /// Names the ABI gives the maps and rodata every cube carries.
@@ -22,6 +33,7 @@ enum ABI {
     static let progs = "tailor_progs"
     static let meta = "tailor_meta"
     static let counters = "tailor_counters"
+    static let generation = "tailor_generation"
     static let nextSlot = "tailor_next_slot"
     static let defaultVerdict = "tailor_default_verdict"
     static let failOpen = "tailor_fail_open"
@@ -42,14 +54,23 @@ final class CubeInstance {
     /// so a later replacement can compare them without opening the maps' BTF by id.
     /// Empty for an instance adopted from a record that predates them.
     let stateLayouts: [String: MapLayout]
+    /// The entries of the tables that change in place as this process last wrote
+    /// them; nil for an adopted instance (read from the kernel when needed).
+    var knownTables: [String: [TableEntry]]?
 
     init(cube: String, program: Program, maps: [String: BPFMap], record: CubeRecord,
-         stateLayouts: [String: MapLayout]) {
+         stateLayouts: [String: MapLayout], knownTables: [String: [TableEntry]]? = nil) {
         self.cube = cube
         self.program = program
         self.maps = maps
         self.record = record
         self.stateLayouts = stateLayouts
+        self.knownTables = knownTables
+    }
+
+    /// The instance's versioned tables; nil when it has none.
+    var generations: TableGenerations? {
+        get throws { try TableGenerations(maps: maps, roles: record.maps) }
     }
 
     /// Roles of an object's maps, from its BTF decl tags.
@@ -62,8 +83,14 @@ final class CubeInstance {
                 .internalData
             } else if map.name == ABI.progs || map.name == ABI.meta {
                 .chain
+            } else if map.name == ABI.generation {
+                .generation
             } else if own.contains("tailor:table:entry-safe") {
                 .entrySafeTable
+            } else if own.contains("tailor:table:versioned") {
+                .versionedTable
+            } else if own.contains("tailor:table:content-keyed") {
+                .contentKeyedTable
             } else if own.contains("tailor:table") {
                 .table
             } else {
@@ -102,22 +129,25 @@ final class CubeInstance {
             maps[name] = try object.map(named: name)
         }
         for (name, entries) in blueprint.tables where carry[name] == nil {
-            guard roles[name]?.isTable == true, let map = maps[name] else {
+            guard let role = roles[name], role.isTable, let map = maps[name] else {
                 throw DatapathError("cube \(cube): \(name) is not a table of its object; "
                     + "tables: \(roles.filter(\.value.isTable).keys.sorted())")
             }
-            try map.updateBatch(entries.map { ($0.key, $0.value) })
+            if role != .versionedTable && role != .contentKeyedTable { try map.updateBatch(entries.map { ($0.key, $0.value) }) }
         }
+        // Carried over for a path copy, the tables and their word are the live instance's.
+        if carry[ABI.generation] == nil { try TableGenerations(maps: maps, roles: roles)?.fill(blueprint.tables) }
         let loaded = try object.program(named: program)
         let record = CubeRecord(
             type: blueprint.type, slot: wiring.slot, next: wiring.next, digest: wiring.digest,
             objectDigest: blueprint.objectDigest,
-            fixedDigest: roles.values.contains(.entrySafeTable)
-                ? blueprint.digest(excluding: Set(roles.filter { $0.value == .entrySafeTable }.keys)) : nil,
+            fixedDigest: roles.values.contains(where: \.changesInPlace)
+                ? blueprint.digest(excluding: Set(roles.filter(\.value.changesInPlace).keys)) : nil,
             program: try loaded.info().id.rawValue,
             maps: roles.filter { maps[$0.key] != nil },
             zones: blueprint.sharedState.isEmpty ? nil : blueprint.sharedState)
-        return CubeInstance(cube: cube, program: loaded, maps: maps, record: record, stateLayouts: stateLayouts)
+        return CubeInstance(cube: cube, program: loaded, maps: maps, record: record, stateLayouts: stateLayouts,
+                            knownTables: blueprint.tables.filter { roles[$0.key]?.changesInPlace == true })
     }
 
     /// The object's program for `hook`, found by section ("xdp"; "tc" or "classifier").

@@ -95,14 +95,20 @@ public struct Executor {
     /// recovery after a crash knows the transaction never completed.
     var marker: String { pinRoot.appending("_transaction") }
 
-    /// Carries out `plan`: all of it, or (when a step fails) none of it.
-    public func apply(_ plan: Plan, desired: [DesiredChain]) throws -> Report {
+    /// Carries out `plan`: all of it, or (when a step fails) none of it. `observed`,
+    /// the state the plan was made from, tells what the live tables hold, so a change
+    /// of entries writes only what differs without reading every table again.
+    public func apply(_ plan: Plan, desired: [DesiredChain], observed: [ObservedChain] = []) throws -> Report {
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let liveTables = Dictionary(observed.map { ($0.name, $0.tables) }, uniquingKeysWith: { a, _ in a })
         var tasks: [ChainTask] = []
         let zones = StateZones(pinRoot: pinRoot)
         do {
             for change in plan.chains {
-                if let task = try prepare(change, byName[change.name], zones: zones) { tasks.append(task) }
+                if let task = try prepare(change, byName[change.name], liveTables: liveTables[change.name] ?? [:],
+                                          zones: zones) {
+                    tasks.append(task)
+                }
             }
         } catch {
             for task in tasks { task.discard() }
@@ -136,7 +142,8 @@ public struct Executor {
     }
 
     /// The prepare phase of one chain change; nil when there is nothing to do.
-    private func prepare(_ change: ChainChange, _ desired: DesiredChain?, zones: StateZones) throws -> ChainTask? {
+    private func prepare(_ change: ChainChange, _ desired: DesiredChain?, liveTables: [String: [String: [TableEntry]]],
+                         zones: StateZones) throws -> ChainTask? {
         let fail = failpoint.map { hook in { (step: String) throws in try hook("\(change.name): \(step)") } }
         if Chain.isLeftover(change.name) {
             return ChainTask(name: change.name, work: .leftover(pinRoot.appending(change.name), pinRoot))
@@ -165,7 +172,8 @@ public struct Executor {
             }
             guard let desired, change.action == .update else { return ChainTask(name: change.name, work: .none) }
             let prepared = try live.prepare(desired.topology, specDigest: desired.digest, gitRevision: gitRevision,
-                                            digests: desired.cubeDigests, zones: zones)
+                                            digests: desired.cubeDigests, zones: zones,
+                                            liveTables: change.repairsDrift ? [:] : liveTables)
             return ChainTask(name: change.name, work: .update(live, prepared))
         case .replace:
             guard let desired else { return nil }

@@ -145,15 +145,17 @@ public enum Observer {
                 running ? .cubePinMissing(cube: cube, pin: pin) : .pinMissing(pin)
             }
             if !pinRoot.exists(directory + "/cubes/\(cube)/prog") { chain.drift.append(missing("cubes/\(cube)/prog")) }
+            var tables: [String: BPFMap] = [:]
             for (map, role) in cubeRecord.maps.sorted(by: { $0.key < $1.key }) {
                 let pin = "cubes/\(cube)/maps/\(map)"
                 guard pinRoot.exists(directory + "/" + pin) else {
                     chain.drift.append(missing(pin))
                     continue
                 }
-                if role.isTable, let entries = try? BPFMap(pinnedAt: directory + "/" + pin).lookupBatch() {
-                    chain.tables[cube, default: [:]][map] = entries.map { TableEntry(key: $0.key, value: $0.value) }
-                }
+                if role.isTable || role == .generation { tables[map] = try? BPFMap(pinnedAt: directory + "/" + pin) }
+            }
+            if let entries = try? liveTables(tables, roles: cubeRecord.maps), !entries.isEmpty {
+                chain.tables[cube] = entries
             }
             guard slots != nil else { continue }
             if let found = chain.slots[cubeRecord.slot] {

@@ -95,8 +95,8 @@ public struct CubeChange: Sendable, Equatable, Codable {
             valuesUnavailable = "it was committed by a tailor that did not record configs"
             return
         }
-        let entrySafe = live.entrySafeTables
-        let diff = ConfigDiff.between(recorded, desired) { replacing && !words.inPlace($0, entrySafe) }
+        let inPlace = live.inPlaceTables
+        let diff = ConfigDiff.between(recorded, desired) { replacing && !words.inPlace($0, inPlace) }
         (changes, unchanged) = (diff.changes, diff.unchanged)
     }
 }
@@ -442,7 +442,7 @@ public enum Planner {
             let show = { (names: [String?]) in names.map { $0 ?? "end" }.joined(separator: ", ") }
             let relink = liveNext == node.next ? [] : ["next: \(show(liveNext)) -> \(show(node.next))"]
             if let digest = desired.cubeDigests[cube], live.differsOnlyInEntries(from: node.blueprint, digest: digest) {
-                let deltas = live.entrySafeTables.sorted().map {
+                let deltas = live.inPlaceTables.sorted().map {
                     TableDelta($0, desired: node.blueprint.tables[$0] ?? [], live: observed.tables[cube]?[$0] ?? [])
                 }.filter { !$0.isEmpty }
                 // Rewired, the cube gets a new instance anyway, with the new entries.

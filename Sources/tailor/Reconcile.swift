@@ -172,7 +172,7 @@ struct ApplyCommand: ParsableCommand {
         // Specs from one directory of a git work tree: its revision goes into each chain's record.
         let revision = options.paths.count == 1 ? GitRevision.of(options.paths[0]) : nil
         executor.gitRevision = revision?.description
-        let report = plan.isEmpty ? nil : try executor.apply(plan, desired: desired)
+        let report = plan.isEmpty ? nil : try executor.apply(plan, desired: desired, observed: observed)
         if let report, options.output == .text {
             print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
                   + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))

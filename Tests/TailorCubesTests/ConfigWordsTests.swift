@@ -110,11 +110,13 @@ struct ConfigWordsTests {
         let vector = Firewall.words.entry("src_v4", TableEntryChange(key: [8, 0, 0, 0, 10, 0, 0, 0], before: before.encoded,
                                                                      after: after.encoded), nil)
         #expect(vector == EntryWords(key: "10.0.0.0/8", summary: "2 rules affected (rules[9], rules[70])"))
-        let port = Firewall.words.entry("dport_index", TableEntryChange(key: [0x50, 0, 0, 0], before: [1, 0, 0, 0],
-                                                                        after: [4, 0, 0, 0]), nil)
-        #expect(port == EntryWords(key: "port 80", before: "vector 1", after: "vector 4"))
+        let port = Firewall.words.entry("dport_index", TableEntryChange(key: [0x50, 0, 0, 0], before: [1, 0, 0, 0, 0, 0, 0, 0xab],
+                                                                        after: [4, 0, 0, 0, 0, 0, 0, 0]), nil)
+        #expect(port == EntryWords(key: "port 80", before: "vector ab00000000000001", after: "vector 0000000000000004"))
         #expect(Firewall.words.entry("actions", TableEntryChange(key: [5, 0, 0, 0], before: nil, after: [1]), nil)
                 == EntryWords(key: "rules[5] action", after: "drop"))
+        #expect(Firewall.words.entry("policy", TableEntryChange(key: [0, 0, 0, 0], before: [1], after: [0]), nil)
+                == EntryWords(key: "policy", before: "drop", after: "accept"))
         #expect(CubeType.words(of: "object").entry("blocked", TableEntryChange(key: [1], before: nil, after: [1]), nil)
                 == nil)
     }

@@ -10,11 +10,16 @@
  * only words set in every summary are read: the cost stays near-flat as rules
  * grow. Fields no rule uses are compiled out by rodata flags (Kecleon's minimum
  * pipeline), and a field whose lookup finds nothing ends the search at once.
+ *
+ * Every table is versioned (<tailor/versioned.h>): a rule edit writes the changed
+ * entries into the generation no packet reads and switches generations with one
+ * write, so a packet is classified entirely by the old or the new rules.
  * docs/cubes/firewall.md; the tables are built by Sources/TailorCubes/Firewall.swift. */
 #include <tailor/cube.h>
 #include <tailor/parse.h>
 #include <tailor/conntrack.h>
 #include <tailor/lpm.h>
+#include <tailor/versioned.h>
 
 #define FW_MAX_WORDS 160                   /* 10,240 rules */
 #define FW_MAX_RULES (FW_MAX_WORDS * 64)
@@ -31,52 +36,43 @@ struct fw_vector {
 /* Address fields (src_v4, src_v6, dst_v4, dst_v6): the longest prefix holds the
  * rules of every prefix that contains it, and /0 those without an address (of the
  * same IP version). */
-TAILOR_LPM_PAIR(src, FW_MAX_RULES + 1, struct fw_vector, TAILOR_TABLE);
-TAILOR_LPM_PAIR(dst, FW_MAX_RULES + 1, struct fw_vector, TAILOR_TABLE);
+TAILOR_LPM_PAIR_VERSIONED(src, FW_MAX_RULES + 1, struct fw_vector);
+TAILOR_LPM_PAIR_VERSIONED(dst, FW_MAX_RULES + 1, struct fw_vector);
 
-/* Port fields: port -> id of the vector of its interval (ranges cut the port
- * space into intervals), FW_NO_PORT for packets without ports; vectors by id,
- * equal vectors stored once. */
-#define FW_PORT_INDEX(name)                             \
+/* A versioned array of `entries` per generation. */
+#define FW_ARRAY(name, entries, value_type)             \
     struct {                                            \
         __uint(type, BPF_MAP_TYPE_ARRAY);               \
-        __uint(max_entries, FW_NO_PORT + 1);            \
+        __uint(max_entries, 2 * (entries));             \
         __type(key, __u32);                             \
-        __type(value, __u32);                           \
-    } name SEC(".maps") TAILOR_TABLE
+        __type(value, value_type);                      \
+    } name SEC(".maps") TAILOR_TABLE_VERSIONED
 
-FW_PORT_INDEX(sport_index);
-FW_PORT_INDEX(dport_index);
+/* Port fields: port -> id of the vector of its interval (ranges cut the port
+ * space into intervals), FW_NO_PORT for packets without ports. A vector's id is
+ * a hash of its bits, so equal vectors are stored once, an edit adds only the
+ * vectors it makes and both generations share the store. */
+FW_ARRAY(sport_index, FW_NO_PORT + 1, __u64);
+FW_ARRAY(dport_index, FW_NO_PORT + 1, __u64);
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(map_flags, BPF_F_NO_PREALLOC);
-    __uint(max_entries, 4 * FW_MAX_RULES + 4);
-    __type(key, __u32);
+    __uint(max_entries, 8 * FW_MAX_RULES + 8);
+    __type(key, __u64);
     __type(value, struct fw_vector);
-} port_vectors SEC(".maps") TAILOR_TABLE;
+} port_vectors SEC(".maps") TAILOR_TABLE_CONTENT_KEYED;
 
 /* Small fields: a vector per value. */
-#define FW_ARRAY(name, entries)                         \
-    struct {                                            \
-        __uint(type, BPF_MAP_TYPE_ARRAY);               \
-        __uint(max_entries, entries);                   \
-        __type(key, __u32);                             \
-        __type(value, struct fw_vector);                \
-    } name SEC(".maps") TAILOR_TABLE
-
-FW_ARRAY(proto_vectors, 256);    /* by IP protocol */
-FW_ARRAY(flag_vectors, 256);     /* by TCP flags byte */
-FW_ARRAY(state_vectors, 5);      /* by enum tailor_ct_state */
-FW_ARRAY(all_rules, 1);          /* every rule: the vector of a field no rule uses */
+FW_ARRAY(proto_vectors, 256, struct fw_vector);  /* by IP protocol */
+FW_ARRAY(flag_vectors, 256, struct fw_vector);   /* by TCP flags byte */
+FW_ARRAY(state_vectors, 5, struct fw_vector);    /* by enum tailor_ct_state */
+FW_ARRAY(all_rules, 1, struct fw_vector);        /* every rule: the vector of a field no rule uses */
 
 /* Each rule's action: 0 accept, 1 drop. */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, FW_MAX_RULES);
-    __type(key, __u32);
-    __type(value, __u8);
-} actions SEC(".maps") TAILOR_TABLE;
+FW_ARRAY(actions, FW_MAX_RULES, __u8);
+/* What packets no rule matches get: 0 accept, 1 drop. */
+FW_ARRAY(policy, 1, __u8);
 
 enum fw_outcome {
     FW_RULE_ACCEPT = 0,
@@ -98,7 +94,6 @@ struct {
 
 /* Specialisation, set by the controller. */
 const volatile __u32 summary_words = 1;     /* ceil(rule words / 64) */
-const volatile __u8 policy_drop = 0;
 const volatile __u8 accept_established = 1;
 const volatile __u8 use_conntrack = 1;
 const volatile __u8 use_src = 0;            /* any rule has a source or an IP version */
@@ -149,12 +144,14 @@ static __always_inline int fw_first_rule(const struct fw_vector *src, const stru
     return -1;
 }
 
-static __always_inline const struct fw_vector *fw_vector_at(void *array, __u32 key) {
-    return bpf_map_lookup_elem(array, &key);
+/* Entry `key` of generation `gen` of a versioned array of `n` per generation. */
+static __always_inline void *fw_at(void *array, __u32 gen, __u32 key, __u32 n) {
+    __u32 index = TAILOR_VERSIONED_INDEX(gen, key, n);
+    return bpf_map_lookup_elem(array, &index);
 }
 
-static __always_inline const struct fw_vector *fw_port(void *index, __u32 port) {
-    __u32 *id = bpf_map_lookup_elem(index, &port);
+static __always_inline const struct fw_vector *fw_port(void *index, __u32 gen, __u32 port) {
+    __u64 *id = fw_at(index, gen, port, FW_NO_PORT + 1);
     return id ? bpf_map_lookup_elem(&port_vectors, id) : NULL;
 }
 
@@ -180,45 +177,46 @@ TAILOR_CUBE(firewall) {
         }
     }
 
-    __u32 zero = 0;
-    const struct fw_vector *all = bpf_map_lookup_elem(&all_rules, &zero);
+    __u32 gen = tailor_generation_get();
+    const struct fw_vector *all = fw_at(&all_rules, gen, 0, 1);
     if (!all)
         return TAILOR_DROP;
     const struct fw_vector *src = all, *dst = all, *sport = all, *dport = all, *proto = all,
                            *flags = all, *state = all;
     int rule = -1;
     /* A field that lets no rule match ends the search: the policy decides. */
-    if (use_src && !(src = tailor_lpm_lookup(&src_v4, &src_v6, meta->saddr, v6)))
+    if (use_src && !(src = tailor_lpm_lookup_versioned(&src_v4, &src_v6, meta->saddr, v6, gen)))
         goto policy;
-    if (use_dst && !(dst = tailor_lpm_lookup(&dst_v4, &dst_v6, meta->daddr, v6)))
+    if (use_dst && !(dst = tailor_lpm_lookup_versioned(&dst_v4, &dst_v6, meta->daddr, v6, gen)))
         goto policy;
-    if (use_proto && !(proto = fw_vector_at(&proto_vectors, meta->ip_proto)))
+    if (use_proto && !(proto = fw_at(&proto_vectors, gen, meta->ip_proto, 256)))
         goto policy;
     /* Ports and flags count only for TCP and UDP with their header present. */
     int ports = (parsed & TAILOR_META_L4) && (meta->ip_proto == IPPROTO_TCP || meta->ip_proto == IPPROTO_UDP);
-    if (use_sport && !(sport = fw_port(&sport_index, ports ? bpf_ntohs(meta->sport) : FW_NO_PORT)))
+    if (use_sport && !(sport = fw_port(&sport_index, gen, ports ? bpf_ntohs(meta->sport) : FW_NO_PORT)))
         goto policy;
-    if (use_dport && !(dport = fw_port(&dport_index, ports ? bpf_ntohs(meta->dport) : FW_NO_PORT)))
+    if (use_dport && !(dport = fw_port(&dport_index, gen, ports ? bpf_ntohs(meta->dport) : FW_NO_PORT)))
         goto policy;
-    if (use_flags && !(flags = fw_vector_at(&flag_vectors, ports && meta->ip_proto == IPPROTO_TCP ? meta->tcp_flags : 0)))
+    if (use_flags && !(flags = fw_at(&flag_vectors, gen, ports && meta->ip_proto == IPPROTO_TCP ? meta->tcp_flags : 0, 256)))
         goto policy;
-    if (use_state && !(state = fw_vector_at(&state_vectors, ct.state)))
+    if (use_state && !(state = fw_at(&state_vectors, gen, ct.state, 5)))
         goto policy;
     rule = fw_first_rule(src, dst, sport, dport, proto, flags, state);
 
 policy:
     if (rule >= 0) {
-        __u32 index = (__u32)rule;
-        __u8 *action = bpf_map_lookup_elem(&actions, &index);
+        __u8 *action = fw_at(&actions, gen, (__u32)rule, FW_MAX_RULES);
         if (action && *action) {
             fw_count(FW_RULE_DROP);
             return TAILOR_DROP;
         }
         fw_count(FW_RULE_ACCEPT);
-    } else if (policy_drop) {
-        fw_count(FW_POLICY_DROP);
-        return TAILOR_DROP;
     } else {
+        __u8 *drop = fw_at(&policy, gen, 0, 1);
+        if (drop && *drop) {
+            fw_count(FW_POLICY_DROP);
+            return TAILOR_DROP;
+        }
         fw_count(FW_POLICY_ACCEPT);
     }
     if (use_conntrack)

@@ -39,10 +39,16 @@ enum tailor_hook {
 /* Recorded in BTF so the controller can read it from any object:
  * a table is filled by the controller from the spec and repaired on drift; a
  * table marked entry-safe may be changed one entry at a time while packets use
- * it (each entry is meaningful alone); any other table change replaces the cube.
+ * it (each entry is meaningful alone); a versioned table holds two generations
+ * and packets read the one `tailor_generation` names (<tailor/versioned.h>), so
+ * tables that only make sense together change together; a content-keyed table
+ * names each value by a key derived from it (a hash), so both generations share
+ * it; any other table change replaces the cube.
  * State belongs to the datapath and is carried over when the cube is replaced. */
 #define TAILOR_TABLE __attribute__((btf_decl_tag("tailor:table")))
 #define TAILOR_TABLE_ENTRY_SAFE __attribute__((btf_decl_tag("tailor:table:entry-safe")))
+#define TAILOR_TABLE_VERSIONED __attribute__((btf_decl_tag("tailor:table:versioned")))
+#define TAILOR_TABLE_CONTENT_KEYED __attribute__((btf_decl_tag("tailor:table:content-keyed")))
 #define TAILOR_STATE __attribute__((btf_decl_tag("tailor:state")))
 
 /* How a state map migrates when its layout changes (docs/state-migration.md):
