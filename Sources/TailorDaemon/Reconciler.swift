@@ -29,11 +29,16 @@ public final class Reconciler {
         public var prune: Prune
         /// Failures injected into applies (`TAILOR_FAILPOINTS`), as `tailor apply` takes them.
         public var failpoints: Failpoints?
+        /// How often a reconcile also reads every table entry (`tailor plan --deep`),
+        /// so entries changed out of band are found and put back: the first reconcile
+        /// does, then the first one this long after the last that did.
+        public var deepInterval: Duration
 
         public init(specDirectory: String, pinRoot: PinRoot, lockTimeout: Double = 30, prune: Prune = .prune,
-                    failpoints: Failpoints? = nil) {
+                    failpoints: Failpoints? = nil, deepInterval: Duration = .seconds(300)) {
             (self.specDirectory, self.pinRoot, self.lockTimeout, self.prune) = (specDirectory, pinRoot, lockTimeout, prune)
             self.failpoints = failpoints
+            self.deepInterval = deepInterval
         }
     }
 
@@ -128,6 +133,8 @@ public final class Reconciler {
     let configuration: Configuration
     let logger: Logger
     private var lastGood: [DesiredChain]?
+    /// When a reconcile last read every table entry.
+    private var lastDeep: ContinuousClock.Instant?
     private var failures: [String: Failure] = [:]
     /// The live instances' descriptors, so pins removed by hand are put back
     /// without CAP_SYS_ADMIN (docs/daemon.md, capabilities).
@@ -197,11 +204,14 @@ public final class Reconciler {
         executor.held = held
         executor.failpoint = configuration.failpoints?.hit
         defer { held.refresh(pinRoot: pinRoot) }
-        var observed = Observer.observe(pinRoot: pinRoot)
+        let now = ContinuousClock.now
+        let deep = lastDeep.map { now - $0 >= configuration.deepInterval } ?? true
+        if deep { lastDeep = now }
+        var observed = Observer.observe(pinRoot: pinRoot, deep: deep)
         let recovered = try executor.recover(observed)
         if !recovered.isEmpty {
             for line in recovered { log.notice("interrupted apply recovered", metadata: ["what": "\(line)"]) }
-            observed = Observer.observe(pinRoot: pinRoot)
+            observed = Observer.observe(pinRoot: pinRoot, deep: deep)
         }
         outcome.cubes = LiveCube.all(in: observed)
         let plan = Planner.plan(desired: desired, observed: observed, prune: prune)

@@ -262,3 +262,11 @@ public func liveTables(_ maps: [String: BPFMap], roles: [String: MapRole]) throw
     }
     return tables
 }
+
+/// Whether a cube's versioned tables were left between two generations (an apply
+/// stopped between the switch and `GenerationSwitch.settle`): one lookup.
+public func tableGenerationsUnsettled(_ maps: [String: BPFMap], roles: [String: MapRole]) -> Bool {
+    guard let word = maps[ABI.generation], roles.values.contains(.versionedTable),
+          let current = try? GenerationWord.read(word) else { return false }
+    return !current.settled
+}

@@ -22,6 +22,9 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// A pin of a cube instance is gone while the instance still runs in its slot:
     /// apply pins it again from the program (and the maps it uses).
     case cubePinMissing(cube: String, pin: String)
+    /// A cube's versioned tables were left between two generations (an apply
+    /// stopped after the switch): apply makes the other generation equal again.
+    case tablesUnsettled(cube: String)
     /// A controller-owned table's entries were changed by hand (found by the planner,
     /// which knows what the table should hold).
     case tableChanged(cube: String, map: String, added: Int, changed: Int, removed: Int)
@@ -40,6 +43,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .programSwapped(let cube, let slot, let found): "slot \(slot) of cube \(cube) holds \(found), not tailor's"
         case .pinMissing(let pin): "pin \(pin) is missing"
         case .cubePinMissing(let cube, let pin): "pin \(pin) of cube \(cube) is missing (the instance still runs)"
+        case .tablesUnsettled(let cube):
+            "the tables of cube \(cube) were left between two generations by an interrupted apply"
         case .tableChanged(let cube, let map, let added, let changed, let removed):
             "table \(map) of cube \(cube) was changed by hand (+\(added) ~\(changed) -\(removed) entries)"
         case .tableEntryChanged(let cube, let map, let key, let change):
@@ -52,7 +57,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     public var isRepairable: Bool {
         switch self {
         case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .tableEntryChanged, .interruptedApply,
-             .leftover, .cubePinMissing: true
+             .leftover, .cubePinMissing, .tablesUnsettled: true
         case .metaMissing, .pinMissing: false
         }
     }
@@ -61,7 +66,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     public var kind: String {
         switch self {
         case .metaMissing: "meta-missing"
-        case .interruptedApply: "interrupted-apply"
+        case .interruptedApply, .tablesUnsettled: "interrupted-apply"
         case .leftover: "leftover"
         case .rootDetached: "root-detached"
         case .hookTaken: "hook-taken"
@@ -82,8 +87,11 @@ public struct ObservedChain: Sendable {
     public var slots: [Int: ProgramID]
     /// Whatever differs from the record.
     public var drift: [Drift]
-    /// Entries of each cube's controller-owned tables: cube -> map -> entries.
+    /// Entries of each cube's controller-owned tables: cube -> map -> entries. Read
+    /// only by a deep observe (`tablesRead`); otherwise empty.
     public var tables: [String: [String: [TableEntry]]]
+    /// Whether `tables` was read: a deep observe.
+    public var tablesRead = false
     /// The config each cube's instance was committed with, from the chain's
     /// `ConfigStore`; none for cubes whose record names no config.
     public var configs: [String: RecordedConfig]
@@ -100,18 +108,24 @@ public struct ObservedChain: Sendable {
 
 /// Reads the observed state from the kernel only: pins, the meta records, the
 /// prog_arrays, the hooks and the recorded configs. Never changes anything.
+///
+/// A deep observe also reads every entry of the controller-owned tables, which a
+/// plan compares with what the specs put there (entries changed out of band). The
+/// default does not: a 10,000-rule firewall holds some 170,000 entries, and what
+/// the tables should hold is known from the record (the digest of what was
+/// applied). `tailor plan --deep` and the daemon's deep check read them.
 public enum Observer {
-    public static func observe(pinRoot: PinRoot) -> [ObservedChain] {
+    public static func observe(pinRoot: PinRoot, deep: Bool = false) -> [ObservedChain] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path) else { return [] }
         // Chains are directories; the pin root also holds the transaction marker.
         return names.sorted().filter { name in
             var isDirectory: ObjCBool = false
             return FileManager.default.fileExists(atPath: pinRoot.appending(name), isDirectory: &isDirectory)
                 && isDirectory.boolValue
-        }.map { observe($0, pinRoot: pinRoot) }
+        }.map { observe($0, pinRoot: pinRoot, deep: deep) }
     }
 
-    public static func observe(_ name: String, pinRoot: PinRoot) -> ObservedChain {
+    public static func observe(_ name: String, pinRoot: PinRoot, deep: Bool = false) -> ObservedChain {
         let directory = pinRoot.appending(name)
         var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [])
         if chain.isLeftover {
@@ -152,11 +166,12 @@ public enum Observer {
                     chain.drift.append(missing(pin))
                     continue
                 }
-                if role.isTable || role == .generation { tables[map] = try? BPFMap(pinnedAt: directory + "/" + pin) }
+                if role.isTable && deep || role == .generation { tables[map] = try? BPFMap(pinnedAt: directory + "/" + pin) }
             }
-            if let entries = try? liveTables(tables, roles: cubeRecord.maps), !entries.isEmpty {
+            if deep, let entries = try? liveTables(tables, roles: cubeRecord.maps), !entries.isEmpty {
                 chain.tables[cube] = entries
             }
+            if tableGenerationsUnsettled(tables, roles: cubeRecord.maps) { chain.drift.append(.tablesUnsettled(cube: cube)) }
             guard slots != nil else { continue }
             if let found = chain.slots[cubeRecord.slot] {
                 if found.rawValue != cubeRecord.program {
@@ -166,6 +181,7 @@ public enum Observer {
                 chain.drift.append(.slotEmpty(cube: cube, slot: cubeRecord.slot))
             }
         }
+        chain.tablesRead = deep && !interrupted
         let root = try? Program(pinnedAt: directory + "/root").info().id
         if root == nil { chain.drift.append(.pinMissing("root")) }
         do {

@@ -442,7 +442,8 @@ public enum Planner {
             let show = { (names: [String?]) in names.map { $0 ?? "end" }.joined(separator: ", ") }
             let relink = liveNext == node.next ? [] : ["next: \(show(liveNext)) -> \(show(node.next))"]
             if let digest = desired.cubeDigests[cube], live.differsOnlyInEntries(from: node.blueprint, digest: digest) {
-                let deltas = live.inPlaceTables.sorted().map {
+                // Entry counts only from a deep observe; the config's changes say what changes.
+                let deltas = !observed.tablesRead ? [] : live.inPlaceTables.sorted().map {
                     TableDelta($0, desired: node.blueprint.tables[$0] ?? [], live: observed.tables[cube]?[$0] ?? [])
                 }.filter { !$0.isEmpty }
                 // Rewired, the cube gets a new instance anyway, with the new entries.

@@ -16,22 +16,27 @@ public struct PlanFile: Codable, Sendable {
     /// `allowEmpty` existed still read, as plain `prune`, which keeps the refusal of
     /// empty specs.
     public var prune: Prune
+    /// Whether the plan was made from a deep observe (every table entry read);
+    /// false in files written before it existed.
+    public var deep: Bool
     /// Desired chain -> digest.
     public var desired: [String: String]
     /// `Fingerprint.of(observed)` when the plan was made.
     public var observed: String
     public var plan: Plan
 
-    public init(paths: [String], prune: Prune, desired: [DesiredChain], observed: [ObservedChain], plan: Plan) {
+    public init(paths: [String], prune: Prune, deep: Bool = false, desired: [DesiredChain], observed: [ObservedChain],
+                plan: Plan) {
         self.paths = paths.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         self.prune = prune
+        self.deep = deep
         self.desired = Dictionary(desired.map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a })
         self.observed = Fingerprint.of(observed)
         self.plan = plan
     }
 
     enum CodingKeys: String, CodingKey {
-        case kind, formatVersion, paths, prune, allowEmpty, desired, observed, plan
+        case kind, formatVersion, paths, prune, allowEmpty, deep, desired, observed, plan
     }
 
     public init(from decoder: any Decoder) throws {
@@ -42,6 +47,7 @@ public struct PlanFile: Codable, Sendable {
         let prunes = try container.decode(Bool.self, forKey: .prune)
         let allowEmpty = try container.decodeIfPresent(Bool.self, forKey: .allowEmpty) ?? false
         prune = !prunes ? .keep : allowEmpty ? .pruneAllowingEmpty : .prune
+        deep = try container.decodeIfPresent(Bool.self, forKey: .deep) ?? false
         desired = try container.decode([String: String].self, forKey: .desired)
         observed = try container.decode(String.self, forKey: .observed)
         plan = try container.decode(Plan.self, forKey: .plan)
@@ -54,6 +60,7 @@ public struct PlanFile: Codable, Sendable {
         try container.encode(paths, forKey: .paths)
         try container.encode(prune != .keep, forKey: .prune)
         try container.encode(prune == .pruneAllowingEmpty, forKey: .allowEmpty)
+        try container.encode(deep, forKey: .deep)
         try container.encode(desired, forKey: .desired)
         try container.encode(observed, forKey: .observed)
         try container.encode(plan, forKey: .plan)

@@ -68,6 +68,10 @@ struct PlanOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Show unchanged cubes too.")
     var verbose = false
 
+    @Flag(help: ArgumentHelp("Also read every table entry and compare it with the specs (entries changed out of band "
+        + "show as drift).", discussion: "Without it the tables are taken to hold what the record says was applied."))
+    var deep = false
+
     /// Exits 1, with the reasons on stderr, when the plan carries refusals.
     static func refuse(_ plan: Plan) throws {
         guard !plan.refusals.isEmpty else { return }
@@ -107,14 +111,15 @@ struct PlanCommand: ParsableCommand {
         let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let observed = Observer.observe(pinRoot: pinRoot)
+        let observed = Observer.observe(pinRoot: pinRoot, deep: options.deep)
         let prune = options.pruning.prune
         let plan = try Executor(pinRoot: pinRoot).verify(
             Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
         try options.show(plan)
         try PlanOptions.refuse(plan)
         if let out {
-            let file = PlanFile(paths: options.paths, prune: prune, desired: desired, observed: observed, plan: plan)
+            let file = PlanFile(paths: options.paths, prune: prune, deep: options.deep, desired: desired,
+                                observed: observed, plan: plan)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(file).write(to: URL(fileURLWithPath: out))
@@ -149,7 +154,9 @@ struct ApplyCommand: ParsableCommand {
         let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        var observed = Observer.observe(pinRoot: pinRoot)
+        // A saved plan is applied against the state observed the way it was made.
+        let deep = saved?.deep ?? options.deep
+        var observed = Observer.observe(pinRoot: pinRoot, deep: deep)
         if let saved, let why = saved.staleness(desired: desired, observed: observed) {
             throw CommandError("refusing the saved plan: \(why)")
         }
@@ -157,7 +164,7 @@ struct ApplyCommand: ParsableCommand {
         let recovered = try Executor(pinRoot: pinRoot).recover(observed)
         if !recovered.isEmpty {
             for line in recovered { FileHandle.standardError.write(Data("Recovered: \(line)\n".utf8)) }
-            observed = Observer.observe(pinRoot: pinRoot)
+            observed = Observer.observe(pinRoot: pinRoot, deep: deep)
         }
         var executor = Executor(pinRoot: pinRoot, takeover: takeover)
         if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }

@@ -41,11 +41,13 @@ enum Journal {
 final class Daemon {
     let process = Process()
 
-    /// `stderr`: a file for its log lines when no journald runs.
+    /// `stderr`: a file for its log lines when no journald runs. Every table entry is
+    /// read every 2 s (`--deep-interval`), the reconciles between compare records.
     init(_ specs: String, _ root: PinRoot, interval: String = "1", environment: [String: String] = [:],
          stderr: FileHandle = .nullDevice) throws {
         process.executableURL = Golden.tailor
-        process.arguments = ["run", specs, "--bpffs", root.path, "--interval", interval, "--debounce", "50"]
+        process.arguments = ["run", specs, "--bpffs", root.path, "--interval", interval, "--deep-interval", "2",
+                             "--debounce", "50"]
         process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"].merging(environment) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = stderr

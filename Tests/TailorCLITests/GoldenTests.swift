@@ -293,13 +293,18 @@ struct PlanValueGoldenTests {
                     rule.replaceSubrange(36..<46, with: [0, 0, 0xff, 0xff, 24, 0, 24, 0, 0, 0])
                     rule[46] = 1
                     try BPFMap(pinnedAt: maps + "/acl/maps/rules").update([0, 0, 0, 0], rule)
+                    // Versioned: the generation (0, the only one applied so far) after the
+                    // prefix length, which counts its 8 bits.
                     let destinations = try BPFMap(pinnedAt: maps + "/fw/maps/dst_v4")
-                    let key: [UInt8] = [24, 0, 0, 0, 10, 0, 3, 0]
+                    let key: [UInt8] = [32, 0, 0, 0, 0, 10, 0, 3, 0]
                     var vector = try #require(try destinations.lookup(key))
                     vector[24] |= 1 << 5  // words start after 3 summary words: rule 5
                     try destinations.update(key, vector)
-                    try check("plan-values-drift", ["plan", v1])
-                    #expect(try tailor(["apply", v1]).status == 0)
+                    try check("plan-values-drift", ["plan", v1, "--deep"])
+                    // Without --deep the tables are taken to hold what was applied.
+                    #expect(try tailor(["plan", v1, "--detailed-exitcode"]).status == 0)
+                    #expect(try tailor(["apply", v1, "--deep"]).status == 0)
+                    #expect(try tailor(["plan", v1, "--deep", "--detailed-exitcode"]).status == 0)
 
                     // The firewall's recorded config changed outside tailor: its values are not shown.
                     let record = try #require(try MetaRecordReader.read(root.appending("shop", "meta")))
