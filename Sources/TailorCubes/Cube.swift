@@ -4,13 +4,21 @@ import TailorObjects
 import TailorSpec
 
 /// Errors in turning a cube's configuration into a blueprint, with the place in the
-/// spec when one is known (else the cube's own).
+/// spec when one is known (else the cube's own): a YAML node's location, or the
+/// path of the config value at fault, which the cube's spec turns into one.
 public struct CubeConfigError: Error, Sendable, CustomStringConvertible {
     public let message: String
     public let location: SourceLocation?
+    public let path: ConfigPath?
     public init(_ message: String, at location: SourceLocation? = nil) {
         self.message = message
         self.location = location
+        path = nil
+    }
+    public init(_ message: String, at path: ConfigPath) {
+        self.message = message
+        location = nil
+        self.path = path
     }
     public var description: String { message }
 }

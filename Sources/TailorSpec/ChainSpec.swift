@@ -53,6 +53,16 @@ public struct CubeSpec: Sendable {
     /// layout changed.
     public var migration: [String: ChainSpec.Migration]
     public var location: SourceLocation
+    /// The config as written (nil when the cube has none): where a problem its cube
+    /// type finds in the values (`ConfigPath`) is in the file.
+    public var configNode: YAMLNode?
+
+    /// The line and column of `path` in the config, or the cube's when it is not
+    /// written there (a default, or no path).
+    public func location(of path: ConfigPath?) -> SourceLocation {
+        guard let path, let configNode else { return location }
+        return configNode.location(of: path)
+    }
 }
 
 /// The desired state: every chain the spec directory declares.
@@ -177,6 +187,7 @@ struct ChainDecoder {
         var type: String
         var config: ConfigValue
         var outputs: [String]?
+        var configNode: YAMLNode?
         var nextNode: YAMLNode?
         var outputsNode: YAMLNode?
         var migration: [String: ChainSpec.Migration]
@@ -214,7 +225,7 @@ struct ChainDecoder {
             let following = index + 1 < raw.count ? raw[index + 1].name : nil
             guard let next = successors(of: cube, following: following, known: names, &d) else { valid = false; continue }
             cubes.append(CubeSpec(name: cube.name, type: cube.type, config: cube.config, next: next,
-                                  migration: cube.migration, location: cube.location))
+                                  migration: cube.migration, location: cube.location, configNode: cube.configNode))
         }
         return valid ? cubes : nil
     }
@@ -259,7 +270,7 @@ struct ChainDecoder {
         }
         guard let name, let schema, let config else { return nil }
         return RawCube(name: name, type: schema.name, config: config, outputs: schema.outputNames(config),
-                       nextNode: reader["next"], outputsNode: reader["outputs"], migration: migration,
+                       configNode: reader["config"], nextNode: reader["next"], outputsNode: reader["outputs"], migration: migration,
                        location: node.location)
     }
 

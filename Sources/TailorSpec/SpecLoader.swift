@@ -53,21 +53,20 @@ public struct SpecLoader: Sendable {
 
     private func load(file: String, _ diagnostics: inout Diagnostics) -> [ChainSpec] {
         let start = SourceLocation(file: file, line: 1, column: 1)
-        // Non-blocking, so a FIFO named like a spec cannot hang the run before fstat refuses it.
-        let descriptor = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            diagnostics.error("cannot read the file: \(String(cString: strerror(errno)))", at: start)
+        do {
+            let bytes = try BoundedFile.read(file, limit: limits.fileBytes)
+            return decode(bytes, file: file, diagnostics: &diagnostics)
+        } catch {
+            switch error {
+            case .cannotOpen(let reason), .cannotRead(let reason):
+                diagnostics.error("cannot read the file: \(reason)", at: start)
+            case .notRegular:
+                diagnostics.error("not a regular file; specs are read from regular files only", at: start)
+            case .tooLarge(let bytes):
+                diagnostics.error(limits.tooLarge(bytes), at: start)
+            }
             return []
         }
-        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-        var status = stat()
-        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
-            diagnostics.error("not a regular file; specs are read from regular files only", at: start)
-            return []
-        }
-        // Read one byte past the limit, so an oversized file is seen without reading it all.
-        let data = (try? handle.read(upToCount: limits.fileBytes + 1)) ?? Data()
-        return decode([UInt8](data), file: file, diagnostics: &diagnostics)
     }
 
     /// The spec files under `path`, refusing links and `..` that lead outside it or
