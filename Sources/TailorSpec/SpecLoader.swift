@@ -204,11 +204,14 @@ public struct SpecLoader: Sendable {
             if let known = depth[name] { return known }
             guard let cube = cubes[name] else { return 0 }
             if let start = path.firstIndex(of: name) {
-                // The last cube on the path is the one whose next closes the cycle: blame it.
+                // The last cube on the path is the one whose next closes the cycle: blame
+                // that next (or output), where it is written.
                 if !reported, let closing = path.last.flatMap({ cubes[$0] }) {
                     let cycle = (path[start...] + [name]).joined(separator: " -> ")
-                    d.error("cube '\(closing.name)' leads back to '\(name)', closing a cycle in chain '\(chain.name)': "
-                            + "\(cycle)", at: closing.location)
+                    let edge = closing.next.firstIndex(of: name).map { closing.edges[$0] }
+                    let from = edge?.output.map { "output '\($0)' of cube '\(closing.name)'" } ?? "cube '\(closing.name)'"
+                    d.error("\(from) leads back to '\(name)', closing a cycle in chain '\(chain.name)': \(cycle)",
+                            at: edge?.location ?? closing.location)
                     reported = true
                 }
                 return 0

@@ -32,7 +32,7 @@ struct SchemaVerdictTests {
           "classifier-rule-unknown-output"]),
         ("the chain's graph: cube names unique, next and outputs naming cubes of the chain, no cycle, "
             + "next or outputs as the cube type has one output or several",
-         ["cube-duplicate-name", "cycle", "next-self", "next-unknown", "outputs-on-single"]),
+         ["cube-duplicate-name", "cycle", "cycle-branching", "next-self", "next-unknown", "outputs-on-single"]),
         ("the file an object cube names: there, a BPF object, with the sha256 the spec pins",
          ["object-missing-file", "object-not-elf", "object-short-sha256", "object-wrong-sha256"]),
     ]

@@ -33,6 +33,18 @@ struct SpecCorpusTests {
         #expect(diagnostics.allSatisfy { $0.location.file == file })
     }
 
+    @Test("nodes are counted while reading: a flow list past the limit is refused at the item that passes it")
+    func nodeLimitWhileReading() {
+        let limit = SpecLimits().expandedNodes
+        let text = "[" + Array(repeating: "1", count: limit + 1000).joined(separator: ",") + "]\n"
+        var diagnostics = Diagnostics()
+        #expect(loader.decode(Array(text.utf8), file: "list.yaml", diagnostics: &diagnostics).isEmpty)
+        // The list counts one, so item `limit` (at column 2 x limit) is the node past it.
+        #expect(diagnostics.all.map(\.description) == [
+            "list.yaml:1:\(2 * limit): error: document has more than \(limit) nodes; split it into several chains or files",
+        ])
+    }
+
     @Test("the corpus has at least 80 bad specs")
     func corpusSize() throws {
         #expect(try badFixtures().count >= 80)
