@@ -205,6 +205,20 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("a ratelimit drop list within its schema but over its size for one IP version is refused at drop")
+    func dropListPerVersion() throws {
+        let drop = (0...RateLimit.maxListed).map { "          - 10.\($0 / 256).\($0 % 256).0/24\n" }.joined()
+        let cubes = "    - name: limit\n      type: ratelimit\n      config:\n        rate: 100\n        burst: 10\n"
+            + "        drop:\n" + drop
+        try withDirectory(["limit.yaml": Self.chain("limit", cubes: cubes)]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            #expect(diagnostics.map { "\($0.location.line):\($0.location.column): \($0.message)" } == [
+                "13:11: cube 'limit': a drop list holds at most 16384 IPv4 and 16384 IPv6 prefixes, not 16385 and 0",
+            ])
+        }
+    }
+
     @Test("a file over the size limit is refused by its size, without being read or parsed")
     func oversized() throws {
         try withDirectory(["big.yaml": "# " + String(repeating: "x", count: 4 << 20) + "\n"]) { dir in
