@@ -40,7 +40,7 @@ public enum Classifier {
             }
             return index
         }
-        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { number, rule in
+        let rules = try Match.rules(of: config) { number, rule in
             (try Match.rule(rule["match"] ?? .object([:]), ofRule: number),
              try index(rule["output"]?.stringValue ?? "", "rule \(number + 1)", ["rules", .item(number), "output"]))
         }

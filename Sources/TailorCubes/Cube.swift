@@ -23,6 +23,12 @@ public struct CubeConfigError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// The errors of every bad item of a cube's list (each bad rule, not only the first),
+/// so a spec is put right in one round.
+public struct CubeConfigErrors: Error, Sendable {
+    public let errors: [CubeConfigError]
+}
+
 /// What a cube type's control plane gets: the validated config and where it came from.
 public struct CubeSource: Sendable {
     public var config: ConfigValue

@@ -79,7 +79,7 @@ public enum Filter {
 
     /// The blueprint for a validated `filter` config.
     public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { index, rule in
+        let rules = try Match.rules(of: config) { index, rule in
             var decoded = try Match.rule(rule["match"] ?? .object([:]), ofRule: index)
             decoded.action = rule["action"]?.stringValue == "drop" ? .drop : .pass
             return decoded

@@ -64,7 +64,7 @@ public enum Firewall {
 
     /// The blueprint for a validated `firewall` config.
     public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { index, rule in
+        let rules = try Match.rules(of: config) { index, rule in
             let match = rule["match"] ?? .object([:])
             let states = match["state"]?.listValue.map { Set($0.compactMap { $0.stringValue.flatMap { ConnectionState.names[$0] } }) }
             return Rule(try Match.rule(match, ofRule: index), states: states,

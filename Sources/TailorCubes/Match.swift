@@ -19,6 +19,17 @@ enum Match {
         ]), doc: "TCP flags, as iptables --tcp-flags MASK SET (proto tcp only)."),
     ]
 
+    /// What `make` makes of each item of the config's `rules`, with its index; the
+    /// errors of every rule that fails are thrown together (CubeConfigErrors).
+    static func rules<Rule>(of config: ConfigValue, _ make: (Int, ConfigValue) throws -> Rule) throws -> [Rule] {
+        var rules: [Rule] = [], errors: [CubeConfigError] = []
+        for (index, item) in (config["rules"]?.listValue ?? []).enumerated() {
+            do { rules.append(try make(index, item)) } catch let error as CubeConfigError { errors.append(error) }
+        }
+        guard errors.isEmpty else { throw CubeConfigErrors(errors: errors) }
+        return rules
+    }
+
     /// A filter rule (action pass until the caller sets it) from the validated match
     /// of rule `index` of the cube's `rules`. Fields that contradict each other are
     /// an error at the field that makes the rule impossible.

@@ -205,6 +205,22 @@ struct SpecDirectoryTests {
         }
     }
 
+    @Test("every bad rule of a firewall is reported at its own line, up to a file's 100 errors")
+    func everyBadRule() throws {
+        let rules = (1...150).map { "          - {match: {dport: \($0)}, action: drop}\n" }.joined()
+        let cubes = "    - name: fw\n      type: firewall\n      config:\n        policy: accept\n        rules:\n" + rules
+        try withDirectory(["fw.yaml": Self.chain("fw", cubes: cubes)]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            let rendered = diagnostics.map { "\($0.location.line):\($0.location.column): \($0.message)" }
+            #expect(rendered.count == 101)
+            #expect(Array(rendered.prefix(100)) == (1...100).map {
+                "\(11 + $0):29: cube 'fw': rule \($0): dport needs proto tcp or udp"
+            })
+            #expect(rendered.last == "112:29: too many errors in this file; stopped after 100")
+        }
+    }
+
     @Test("a ratelimit drop list within its schema but over its size for one IP version is refused at drop")
     func dropListPerVersion() throws {
         let drop = (0...RateLimit.maxListed).map { "          - 10.\($0 / 256).\($0 % 256).0/24\n" }.joined()
