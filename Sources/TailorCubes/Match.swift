@@ -34,28 +34,27 @@ enum Match {
     /// of rule `index` of the cube's `rules`. Fields that contradict each other are
     /// an error at the field that makes the rule impossible.
     static func rule(_ match: ConfigValue, ofRule index: Int) throws -> Filter.Rule {
-        let problem = { (field: String, message: String) in
-            CubeConfigError("rule \(index + 1): \(message)", at: ["rules", .item(index), "match", .field(field)])
+        let problem = { (field: [ConfigPath.Step], message: String) in
+            CubeConfigError("rule \(index + 1): \(message)", at: ConfigPath(["rules", .item(index), "match"] + field))
         }
         let source = match["src"]?.prefixValue, destination = match["dst"]?.prefixValue
         if let source, let destination, source.isIPv6 != destination.isIPv6 {
-            throw problem("dst", "src \(source) and dst \(destination) are of different IP versions")
+            throw problem(["dst"], "src \(source) and dst \(destination) are of different IP versions")
         }
         let proto = match["proto"]?.protocolValue
         if let port = ["sport", "dport"].first(where: { match[$0]?.portsValue != nil }), proto != 6 && proto != 17 {
-            throw problem(port, "\(port) needs proto tcp or udp"
+            throw problem([.field(port)], "\(port) needs proto tcp or udp"
                           + (proto.map { ", not \(IPProtocolNames.name($0) ?? "\($0)")" } ?? ""))
         }
         var flags: (mask: UInt8, value: UInt8)?
         if let tcpFlags = match["tcpFlags"] {
-            guard proto == 6 else { throw problem("tcpFlags", "tcpFlags needs proto tcp") }
+            guard proto == 6 else { throw problem(["tcpFlags"], "tcpFlags needs proto tcp") }
             let bits = { (list: ConfigValue?) in
                 (list?.listValue ?? []).compactMap { $0.stringValue.flatMap { tcpFlagNames[$0] } }.reduce(0, |)
             }
             let mask = bits(tcpFlags["mask"]), set = bits(tcpFlags["set"])
             guard set & ~mask == 0 else {
-                throw CubeConfigError("rule \(index + 1): tcpFlags.set may only name flags listed in tcpFlags.mask",
-                                      at: ["rules", .item(index), "match", "tcpFlags", "set"])
+                throw problem(["tcpFlags", "set"], "tcpFlags.set may only name flags listed in tcpFlags.mask")
             }
             flags = (mask, set)
         }

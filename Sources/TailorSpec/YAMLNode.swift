@@ -69,7 +69,8 @@ public struct ConfigPath: Sendable, Hashable, ExpressibleByArrayLiteral {
 
     public var steps: [Step]
 
-    public init(arrayLiteral steps: Step...) { self.steps = steps }
+    public init(_ steps: [Step]) { self.steps = steps }
+    public init(arrayLiteral steps: Step...) { self.init(steps) }
 }
 
 extension YAMLNode {
