@@ -29,21 +29,22 @@ public enum Classifier {
     /// The blueprint for a validated `classifier` config.
     public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
         let outputs = config["outputs"]?.listValue?.compactMap(\.stringValue) ?? []
-        guard Set(outputs).count == outputs.count else {
-            throw CubeConfigError("output names must be distinct: \(outputs.joined(separator: ", "))")
+        if let twice = outputs.indices.first(where: { outputs[..<$0].contains(outputs[$0]) }) {
+            throw CubeConfigError("output names must be distinct: '\(outputs[twice])' is named twice",
+                                  at: ["outputs", .item(twice)])
         }
-        let index = { (name: String, context: String) throws -> Int in
+        let index = { (name: String, context: String, path: ConfigPath) throws -> Int in
             guard let index = outputs.firstIndex(of: name) else {
-                throw CubeConfigError("\(context): output '\(name)' is not one of \(outputs.joined(separator: ", "))")
+                throw CubeConfigError("\(context): output '\(name)' is not one of \(outputs.joined(separator: ", "))",
+                                      at: path)
             }
             return index
         }
-        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { number, rule in
-            let context = "rule \(number + 1)"
-            return (try Match.rule(rule["match"] ?? .object([:]), where: context),
-                    try index(rule["output"]?.stringValue ?? "", context))
+        let rules = try Match.rules(of: config) { number, rule in
+            (try Match.rule(rule["match"] ?? .object([:]), ofRule: number),
+             try index(rule["output"]?.stringValue ?? "", "rule \(number + 1)", ["rules", .item(number), "output"]))
         }
-        let fallback = try config["default"]?.stringValue.map { try index($0, "default") } ?? 0
+        let fallback = try config["default"]?.stringValue.map { try index($0, "default", ["default"]) } ?? 0
         var blueprint = try blueprint(rules: rules, defaultOutput: fallback, outputs: outputs.count)
         blueprint.config = .attributes([
             "outputs": .list(outputs.map(ConfigDocument.string)),

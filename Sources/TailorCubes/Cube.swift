@@ -4,15 +4,29 @@ import TailorObjects
 import TailorSpec
 
 /// Errors in turning a cube's configuration into a blueprint, with the place in the
-/// spec when one is known (else the cube's own).
+/// spec when one is known (else the cube's own): a YAML node's location, or the
+/// path of the config value at fault, which the cube's spec turns into one.
 public struct CubeConfigError: Error, Sendable, CustomStringConvertible {
     public let message: String
     public let location: SourceLocation?
+    public let path: ConfigPath?
     public init(_ message: String, at location: SourceLocation? = nil) {
         self.message = message
         self.location = location
+        path = nil
+    }
+    public init(_ message: String, at path: ConfigPath) {
+        self.message = message
+        location = nil
+        self.path = path
     }
     public var description: String { message }
+}
+
+/// The errors of every bad item of a cube's list (each bad rule, not only the first),
+/// so a spec is put right in one round.
+public struct CubeConfigErrors: Error, Sendable {
+    public let errors: [CubeConfigError]
 }
 
 /// What a cube type's control plane gets: the validated config and where it came from.

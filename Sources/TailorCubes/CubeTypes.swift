@@ -30,7 +30,8 @@ public struct CubeType: Sendable {
 
 extension ChainSpec {
     /// The datapath's view of this chain: settings and topology with every cube's
-    /// blueprint. Errors in turning a config into a blueprint are reported at the cube.
+    /// blueprint. Errors in turning a config into a blueprint are reported at the value at
+    /// fault, else at the cube.
     public func datapath(diagnostics: inout Diagnostics) -> (ChainSettings, Topology)? {
         let types = Dictionary(uniqueKeysWithValues: CubeType.builtIn.map { ($0.schema.name, $0) })
         var nodes: [String: Topology.Node] = [:]
@@ -45,10 +46,15 @@ extension ChainSpec {
                 blueprint.outputs = cube.next.count
                 blueprint.resetState = Set(cube.migration.filter { $0.value == .reset }.keys)
                 nodes[cube.name] = Topology.Node(blueprint: blueprint, next: cube.next)
-            } catch let error as CubeConfigError {
-                diagnostics.error("cube '\(cube.name)': \(error.message)", at: error.location ?? cube.location)
             } catch {
-                diagnostics.error("cube '\(cube.name)': \(error)", at: cube.location)
+                // Every bad rule where it is written, but no more of them than a file's errors.
+                let errors = (error as? CubeConfigErrors)?.errors ?? (error as? CubeConfigError).map { [$0] }
+                var found = Diagnostics(limit: SpecLimits().errorsPerFile)
+                for error in errors ?? [] {
+                    found.error("cube '\(cube.name)': \(error.message)", at: error.location ?? cube.location(of: error.path))
+                }
+                if errors == nil { found.error("cube '\(cube.name)': \(error)", at: cube.location) }
+                diagnostics.append(contentsOf: found)
             }
         }
         guard nodes.count == cubes.count else { return nil }

@@ -79,8 +79,8 @@ public enum Filter {
 
     /// The blueprint for a validated `filter` config.
     public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { index, rule in
-            var decoded = try Match.rule(rule["match"] ?? .object([:]), where: "rule \(index + 1)")
+        let rules = try Match.rules(of: config) { index, rule in
+            var decoded = try Match.rule(rule["match"] ?? .object([:]), ofRule: index)
             decoded.action = rule["action"]?.stringValue == "drop" ? .drop : .pass
             return decoded
         }
@@ -107,7 +107,7 @@ public enum Filter {
     public static func blueprint(rules: [Rule], defaultAction: Action) throws -> CubeBlueprint {
         guard rules.count <= maxRules else {
             throw CubeConfigError("a filter holds at most \(maxRules) rules, not \(rules.count); "
-                + "use the firewall cube for large rule sets")
+                + "use the firewall cube for large rule sets", at: ["rules"])
         }
         let entries = rules.enumerated().map { TableEntry(key: littleEndian(UInt32($0.offset)), value: $0.element.encoded) }
         return try BuiltIn.blueprint(

@@ -67,10 +67,10 @@ public enum Firewall {
 
     /// The blueprint for a validated `firewall` config.
     public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let rules = try (config["rules"]?.listValue ?? []).enumerated().map { index, rule in
+        let rules = try Match.rules(of: config) { index, rule in
             let match = rule["match"] ?? .object([:])
             let states = match["state"]?.listValue.map { Set($0.compactMap { $0.stringValue.flatMap { ConnectionState.names[$0] } }) }
-            return Rule(try Match.rule(match, where: "rule \(index + 1)"), states: states,
+            return Rule(try Match.rule(match, ofRule: index), states: states,
                         action: rule["action"]?.stringValue == "drop" ? .drop : .accept)
         }
         let policy: Action = config["policy"]?.stringValue == "drop" ? .drop : .accept

@@ -19,26 +19,42 @@ enum Match {
         ]), doc: "TCP flags, as iptables --tcp-flags MASK SET (proto tcp only)."),
     ]
 
-    /// A filter rule (action pass until the caller sets it) from a validated match.
-    static func rule(_ match: ConfigValue, where context: String) throws -> Filter.Rule {
+    /// What `make` makes of each item of the config's `rules`, with its index; the
+    /// errors of every rule that fails are thrown together (CubeConfigErrors).
+    static func rules<Rule>(of config: ConfigValue, _ make: (Int, ConfigValue) throws -> Rule) throws -> [Rule] {
+        var rules: [Rule] = [], errors: [CubeConfigError] = []
+        for (index, item) in (config["rules"]?.listValue ?? []).enumerated() {
+            do { rules.append(try make(index, item)) } catch let error as CubeConfigError { errors.append(error) }
+        }
+        guard errors.isEmpty else { throw CubeConfigErrors(errors: errors) }
+        return rules
+    }
+
+    /// A filter rule (action pass until the caller sets it) from the validated match
+    /// of rule `index` of the cube's `rules`. Fields that contradict each other are
+    /// an error at the field that makes the rule impossible.
+    static func rule(_ match: ConfigValue, ofRule index: Int) throws -> Filter.Rule {
+        let problem = { (field: [ConfigPath.Step], message: String) in
+            CubeConfigError("rule \(index + 1): \(message)", at: ConfigPath(["rules", .item(index), "match"] + field))
+        }
         let source = match["src"]?.prefixValue, destination = match["dst"]?.prefixValue
         if let source, let destination, source.isIPv6 != destination.isIPv6 {
-            throw CubeConfigError("\(context): src \(source) and dst \(destination) are of different IP versions")
+            throw problem(["dst"], "src \(source) and dst \(destination) are of different IP versions")
         }
         let proto = match["proto"]?.protocolValue
-        let ports = match["sport"]?.portsValue != nil || match["dport"]?.portsValue != nil
-        if ports && proto != 6 && proto != 17 {
-            throw CubeConfigError("\(context): sport/dport need proto tcp or udp")
+        if let port = ["sport", "dport"].first(where: { match[$0]?.portsValue != nil }), proto != 6 && proto != 17 {
+            throw problem([.field(port)], "\(port) needs proto tcp or udp"
+                          + (proto.map { ", not \(IPProtocolNames.name($0) ?? "\($0)")" } ?? ""))
         }
         var flags: (mask: UInt8, value: UInt8)?
         if let tcpFlags = match["tcpFlags"] {
-            guard proto == 6 else { throw CubeConfigError("\(context): tcpFlags needs proto tcp") }
+            guard proto == 6 else { throw problem(["tcpFlags"], "tcpFlags needs proto tcp") }
             let bits = { (list: ConfigValue?) in
                 (list?.listValue ?? []).compactMap { $0.stringValue.flatMap { tcpFlagNames[$0] } }.reduce(0, |)
             }
             let mask = bits(tcpFlags["mask"]), set = bits(tcpFlags["set"])
             guard set & ~mask == 0 else {
-                throw CubeConfigError("\(context): tcpFlags.set may only name flags listed in tcpFlags.mask")
+                throw problem(["tcpFlags", "set"], "tcpFlags.set may only name flags listed in tcpFlags.mask")
             }
             flags = (mask, set)
         }

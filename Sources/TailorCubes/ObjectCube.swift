@@ -24,20 +24,17 @@ public enum ObjectCube {
     public static func blueprint(source: CubeSource) throws -> CubeBlueprint {
         let config = source.config
         let path = try resolve(config["path"]?.stringValue ?? "", source: source)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CubeConfigError("cannot read the object file \(path)")
-        }
-        let bytes = [UInt8](data)
-        let digest = hexDigest(SHA256.hash(data: bytes))
         let declared = config["sha256"]?.stringValue?.lowercased() ?? ""
         guard declared.count == 64, declared.allSatisfy(\.isHexDigit) else {
-            throw CubeConfigError("sha256 must be 64 hex digits")
+            throw CubeConfigError("sha256 must be 64 hex digits", at: ["sha256"])
         }
+        let (bytes, digest) = try read(path)
         guard declared == digest else {
-            throw CubeConfigError("the object file \(path) has sha256 \(digest), not the \(declared) the spec pins")
+            throw CubeConfigError("the object file \(path) has sha256 \(digest), not the \(declared) the spec pins",
+                                  at: ["sha256"])
         }
-        let object = try BPFObject(bytes: bytes, name: path)
-        let btf = try object.btf()
+        let object = try objectFile { try BPFObject(bytes: bytes, name: path) }
+        let btf = try objectFile { try object.btf() }
         let encoder = BTFEncoder(btf: btf)
         var rodata: [String: [UInt8]] = [:]
         // The config in the plan's words: names in the spec's order, entries by key.
@@ -89,7 +86,7 @@ public enum ObjectCube {
                 tableWords.append(ConfigDocument.Field(name, .map(entries)))
             }
         }
-        var blueprint = CubeBlueprint(type: "object", object: bytes, rodata: rodata, tables: tables)
+        var blueprint = CubeBlueprint(type: "object", object: bytes, objectDigest: digest, rodata: rodata, tables: tables)
         blueprint.config = .attributes([
             "path": config["path"].flatMap(\.stringValue).map(ConfigDocument.string), "sha256": .string(declared),
             "rodata": rodataWords.isEmpty ? nil : .fields(rodataWords),
@@ -118,6 +115,34 @@ public enum ObjectCube {
         path.count > 1 && path[0] == "tables" && entrySafe.contains(path[1])
     })
 
+    /// The largest object file read: the kernel verifies at most a million instructions
+    /// (8 MiB), and BTF and line info rarely double that.
+    public static let maxObjectBytes = 16 << 20
+
+    /// The object file's bytes and their sha256, hashed while reading; a FIFO, device
+    /// or file over `maxObjectBytes` is refused before it is read.
+    static func read(_ path: String) throws -> (bytes: [UInt8], digest: String) {
+        var hash = SHA256()
+        do {
+            let bytes = try BoundedFile.read(path, limit: maxObjectBytes) { hash.update(bufferPointer: $0) }
+            return (bytes, hexDigest(hash.finalize()))
+        } catch {
+            let problem = switch error {
+            case .cannotOpen(let reason), .cannotRead(let reason): "cannot read the object file \(path): \(reason)"
+            case .notRegular: "the object file \(path) is not a regular file (a FIFO, device or directory)"
+            case .tooLarge(let size):
+                "the object file \(path) is \(size) bytes; object files may be at most \(maxObjectBytes) (16 MiB)"
+            }
+            throw CubeConfigError(problem, at: ["path"])
+        }
+    }
+
+    /// What `body` makes of the object file; what it throws (not an ELF object, no
+    /// BTF) is an error at the spec's `path`.
+    private static func objectFile<Result: ~Copyable>(_ body: () throws -> Result) throws -> Result {
+        do { return try body() } catch { throw CubeConfigError("\(error)", at: ["path"]) }
+    }
+
     /// The object's path, relative to the spec file, refused when it leaves the spec directory.
     static func resolve(_ path: String, source: CubeSource) throws -> String {
         let directory = (source.file as NSString).deletingLastPathComponent
@@ -125,7 +150,7 @@ public enum ObjectCube {
         let resolved = URL(fileURLWithPath: candidate).resolvingSymlinksInPath().standardizedFileURL.path
         let root = URL(fileURLWithPath: source.specRoot).resolvingSymlinksInPath().standardizedFileURL.path
         guard resolved.hasPrefix(root + "/") else {
-            throw CubeConfigError("object path '\(path)' leads outside the spec directory \(root)")
+            throw CubeConfigError("object path '\(path)' leads outside the spec directory \(root)", at: ["path"])
         }
         return resolved
     }

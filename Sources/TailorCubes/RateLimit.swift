@@ -61,7 +61,8 @@ public enum RateLimit {
         }
         let listed = (v4: drop.filter { !$0.isIPv6 }, v6: drop.filter(\.isIPv6))
         guard listed.v4.count <= maxListed, listed.v6.count <= maxListed else {
-            throw CubeConfigError("a drop list holds at most \(maxListed) IPv4 and \(maxListed) IPv6 prefixes")
+            throw CubeConfigError("a drop list holds at most \(maxListed) IPv4 and \(maxListed) IPv6 prefixes, not "
+                                  + "\(listed.v4.count) and \(listed.v6.count)", at: ["drop"])
         }
         let entries = { (prefixes: [IPPrefix]) in prefixes.map { TableEntry(key: $0.lpmKey, value: [1]) } }
         return try BuiltIn.blueprint(

@@ -49,10 +49,23 @@ public struct CubeSpec: Sendable {
     public var config: ConfigValue
     /// Per output, the next cube's name, or nil where the path ends.
     public var next: [String?]
+    /// Per output, its name for cubes that name their outputs, and where its next cube
+    /// is written (the cube's place when it is the default): what a cycle is blamed on.
+    public var edges: [(output: String?, location: SourceLocation)]
     /// Per state map, what to do with its entries when the cube is replaced and the
     /// layout changed.
     public var migration: [String: ChainSpec.Migration]
     public var location: SourceLocation
+    /// The config as written (nil when the cube has none): where a problem its cube
+    /// type finds in the values (`ConfigPath`) is in the file.
+    public var configNode: YAMLNode?
+
+    /// The line and column of `path` in the config, or the cube's when it is not
+    /// written there (a default, or no path).
+    public func location(of path: ConfigPath?) -> SourceLocation {
+        guard let path, let configNode else { return location }
+        return configNode.location(of: path)
+    }
 }
 
 /// The desired state: every chain the spec directory declares.
@@ -177,6 +190,7 @@ struct ChainDecoder {
         var type: String
         var config: ConfigValue
         var outputs: [String]?
+        var configNode: YAMLNode?
         var nextNode: YAMLNode?
         var outputsNode: YAMLNode?
         var migration: [String: ChainSpec.Migration]
@@ -212,9 +226,9 @@ struct ChainDecoder {
         var cubes: [CubeSpec] = []
         for (index, cube) in raw.enumerated() {
             let following = index + 1 < raw.count ? raw[index + 1].name : nil
-            guard let next = successors(of: cube, following: following, known: names, &d) else { valid = false; continue }
-            cubes.append(CubeSpec(name: cube.name, type: cube.type, config: cube.config, next: next,
-                                  migration: cube.migration, location: cube.location))
+            guard let edges = successors(of: cube, following: following, known: names, &d) else { valid = false; continue }
+            cubes.append(CubeSpec(name: cube.name, type: cube.type, config: cube.config, next: edges.map(\.next),
+                                  edges: edges.map { ($0.output, $0.location) }, migration: cube.migration, location: cube.location, configNode: cube.configNode))
         }
         return valid ? cubes : nil
     }
@@ -259,15 +273,15 @@ struct ChainDecoder {
         }
         guard let name, let schema, let config else { return nil }
         return RawCube(name: name, type: schema.name, config: config, outputs: schema.outputNames(config),
-                       nextNode: reader["next"], outputsNode: reader["outputs"], migration: migration,
+                       configNode: reader["config"], nextNode: reader["next"], outputsNode: reader["outputs"], migration: migration,
                        location: node.location)
     }
 
-    /// The cube each output continues to: `next:` for single-output cubes (default:
-    /// the following cube, or the end after the last), `outputs:` for cubes that
-    /// name several outputs.
+    /// The cube each output continues to (nil: the end), with the output's name and
+    /// where that is written: `next:` for single-output cubes (default: the following
+    /// cube, or the end after the last), `outputs:` for cubes that name several outputs.
     private func successors(of cube: RawCube, following: String?, known: [String: SourceLocation],
-                            _ d: inout Diagnostics) -> [String?]? {
+                            _ d: inout Diagnostics) -> [(next: String?, output: String?, location: SourceLocation)]? {
         func target(_ node: YAMLNode, _ what: String) -> String?? {
             guard let text = node.string(what, diagnostics: &d) else { return nil }
             if text == "end" { return .some(nil) }
@@ -287,8 +301,8 @@ struct ChainDecoder {
                 d.error("\(cube.type) cubes have one output: use 'next', not 'outputs'", at: node.location)
                 return nil
             }
-            guard let node = cube.nextNode else { return [following] }
-            return target(node, "next of cube '\(cube.name)'").map { [$0] }
+            guard let node = cube.nextNode else { return [(following, nil, cube.location)] }
+            return target(node, "next of cube '\(cube.name)'").map { [($0, nil, node.location)] }
         }
         if let node = cube.nextNode {
             d.error("\(cube.type) cubes name their outputs: use 'outputs', not 'next'", at: node.location)
@@ -304,14 +318,14 @@ struct ChainDecoder {
             }
             return nil
         }
-        var result: [String?] = []
+        var result: [(next: String?, output: String?, location: SourceLocation)] = []
         for output in outputs {
             guard let value = reader[output] else {
                 d.error("output '\(output)' of cube '\(cube.name)' is not mapped to a cube or 'end'", at: node.location)
                 return nil
             }
             guard let resolved = target(value, "output '\(output)' of cube '\(cube.name)'") else { return nil }
-            result.append(resolved)
+            result.append((resolved, output, value.location))
         }
         return result
     }

@@ -94,6 +94,10 @@ public enum JSONSchema {
                                          "default": "native",
                                          "description": "XDP only: native (in the driver) or generic (in the stack)."],
                             ],
+                            "dependentSchemas": ["mode": ["properties": ["hook": [
+                                "const": .string(ChainSpec.Hook.xdp.rawValue),
+                                "description": "A mode is for the xdp hook only.",
+                            ]]]],
                         ],
                         "defaultVerdict": ["enum": verdicts, "default": .string(ChainSpec.Verdict.pass.rawValue),
                                            "description": "The verdict at the end of every path."],

@@ -53,21 +53,20 @@ public struct SpecLoader: Sendable {
 
     private func load(file: String, _ diagnostics: inout Diagnostics) -> [ChainSpec] {
         let start = SourceLocation(file: file, line: 1, column: 1)
-        // Non-blocking, so a FIFO named like a spec cannot hang the run before fstat refuses it.
-        let descriptor = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            diagnostics.error("cannot read the file: \(String(cString: strerror(errno)))", at: start)
+        do {
+            let bytes = try BoundedFile.read(file, limit: limits.fileBytes)
+            return decode(bytes, file: file, diagnostics: &diagnostics)
+        } catch {
+            switch error {
+            case .cannotOpen(let reason), .cannotRead(let reason):
+                diagnostics.error("cannot read the file: \(reason)", at: start)
+            case .notRegular:
+                diagnostics.error("not a regular file; specs are read from regular files only", at: start)
+            case .tooLarge(let bytes):
+                diagnostics.error(limits.tooLarge(bytes), at: start)
+            }
             return []
         }
-        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-        var status = stat()
-        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
-            diagnostics.error("not a regular file; specs are read from regular files only", at: start)
-            return []
-        }
-        // Read one byte past the limit, so an oversized file is seen without reading it all.
-        let data = (try? handle.read(upToCount: limits.fileBytes + 1)) ?? Data()
-        return decode([UInt8](data), file: file, diagnostics: &diagnostics)
     }
 
     /// The spec files under `path`, refusing links and `..` that lead outside it or
@@ -205,11 +204,14 @@ public struct SpecLoader: Sendable {
             if let known = depth[name] { return known }
             guard let cube = cubes[name] else { return 0 }
             if let start = path.firstIndex(of: name) {
-                // The last cube on the path is the one whose next closes the cycle: blame it.
+                // The last cube on the path is the one whose next closes the cycle: blame
+                // that next (or output), where it is written.
                 if !reported, let closing = path.last.flatMap({ cubes[$0] }) {
                     let cycle = (path[start...] + [name]).joined(separator: " -> ")
-                    d.error("cube '\(closing.name)' leads back to '\(name)', closing a cycle in chain '\(chain.name)': "
-                            + "\(cycle)", at: closing.location)
+                    let edge = closing.next.firstIndex(of: name).map { closing.edges[$0] }
+                    let from = edge?.output.map { "output '\($0)' of cube '\(closing.name)'" } ?? "cube '\(closing.name)'"
+                    d.error("\(from) leads back to '\(name)', closing a cycle in chain '\(chain.name)': \(cycle)",
+                            at: edge?.location ?? closing.location)
                     reported = true
                 }
                 return 0

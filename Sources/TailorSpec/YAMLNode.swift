@@ -56,6 +56,45 @@ extension YAMLNode {
     }
 }
 
+/// A place in a cube's config by field names and list positions (`rules`, 2, `match`,
+/// `dport`): how a cube type's control plane, which sees validated values and no
+/// YAML, says where a problem is. The cube's `location(of:)` finds its line and column.
+public struct ConfigPath: Sendable, Hashable, ExpressibleByArrayLiteral {
+    public enum Step: Sendable, Hashable, ExpressibleByStringLiteral {
+        case field(String)
+        case item(Int)
+
+        public init(stringLiteral name: String) { self = .field(name) }
+    }
+
+    public var steps: [Step]
+
+    public init(_ steps: [Step]) { self.steps = steps }
+    public init(arrayLiteral steps: Step...) { self.init(steps) }
+}
+
+extension YAMLNode {
+    /// Where `path` leads below this node: the value it names, or the last node on
+    /// the way that the YAML has (a field left out has its mapping's place).
+    public func location(of path: ConfigPath) -> SourceLocation {
+        var node = self
+        for step in path.steps {
+            switch (step, node.value) {
+            case (.field(let name), .mapping(let pairs)):
+                guard let pair = pairs.first(where: { pair in
+                    if case .scalar(let key) = pair.key.value { key == name } else { false }
+                }) else { return node.location }
+                node = pair.value
+            case (.item(let index), .sequence(let items)) where items.indices.contains(index):
+                node = items[index]
+            default:
+                return node.location
+            }
+        }
+        return node.location
+    }
+}
+
 extension YAMLNode {
     /// What a plain scalar means to YAML readers that do not read it as text: YAML
     /// 1.2's core schema, and YAML 1.1 (PyYAML and many tools), which also takes

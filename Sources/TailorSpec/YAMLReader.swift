@@ -20,6 +20,9 @@ public struct SpecLimits: Sendable {
     public var cubesPerChain = 128
 
     public init() {}
+
+    /// What a spec file of `bytes` over `fileBytes` is told.
+    func tooLarge(_ bytes: Int) -> String { "file is \(bytes) bytes; spec files may be at most \(fileBytes)" }
 }
 
 /// Parses YAML text with libyaml into positioned node trees, one per document.
@@ -32,7 +35,7 @@ public enum YAMLReader {
     ) -> [YAMLNode] {
         let start = SourceLocation(file: file, line: 1, column: 1)
         guard bytes.count <= limits.fileBytes else {
-            diagnostics.error("file is \(bytes.count) bytes; spec files may be at most \(limits.fileBytes)", at: start)
+            diagnostics.error(limits.tooLarge(bytes.count), at: start)
             return []
         }
         if let nul = bytes.firstIndex(of: 0) {

@@ -59,7 +59,7 @@ struct ClassifierTests {
         }
     }
 
-    @Test("in a spec, outputs are named and mapped; a rule naming no output is refused at its cube")
+    @Test("in a spec, outputs are named and mapped; a rule naming no output is refused at its output")
     func spec() throws {
         let text = """
         apiVersion: tailor/v1
@@ -82,7 +82,7 @@ struct ClassifierTests {
         """
         let (chain, diagnostics) = try Self.load(text)
         #expect(chain == nil)
-        #expect(diagnostics.contains { $0.hasSuffix("c.yaml:7:7: error: cube 'split': rule 2: output 'dns' is not one of web, other") },
+        #expect(diagnostics.contains { $0.hasSuffix("c.yaml:13:54: error: cube 'split': rule 2: output 'dns' is not one of web, other") },
                 "\(diagnostics)")
         let (good, clean) = try Self.load(text.replacingOccurrences(of: "output: dns", with: "output: other"))
         #expect(clean.isEmpty, "\(clean)")

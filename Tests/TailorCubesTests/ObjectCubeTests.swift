@@ -111,6 +111,30 @@ struct ObjectCubeTests {
         #expect(diagnostics.contains { $0.message.contains("leads outside the spec directory") })
     }
 
+    @Test("an object path naming a FIFO, a directory or a file over 16 MiB is refused at the path, by what fstat says",
+          arguments: ["fifo", "directory", "huge"])
+    func notRead(kind: String) throws {
+        let spec = try ObjectSpec()
+        defer { spec.remove() }
+        let path = spec.directory + "/objects/other.o"
+        switch kind {
+        case "fifo": #expect(mkfifo(path, 0o600) == 0)
+        case "directory": try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        default:
+            // Sparse, and 1,000 bytes past the limit: the size in the message is fstat's, not what was read.
+            #expect(FileManager.default.createFile(atPath: path, contents: nil))
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.truncate(atOffset: UInt64(ObjectCube.maxObjectBytes + 1000))
+            try handle.close()
+        }
+        let (topology, diagnostics) = try spec.load("path: objects/other.o\nsha256: \(spec.digest)")
+        #expect(topology == nil)
+        let expected = kind == "huge" ? "is 16778216 bytes; object files may be at most 16777216 (16 MiB)"
+            : "is not a regular file (a FIFO, device or directory)"
+        #expect(diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["10:17"], "\(diagnostics)")
+        #expect(diagnostics.contains { $0.message.contains(expected) }, "\(diagnostics)")
+    }
+
     @Test("an object cube runs in a chain with its table filled from the spec", .kernel)
     func runs() async throws {
         let spec = try ObjectSpec()

@@ -33,6 +33,18 @@ struct SpecCorpusTests {
         #expect(diagnostics.allSatisfy { $0.location.file == file })
     }
 
+    @Test("nodes are counted while reading: a flow list past the limit is refused at the item that passes it")
+    func nodeLimitWhileReading() {
+        let limit = SpecLimits().expandedNodes
+        let text = "[" + Array(repeating: "1", count: limit + 1000).joined(separator: ",") + "]\n"
+        var diagnostics = Diagnostics()
+        #expect(loader.decode(Array(text.utf8), file: "list.yaml", diagnostics: &diagnostics).isEmpty)
+        // The list counts one, so item `limit` (at column 2 x limit) is the node past it.
+        #expect(diagnostics.all.map(\.description) == [
+            "list.yaml:1:\(2 * limit): error: document has more than \(limit) nodes; split it into several chains or files",
+        ])
+    }
+
     @Test("the corpus has at least 80 bad specs")
     func corpusSize() throws {
         #expect(try badFixtures().count >= 80)
@@ -193,11 +205,41 @@ struct SpecDirectoryTests {
         }
     }
 
-    @Test("a file over the size limit is refused without being parsed")
+    @Test("every bad rule of a firewall is reported at its own line, up to a file's 100 errors")
+    func everyBadRule() throws {
+        let rules = (1...150).map { "          - {match: {dport: \($0)}, action: drop}\n" }.joined()
+        let cubes = "    - name: fw\n      type: firewall\n      config:\n        policy: accept\n        rules:\n" + rules
+        try withDirectory(["fw.yaml": Self.chain("fw", cubes: cubes)]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            let rendered = diagnostics.map { "\($0.location.line):\($0.location.column): \($0.message)" }
+            #expect(rendered.count == 101)
+            #expect(Array(rendered.prefix(100)) == (1...100).map {
+                "\(11 + $0):29: cube 'fw': rule \($0): dport needs proto tcp or udp"
+            })
+            #expect(rendered.last == "112:29: too many errors in this file; stopped after 100")
+        }
+    }
+
+    @Test("a ratelimit drop list within its schema but over its size for one IP version is refused at drop")
+    func dropListPerVersion() throws {
+        let drop = (0...RateLimit.maxListed).map { "          - 10.\($0 / 256).\($0 % 256).0/24\n" }.joined()
+        let cubes = "    - name: limit\n      type: ratelimit\n      config:\n        rate: 100\n        burst: 10\n"
+            + "        drop:\n" + drop
+        try withDirectory(["limit.yaml": Self.chain("limit", cubes: cubes)]) { dir in
+            let (state, diagnostics) = diagnose([dir])
+            #expect(state == nil)
+            #expect(diagnostics.map { "\($0.location.line):\($0.location.column): \($0.message)" } == [
+                "13:11: cube 'limit': a drop list holds at most 16384 IPv4 and 16384 IPv6 prefixes, not 16385 and 0",
+            ])
+        }
+    }
+
+    @Test("a file over the size limit is refused by its size, without being read or parsed")
     func oversized() throws {
         try withDirectory(["big.yaml": "# " + String(repeating: "x", count: 4 << 20) + "\n"]) { dir in
             let (_, diagnostics) = diagnose([dir])
-            #expect(diagnostics.contains { $0.message.hasPrefix("file is 4194305 bytes") })
+            #expect(diagnostics.contains { $0.message.hasPrefix("file is 4194307 bytes; spec files may be at most 4194304") })
         }
     }
 
