@@ -200,9 +200,9 @@ public enum Observer {
         }
         if chain.record == nil {
             // Without its record, the chain is still tailor's when its root says so.
-            let root = identity { try Program(pinnedAt: directory + "/root") }
-            let attached = hook.flatMap { hook in identity { try hook.attachedProgram().map { try Program(id: $0) } } }
-            if let identity = [root, attached].compactMap({ $0 }).first(where: { $0.names(name, under: pinRoot) }) {
+            // Its root: pinned, on the spec's hook, or the program using the root's maps still pinned.
+            if let identity = identity(of: { try Chain.findRoot(name, pinRoot: pinRoot, hook: hook) }),
+               identity.names(name, under: pinRoot) {
                 chain.identity = identity
                 chain.drift.append(.recordLost)
             } else {
