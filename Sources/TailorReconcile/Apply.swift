@@ -48,8 +48,10 @@ public struct Executor {
             // An interrupted commit is undone or finished first; until then, check every program.
             let interrupted = try change.action == .update
                 && MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil
+            // Pins removed by hand are put back only by the apply: until then, check every program too.
+            let damaged = Chain.chainPins.contains { !pinRoot.exists(pinRoot.appending(change.name, $0)) }
             switch change.action {
-            case .update where interrupted:
+            case .update where interrupted || damaged:
                 fallthrough
             case .create, .replace:
                 plan.refusals += try Chain.verify(chain.settings, topology: chain.topology, zones: zones)

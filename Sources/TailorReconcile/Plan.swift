@@ -382,8 +382,9 @@ public enum Planner {
         change.driftKinds = drift.map(\.kind)
         let taken = drift.compactMap { if case .hookTaken(let id) = $0 { id } else { nil } }
         if let id = taken.first, change.action != .skip {
-            change.blocked = "\(desired.settings.hook) is held by \(id), a program that is not tailor's; "
-                + "--takeover replaces it"
+            let reason = "\(desired.settings.hook) is held by \(id), a program that is not tailor's; --takeover replaces it"
+            change.blocked = reason
+            change.reasons.append("blocked: " + reason)
         }
         return change
     }

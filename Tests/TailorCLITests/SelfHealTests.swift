@@ -177,34 +177,39 @@ struct SelfHealTests {
         let start = Date()
         return eventually(limit, condition) ? Date().timeIntervalSince(start) : nil
     }
+}
 
+/// The daemon and pins removed by hand; serialized with the other daemon tests, which
+/// read the daemon's log from its stderr.
+extension DaemonTests {
     @Test("the daemon repairs every kind of pin removal within an interval, also after kill -9, and converges the chains a foreign program does not block")
     func daemon() async throws {
         try await Lab.with { lab in
             try await TestPinRoot.with { root in
-                try await Journal.with {
-                    let specs = try Specs(lab, other: true)
+                do {
+                    let specs = try SelfHealTests.Specs(lab, other: true)
                     defer { specs.remove() }
-                    let foreign = try Self.foreignProgramOnEgress(lab)
-                    var daemon = try Daemon(specs.directory, root)
+                    let foreign = try SelfHealTests.foreignProgramOnEgress(lab)
+                    let log = specs.directory + ".log"
+                    try Data().write(to: URL(fileURLWithPath: log))
+                    defer { try? FileManager.default.removeItem(atPath: log) }
+                    let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+                    let start = { try Daemon(specs.directory, root, stderr: FileHandle(forWritingAtPath: log) ?? .nullDevice) }
+                    var daemon = try start()
                     defer { _ = daemon.stop() }
                     let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
                     // Edge is attached with its pinned root, and status finds no drift in it.
                     let synced = {
                         try hook.attachedProgram() == Program(pinnedAt: root.appending("edge", "root")).info().id
-                            && Self.tailor(["status", "edge"], root).status == 0
+                            && SelfHealTests.tailor(["status", "edge"], root).status == 0
                     }
                     // The blocked chain does not hold the other.
                     #expect(eventually(10, synced))
                     let egress = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcEgress)
                     #expect(try egress.attachedProgram() == foreign.info().id)
-                    #expect(eventually {
-                        try Journal.entries(pid: daemon.process.processIdentifier).contains {
-                            $0["MESSAGE"] == "chain blocked" && $0["CHAIN"] == "other"
-                        }
-                    })
+                    #expect(eventually { lines().contains("chain blocked") && lines().contains("CHAIN=other") }, "\(lines())")
                     var times: [String] = []
-                    for (index, (name, damage)) in Self.damages.enumerated() {
+                    for (index, (name, damage)) in SelfHealTests.damages.enumerated() {
                         // Every other damage happens while no daemon runs: killed, then started again.
                         let killed = index % 2 == 1
                         if killed {
@@ -212,8 +217,8 @@ struct SelfHealTests {
                             daemon.process.waitUntilExit()
                         }
                         try damage(root)
-                        if killed { daemon = try Daemon(specs.directory, root) }
-                        let time = Self.timeUntil(10, synced)
+                        if killed { daemon = try start() }
+                        let time = SelfHealTests.timeUntil(10, synced)
                         #expect(time != nil, "\(name): not repaired")
                         times.append("\(name)\(killed ? " (daemon killed)" : ""): \(time.map { String(format: "%.2f s", $0) } ?? "never")")
                         #expect(try Traffic.udp(in: lab, count: 3, port: 9, timeout: .milliseconds(300)) == 0, "\(name)")
@@ -221,7 +226,7 @@ struct SelfHealTests {
                     print("repair times with --interval 1:\n  " + times.joined(separator: "\n  "))
                     #expect(daemon.stop() == 0)
                     try TC.detach(from: lab.b.interface(), direction: .egress, expected: foreign.info().id)
-                    #expect(try Self.tailor(["destroy", "--all"], root).status == 0)
+                    #expect(try SelfHealTests.tailor(["destroy", "--all"], root).status == 0)
                 }
             }
         }
