@@ -69,6 +69,8 @@ public final class Reconciler {
     /// What a reconcile found and did, for logs, the service status line and metrics.
     public struct Outcome: Sendable, Equatable {
         public var chains = 0, synced = 0, drifted = 0, failed = 0, pending = 0
+        /// Chains whose hook another program holds: not tried, reported (`chain blocked`).
+        public var blocked = 0
         /// The interfaces the pending chains wait for.
         public var awaited: Set<AwaitedInterface> = []
         public var specErrors = 0
@@ -102,13 +104,14 @@ public final class Reconciler {
 
         /// How many of the specs' chains are in each state, as `tailor_chains` reports them.
         public var chainStates: [(state: String, count: Int)] {
-            [("synced", synced), ("drifted", drifted), ("failing", failed), ("pending", pending)]
+            [("synced", synced), ("drifted", drifted), ("failing", failed), ("pending", pending), ("blocked", blocked)]
         }
 
         /// `3 chains synced, 0 drifted, rev abc1234`.
         public var status: String {
             var line = "\(synced) chain\(synced == 1 ? "" : "s") synced, \(drifted) drifted"
             if pending > 0 { line += ", \(pending) pending" }
+            if blocked > 0 { line += ", \(blocked) blocked" }
             if failed > 0 { line += ", \(failed) failing" }
             if specErrors > 0 { line += ", specs have \(specErrors) error\(specErrors == 1 ? "" : "s")" }
             if keptByRefusal > 0 {
@@ -139,6 +142,8 @@ public final class Reconciler {
     /// The live instances' descriptors, so pins removed by hand are put back
     /// without CAP_SYS_ADMIN (docs/daemon.md, capabilities).
     private let held = HeldInstances()
+    /// Directories under the pin root that are not tailor's, already logged: each is reported once.
+    private var reportedForeign: Set<String> = []
 
     public init(_ configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -177,6 +182,8 @@ public final class Reconciler {
             return finish(outcome, log, start)
         }
         do {
+            // The pin root removed by hand is made again, so the chains still running can be found by their hooks.
+            try configuration.pinRoot.makeDirectory(configuration.pinRoot.path)
             let lock = try PinRootLock(configuration.pinRoot, timeout: configuration.lockTimeout)
             defer { withExtendedLifetime(lock) {} }
             outcome = try apply(desired, prune: prune, outcome, revision, log)
@@ -207,12 +214,18 @@ public final class Reconciler {
         let now = ContinuousClock.now
         let deep = lastDeep.map { now - $0 >= configuration.deepInterval } ?? true
         if deep { lastDeep = now }
-        var observed = Observer.observe(pinRoot: pinRoot, deep: deep)
+        var observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
         let recovered = try executor.recover(observed)
         if !recovered.isEmpty {
             for line in recovered { log.notice("interrupted apply recovered", metadata: ["what": "\(line)"]) }
-            observed = Observer.observe(pinRoot: pinRoot, deep: deep)
+            observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
         }
+        let foreign = Set(observed.filter { !$0.isTailors && !$0.drift.isEmpty && pinRoot.exists(pinRoot.appending($0.name)) }
+            .map(\.name))
+        for name in foreign.subtracting(reportedForeign).sorted() {
+            log.warning("directory left alone: not tailor's", metadata: ["directory": "\(pinRoot.appending(name))"])
+        }
+        reportedForeign = foreign
         outcome.cubes = LiveCube.all(in: observed)
         let plan = Planner.plan(desired: desired, observed: observed, prune: prune)
         for change in plan.chains {
@@ -247,12 +260,21 @@ public final class Reconciler {
             outcome.awaited.insert(AwaitedInterface(hook))
             return true
         }
+        var blocked: Set<String> = []
         for change in plan.chains where change.action != .none && change.action != .skip {
             var chainLog = log
             chainLog[metadataKey: "chain"] = "\(change.name)"
             chainLog[metadataKey: "action"] = "\(change.action.rawValue)"
             let digest = byName[change.name]?.digest ?? "absent"
             if awaitsInterface(change, chainLog) { continue }
+            // Another program on the hook: the daemon never takes it over, and no backoff helps.
+            if let reason = change.blocked {
+                chainLog.warning("chain blocked", metadata: ["reason": "\(reason)"])
+                failures[change.name] = nil
+                blocked.insert(change.name)
+                outcome.blocked += 1
+                continue
+            }
             if let failure = failures[change.name], failure.digest == digest, ContinuousClock.now < failure.retryAt {
                 chainLog.warning("chain not retried yet", metadata: [
                     "attempts": "\(failure.attempts)",
@@ -292,7 +314,7 @@ public final class Reconciler {
                 outcome.failed += 1
             }
         }
-        let after = Observer.observe(pinRoot: pinRoot)
+        let after = Observer.observe(pinRoot: pinRoot, desired: desired)
         outcome.cubes = LiveCube.all(in: after)
         if let revision {
             for name in try executor.record(revision: revision.description, chains: Set(byName.keys), observed: after) {
@@ -301,7 +323,8 @@ public final class Reconciler {
         }
         outcome.chains = desired.count
         let afterPlan = Planner.plan(desired: desired, observed: after, prune: prune)
-        for change in afterPlan.chains where byName[change.name] != nil && !waiting.contains(change.name) {
+        for change in afterPlan.chains where byName[change.name] != nil && !waiting.contains(change.name)
+            && !blocked.contains(change.name) {
             if !change.drift.isEmpty { outcome.drifted += 1 } else if change.action == .none { outcome.synced += 1 }
         }
         return outcome

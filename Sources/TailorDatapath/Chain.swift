@@ -110,10 +110,22 @@ public final class Chain {
     /// Where a chain goes once it is detached, until its pins are removed.
     public static let removingPrefix = "_removing-"
 
-    /// Whether a directory under the pin root is what an interrupted apply left
-    /// (a chain being built or removed), not a chain.
+    /// Whether a directory under the pin root is named as what an interrupted apply
+    /// leaves (a chain being built or removed), not as a chain. The name alone does
+    /// not make it tailor's: `hasRecord` does.
     public static func isLeftover(_ name: String) -> Bool {
         name.hasPrefix(buildingPrefix) || name.hasPrefix(removingPrefix)
+    }
+
+    /// Whether `directory` holds a meta record tailor can read: a build pins it before
+    /// anything else, and a chain moved aside takes its own along, so a directory
+    /// named like a leftover without one is someone else's and is left alone.
+    public static func hasRecord(_ directory: String) -> Bool {
+        do {
+            return try MetaRecordReader.read(directory + "/meta") != nil
+        } catch {
+            return false
+        }
     }
 
     /// Creates the chain and attaches it: `build`, then `attach`.
@@ -145,24 +157,33 @@ public final class Chain {
     ) throws -> Chain {
         let directory = pinRoot.appending(buildingPrefix + settings.name)
         // A build an earlier controller left behind was never attached: nothing uses it.
-        try pinRoot.removeTree(directory)
+        // It is known by the record pinned first thing; a directory without one is not tailor's.
+        if pinRoot.exists(directory) {
+            guard try hasRecord(directory) || pinRoot.removeIfEmpty(directory) else {
+                throw DatapathError("\(directory) holds no record of tailor's, so it is not a build tailor left "
+                    + "behind and is left alone; move it away to create chain \(settings.name)")
+            }
+            try pinRoot.removeTree(directory)
+        }
         let interface = try NetworkInterface.lookup(
             settings.hook.interface, in: settings.hook.namespace.map(NetworkNamespace.named))
-        let root = try LoadedRoot(settings)
+        let root = try LoadedRoot(settings, identity: ChainIdentity(settings: settings, pinRoot: pinRoot))
         let chain = try Chain(settings: settings, pinRoot: pinRoot, directory: directory, root: root.program,
                               rootCounters: root.counters, shared: root.shared, meta: MetaMap.create(),
                               interface: interface)
         chain.failpoint = failpoint
         do {
             try chain.step("pin chain \(settings.name)") {
+                // The record first: it is what marks the directory as tailor's.
+                try pinRoot.makeDirectory(directory)
+                try chain.meta.write(chain.record)
+                try chain.meta.map.pin(at: directory + "/meta")
                 try pinRoot.makeDirectory(directory + "/cubes")
                 try chain.root.pin(at: directory + "/root")
                 try chain.shared.progs.pin(at: directory + "/progs")
                 try chain.shared.meta.pin(at: directory + "/packet_meta")
                 try chain.rootCountersMap.pin(at: directory + "/root_counters")
-                try chain.meta.map.pin(at: directory + "/meta")
                 try pinRoot.makeDirectory(chain.configs.directory)
-                try chain.meta.write(chain.record)
             }
             let prepared = try chain.prepare(topology, zones: zones)
             if let refusal = prepared.refusals.first { throw DatapathError(refusal) }
@@ -309,7 +330,7 @@ public final class Chain {
     /// kept. A rejected program throws with the verifier's log. Returns the refusals
     /// of state maps the cubes would share with a zone of another layout.
     public static func verify(_ settings: ChainSettings, topology: Topology, zones: StateZones) throws -> [String] {
-        let shared = try LoadedRoot(settings).shared
+        let shared = try LoadedRoot(settings, identity: ChainIdentity(settings: settings, pinRoot: zones.pinRoot)).shared
         let plan = try SlotPlan.make(live: [:], desired: topology, capacity: ABI.progSlots)
         var refusals: [String] = []
         for (cube, wiring) in plan.load.sorted(by: { $0.key < $1.key }) {
@@ -328,9 +349,12 @@ public final class Chain {
     /// `recovering` is set and a commit was interrupted: then `recover` undoes or
     /// finishes it first, and instances whose pins were removed are pinned again
     /// (from `held` where it holds them, else by id, which needs CAP_SYS_ADMIN).
+    /// Recovering, the chain's own pins removed by hand are put back first
+    /// (`restorePins`; `hook` is where its root is looked for when its record is gone).
     public static func open(_ name: String, pinRoot: PinRoot, recovering: Bool = false,
-                            held: HeldInstances? = nil) throws -> Chain {
-        try open(name, pinRoot: pinRoot, recovering: recovering, adoptingCubes: true, held: held)
+                            held: HeldInstances? = nil, hook: ChainHook? = nil) throws -> Chain {
+        if recovering { try restorePins(name, pinRoot: pinRoot, hook: hook) }
+        return try open(name, pinRoot: pinRoot, recovering: recovering, adoptingCubes: true, held: held)
     }
 
     /// Adopts a chain to destroy it: an interrupted commit is sorted out first, but
@@ -339,7 +363,27 @@ public final class Chain {
     /// whose cube pins someone removed can be destroyed without re-pinning them
     /// (which opens programs by id and so needs CAP_SYS_ADMIN).
     public static func openForRemoval(_ name: String, pinRoot: PinRoot) throws -> Chain {
-        try open(name, pinRoot: pinRoot, recovering: true, adoptingCubes: false, held: nil)
+        try restorePins(name, pinRoot: pinRoot)
+        return try open(name, pinRoot: pinRoot, recovering: true, adoptingCubes: false, held: nil)
+    }
+
+    /// Destroys chain `name` however much of it someone removed by hand: its own
+    /// pins are put back from its root first (`restorePins`), and when its root is
+    /// gone what is left is removed (`removeRemains`). Returns what it found missing
+    /// and did besides destroying.
+    public static func destroy(_ name: String, pinRoot: PinRoot) throws -> [String] {
+        let directory = pinRoot.appending(name)
+        guard pinRoot.exists(directory) else { throw DatapathError("no chain \(name) under \(pinRoot.path)") }
+        let restored: [String]
+        do {
+            restored = try restorePins(name, pinRoot: pinRoot)
+        } catch {
+            // Only remains that carry tailor's record are removed: anything else is not provably tailor's.
+            guard hasRecord(directory), try findRoot(name, pinRoot: pinRoot, hook: nil) == nil else { throw error }
+            return [try removeRemains(name, pinRoot: pinRoot)]
+        }
+        try open(name, pinRoot: pinRoot, recovering: true, adoptingCubes: false, held: nil).destroy()
+        return restored
     }
 
     private static func open(_ name: String, pinRoot: PinRoot, recovering: Bool, adoptingCubes: Bool,
@@ -643,7 +687,7 @@ struct LoadedRoot {
     let counters: BPFMap
     let shared: SharedMaps
 
-    init(_ settings: ChainSettings) throws {
+    init(_ settings: ChainSettings, identity: ChainIdentity) throws {
         guard let bytes = DatapathObjects.all.bytes(named: "root") else {
             throw DatapathError("this tailor binary was built without the chain root object")
         }
@@ -651,6 +695,7 @@ struct LoadedRoot {
         let name = try CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")
         try object.loadOnly([name])
         try CubeInstance.wire(&object, next: [0], settings: settings)
+        try object.setRodata(ChainIdentity.variable, to: identity.encoded())
         try object.load()
         program = try object.program(named: name)
         counters = try object.map(named: ABI.counters)

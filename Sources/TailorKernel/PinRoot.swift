@@ -64,6 +64,15 @@ public struct PinRoot: Sendable, Hashable, CustomStringConvertible {
     /// Whether something is pinned or a directory exists at `pin`.
     public func exists(_ pin: String) -> Bool { access(pin, F_OK) == 0 }
 
+    /// Removes `directory` if it is empty (rmdir(2), which the kernel refuses for a
+    /// directory that holds anything, so nothing pinned can be lost); false when it is not.
+    public func removeIfEmpty(_ directory: String) throws(KernelError) -> Bool {
+        if rmdir(directory) == 0 { return true }
+        if errno == ENOTEMPTY || errno == EEXIST { return false }
+        throw KernelError(KernelError.code(for: errno), operation: "remove pin directory", object: directory,
+                          errno: errno)
+    }
+
     /// Removes `directory` and everything pinned below it.
     public func removeTree(_ directory: String) throws(KernelError) {
         guard let dir = opendir(directory) else {

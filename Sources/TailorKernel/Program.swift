@@ -61,6 +61,19 @@ public final class Program: Sendable, CustomStringConvertible {
 
     public var description: String { "program \(name)" }
 
+    /// The ids of every program loaded in the kernel (`bpf_prog_get_next_id`; CAP_SYS_ADMIN).
+    public static func loadedIDs() throws(KernelError) -> [ProgramID] {
+        var ids: [ProgramID] = []
+        var next: UInt32 = 0
+        while true {
+            let start = next
+            let result = bpf_prog_get_next_id(start, &next)
+            if result == -ENOENT { return ids }
+            try check(result, "list loaded programs after", "prog \(start)", detail: byIDDetail)
+            ids.append(ProgramID(rawValue: next))
+        }
+    }
+
     /// The kernel's view of this program, with the ids of the maps it uses.
     public func info() throws(KernelError) -> ProgramInfo {
         let fd = self.fd

@@ -33,7 +33,9 @@ public enum TC {
         _ interface: NetworkInterface, _ points: bpf_tc_attach_point,
         _ body: (UnsafeMutablePointer<bpf_tc_hook>) throws -> R
     ) throws -> R {
-        try interface.run {
+        // A query can be a process's first libbpf call (observe looks at the hooks of chains not built yet).
+        _ = LibBPFLog.installed
+        return try interface.run {
             try withZeroed(bpf_tc_hook.self) { hook in
                 hook.pointee.sz = offsetOfEnd(\bpf_tc_hook.parent)
                 hook.pointee.ifindex = interface.index.rawValue

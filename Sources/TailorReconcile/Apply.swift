@@ -48,8 +48,10 @@ public struct Executor {
             // An interrupted commit is undone or finished first; until then, check every program.
             let interrupted = try change.action == .update
                 && MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil
+            // Pins removed by hand are put back only by the apply: until then, check every program too.
+            let damaged = Chain.chainPins.contains { !pinRoot.exists(pinRoot.appending(change.name, $0)) }
             switch change.action {
-            case .update where interrupted:
+            case .update where interrupted || damaged:
                 fallthrough
             case .create, .replace:
                 plan.refusals += try Chain.verify(chain.settings, topology: chain.topology, zones: zones)
@@ -145,20 +147,25 @@ public struct Executor {
     private func prepare(_ change: ChainChange, _ desired: DesiredChain?, liveTables: [String: [String: [TableEntry]]],
                          zones: StateZones) throws -> ChainTask? {
         let fail = failpoint.map { hook in { (step: String) throws in try hook("\(change.name): \(step)") } }
-        if Chain.isLeftover(change.name) {
+        // A leftover the plan removes (one without tailor's record inside is skipped, left alone).
+        if Chain.isLeftover(change.name) && change.action == .destroy {
             return ChainTask(name: change.name, work: .leftover(pinRoot.appending(change.name), pinRoot))
         }
         let build = { (chain: DesiredChain) in
             try Chain.build(chain.settings, topology: chain.topology, pinRoot: pinRoot, zones: zones, failpoint: fail)
         }
         let open = {
-            let live = try Chain.open(change.name, pinRoot: pinRoot, recovering: true, held: held)
+            let live = try Chain.open(change.name, pinRoot: pinRoot, recovering: true, held: held,
+                                      hook: desired?.settings.hook)
             live.failpoint = fail
             return live
         }
         switch change.action {
         case .create:
             guard let desired else { return nil }
+            if change.driftKinds.contains(Drift.rootGone.kind) {
+                _ = try Chain.removeRemains(change.name, pinRoot: pinRoot)
+            }
             let chain = try build(desired)
             try chain.setProvenance(specDigest: desired.digest, gitRevision: gitRevision)
             let foreign = takeover ? try chain.settings.hook.attachedProgram() : nil
@@ -182,6 +189,9 @@ public struct Executor {
             try new.setProvenance(specDigest: desired.digest, gitRevision: gitRevision)
             return ChainTask(name: change.name, work: .replace(old: old, new: new))
         case .destroy:
+            if change.driftKinds.contains(Drift.rootGone.kind) {
+                return ChainTask(name: change.name, work: .remains(change.name, pinRoot))
+            }
             let chain = try Chain.openForRemoval(change.name, pinRoot: pinRoot)
             chain.failpoint = fail
             return ChainTask(name: change.name, work: .destroy(chain))
@@ -223,6 +233,8 @@ private final class ChainTask {
         case destroy(Chain)
         /// Pins an interrupted apply left under this path.
         case leftover(String, PinRoot)
+        /// What is left of a chain whose root program is gone (nothing of it runs).
+        case remains(String, PinRoot)
         /// Drift was repaired in the prepare phase; nothing else changes.
         case none
     }
@@ -231,6 +243,9 @@ private final class ChainTask {
     let work: Work
     private var switched: SwitchedCommit?
     private var progress = 0
+    /// Whether the old root of a replacement was attached, and whether the new one
+    /// took the hook over from it in one write.
+    private var oldAttached = false, swapped = false
 
     init(name: String, work: Work) {
         (self.name, self.work) = (name, work)
@@ -240,7 +255,7 @@ private final class ChainTask {
         switch work {
         case .update: switched?.needsGrace ?? false
         case .replace, .destroy: true
-        case .create, .leftover, .none: false
+        case .create, .leftover, .remains, .none: false
         }
     }
 
@@ -248,7 +263,7 @@ private final class ChainTask {
     func discard() {
         switch work {
         case .create(let chain, _), .replace(_, let chain): try? chain.remove()
-        case .update, .destroy, .leftover, .none: break
+        case .update, .destroy, .leftover, .remains, .none: break
         }
     }
 
@@ -261,9 +276,12 @@ private final class ChainTask {
         case .update(let chain, let prepared):
             switched = try chain.switchOver(prepared)
         case .replace(let old, let new):
+            // An old root someone detached is not swapped: the new one attaches to a free hook.
+            oldAttached = try old.isAttached
+            swapped = new.settings.hook == old.settings.hook && oldAttached
             try old.moveAside()
             progress = 1
-            if new.settings.hook == old.settings.hook {
+            if swapped {
                 try new.attach(replacing: old.rootProgram)
                 progress = 3
             } else {
@@ -274,7 +292,7 @@ private final class ChainTask {
             }
         case .destroy(let chain):
             try chain.detach()
-        case .leftover, .none:
+        case .leftover, .remains, .none:
             break
         }
     }
@@ -294,18 +312,18 @@ private final class ChainTask {
         case .update(let chain, _):
             if let switched { chain.revert(switched) }
         case .replace(let old, let new):
-            if progress == 3 && new.settings.hook == old.settings.hook {
+            if progress == 3 && swapped {
                 try? old.attachToHook(old.rootProgram, replacing: new.rootProgram)
             } else if progress >= 2 {
                 try? new.detach()
-                if progress == 3 { try? old.attachToHook(old.rootProgram, replacing: nil) }
+                if progress == 3 && oldAttached { try? old.attachToHook(old.rootProgram, replacing: nil) }
             }
             if progress >= 2 { try? new.waitForGracePeriod() }
             try? new.remove()
             if progress >= 1 { try? old.restoreName() }
         case .destroy(let chain):
             if (try? chain.isAttached) == false { try? chain.attachToHook(chain.rootProgram, replacing: nil) }
-        case .leftover, .none:
+        case .leftover, .remains, .none:
             break
         }
     }
@@ -318,7 +336,7 @@ private final class ChainTask {
             switched = nil  // a finish that fails puts the chain back itself
             try chain.finish(done)
             switched = done
-        case .create, .replace, .destroy, .leftover, .none:
+        case .create, .replace, .destroy, .leftover, .remains, .none:
             break
         }
     }
@@ -330,6 +348,8 @@ private final class ChainTask {
             try old.remove()
         case .leftover(let path, let pinRoot):
             _ = try Chain.recoverLeftover(path, pinRoot: pinRoot, transactionOpen: false)
+        case .remains(let name, let pinRoot):
+            _ = try Chain.removeRemains(name, pinRoot: pinRoot)
         case .create, .update, .none:
             break
         }

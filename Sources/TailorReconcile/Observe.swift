@@ -17,8 +17,25 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// A slot a cube should occupy is empty, or holds another program.
     case slotEmpty(cube: String, slot: Int)
     case programSwapped(cube: String, slot: Int, found: ProgramID)
-    /// A pin tailor made is gone.
+    /// A pin tailor made is gone and cannot be derived again (a cube's, while its
+    /// instance no longer runs in its slot).
     case pinMissing(String)
+    /// One of the chain's own pins (root, progs, packet_meta, root_counters) is gone
+    /// while its root still runs: apply pins it again from the root (`Chain.restorePins`).
+    case chainPinMissing(String)
+    /// The meta record is gone (or unreadable) but the root, pinned or on the spec's
+    /// hook, proves by its identity that the chain is tailor's: apply rebuilds the
+    /// chain and swaps it in atomically.
+    case recordLost
+    /// The chain's directory is gone while its root, proven by its identity, still
+    /// runs on the spec's hook: apply rebuilds the chain and swaps it in atomically.
+    case orphaned(ProgramID)
+    /// The root program is gone (its pin removed, nothing on the hook): nothing of
+    /// the chain runs; apply removes what is left and builds it again.
+    case rootGone
+    /// A directory named like an interrupted apply's leftover holds no record of
+    /// tailor's: it is someone else's and is left alone.
+    case foreign
     /// A pin of a cube instance is gone while the instance still runs in its slot:
     /// apply pins it again from the program (and the maps it uses).
     case cubePinMissing(cube: String, pin: String)
@@ -42,6 +59,11 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .slotEmpty(let cube, let slot): "slot \(slot) of cube \(cube) is empty"
         case .programSwapped(let cube, let slot, let found): "slot \(slot) of cube \(cube) holds \(found), not tailor's"
         case .pinMissing(let pin): "pin \(pin) is missing"
+        case .chainPinMissing(let pin): "pin \(pin) is missing (the root still runs: pinned again from it)"
+        case .recordLost: "the meta record is missing, while the root proves the chain is tailor's"
+        case .orphaned(let id): "the chain's pins are gone while its root (\(id)) still runs on the hook"
+        case .rootGone: "the root program is gone (not pinned, not on the hook): nothing of the chain runs"
+        case .foreign: "no record of tailor's inside: someone else's directory, left alone"
         case .cubePinMissing(let cube, let pin): "pin \(pin) of cube \(cube) is missing (the instance still runs)"
         case .tablesUnsettled(let cube):
             "the tables of cube \(cube) were left between two generations by an interrupted apply"
@@ -57,8 +79,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     public var isRepairable: Bool {
         switch self {
         case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .tableEntryChanged, .interruptedApply,
-             .leftover, .cubePinMissing, .tablesUnsettled: true
-        case .metaMissing, .pinMissing: false
+             .leftover, .cubePinMissing, .chainPinMissing, .recordLost, .orphaned, .rootGone, .tablesUnsettled: true
+        case .metaMissing, .pinMissing, .foreign: false
         }
     }
 
@@ -72,7 +94,11 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .hookTaken: "hook-taken"
         case .slotEmpty: "slot-empty"
         case .programSwapped: "program-swapped"
-        case .pinMissing, .cubePinMissing: "pin-missing"
+        case .pinMissing, .cubePinMissing, .chainPinMissing: "pin-missing"
+        case .recordLost: "meta-missing"
+        case .orphaned: "directory-missing"
+        case .rootGone: "root-gone"
+        case .foreign: "foreign"
         case .tableChanged, .tableEntryChanged: "table-changed"
         }
     }
@@ -95,9 +121,20 @@ public struct ObservedChain: Sendable {
     /// The config each cube's instance was committed with, from the chain's
     /// `ConfigStore`; none for cubes whose record names no config.
     public var configs: [String: RecordedConfig]
+    /// The identity of the chain's root, read when the pins that would say whose
+    /// the chain is are gone (`recordLost`, `orphaned`).
+    public var identity: ChainIdentity?
 
-    /// Pins an interrupted apply left outside any chain, to be removed.
-    public var isLeftover: Bool { Chain.isLeftover(name) }
+    /// Pins an interrupted apply left outside any chain, to be removed: named so,
+    /// and holding tailor's record (a look-alike without one is left alone).
+    public var isLeftover: Bool { Chain.isLeftover(name) && record != nil }
+
+    /// Whether the chain is provably tailor's: its record reads, or its root's identity names it.
+    public var isTailors: Bool { record != nil || identity != nil }
+
+    /// Whether the chain is rebuilt from the spec and swapped in atomically: its
+    /// record or directory is gone while its root runs.
+    public var needsRebuild: Bool { drift.contains(.recordLost) || drift.contains { if case .orphaned = $0 { true } else { false } } }
 
     public init(name: String, record: ChainRecord?, slots: [Int: ProgramID], drift: [Drift],
                 tables: [String: [String: [TableEntry]]] = [:], configs: [String: RecordedConfig] = [:]) {
@@ -115,37 +152,99 @@ public struct ObservedChain: Sendable {
 /// the tables should hold is known from the record (the digest of what was
 /// applied). `tailor plan --deep` and the daemon's deep check read them.
 public enum Observer {
-    public static func observe(pinRoot: PinRoot, deep: Bool = false) -> [ObservedChain] {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path) else { return [] }
+    /// The chains under `pinRoot`; with `hooks` (the specs' chains and their hooks),
+    /// also each of those chains whose directory is gone while its root still runs
+    /// on the hook, and each whose hook another program holds. `deep` also reads
+    /// every table entry.
+    public static func observe(pinRoot: PinRoot, hooks: [String: ChainHook] = [:], deep: Bool = false) -> [ObservedChain] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
         // Chains are directories; the pin root also holds the transaction marker.
-        return names.sorted().filter { name in
+        let directories = names.filter { name in
             var isDirectory: ObjCBool = false
             return FileManager.default.fileExists(atPath: pinRoot.appending(name), isDirectory: &isDirectory)
                 && isDirectory.boolValue
-        }.map { observe($0, pinRoot: pinRoot, deep: deep) }
+        }
+        let pinned = directories.map { observe($0, pinRoot: pinRoot, hook: hooks[$0], deep: deep) }
+        let unpinned = hooks.filter { !directories.contains($0.key) }.compactMap { name, hook in
+            observeHook(of: name, hook, pinRoot: pinRoot)
+        }
+        return (pinned + unpinned).sorted { $0.name < $1.name }
     }
 
-    public static func observe(_ name: String, pinRoot: PinRoot, deep: Bool = false) -> ObservedChain {
+    /// The chains under `pinRoot`, and those of `desired` whose hook holds their
+    /// root without a directory, or someone else's program (see `observe(pinRoot:hooks:)`).
+    public static func observe(pinRoot: PinRoot, desired: [DesiredChain], deep: Bool = false) -> [ObservedChain] {
+        observe(pinRoot: pinRoot, hooks: Dictionary(desired.map { ($0.settings.name, $0.settings.hook) },
+                                                    uniquingKeysWith: { a, _ in a }), deep: deep)
+    }
+
+    /// A chain of the specs without a directory: whatever holds its hook, its own
+    /// root (proven by the root's identity) or someone else's program; nil when the
+    /// hook is free or cannot be read (no interface yet).
+    static func observeHook(of name: String, _ hook: ChainHook, pinRoot: PinRoot) -> ObservedChain? {
+        guard let attached = try? hook.attachedProgram() else { return nil }
+        var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [])
+        if let identity = identity(of: { try Program(id: attached) }), identity.names(name, under: pinRoot) {
+            chain.identity = identity
+            chain.drift = [.orphaned(attached)]
+        } else {
+            chain.drift = [.hookTaken(by: attached)]
+        }
+        return chain
+    }
+
+    /// The identity a program carries, when it can be opened and carries one.
+    static func identity(of program: () throws -> Program?) -> ChainIdentity? {
+        guard let program = (try? program()) ?? nil else { return nil }
+        return (try? ChainIdentity.of(program)) ?? nil
+    }
+
+    public static func observe(_ name: String, pinRoot: PinRoot, hook: ChainHook? = nil, deep: Bool = false)
+        -> ObservedChain {
         let directory = pinRoot.appending(name)
         var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [])
-        if chain.isLeftover {
+        if Chain.isLeftover(name) {
             chain.record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil
-            chain.drift = [.leftover]
+            chain.drift = [chain.record == nil ? .foreign : .leftover]
             return chain
         }
+        var why = "empty"
         do {
-            guard let record = try MetaRecordReader.read(directory + "/meta") else {
-                chain.drift.append(.metaMissing("empty"))
-                return chain
-            }
-            chain.record = record
+            chain.record = try MetaRecordReader.read(directory + "/meta")
         } catch {
-            chain.drift.append(.metaMissing("\(error)"))
+            why = pinRoot.exists(directory + "/meta") ? "\(error)" : "no meta pin"
+        }
+        if chain.record == nil {
+            // Without its record, the chain is still tailor's when its root says so.
+            // Its root: pinned, on the spec's hook, or the program using the root's maps still pinned.
+            if let identity = identity(of: { try Chain.findRoot(name, pinRoot: pinRoot, hook: hook) }),
+               identity.names(name, under: pinRoot) {
+                chain.identity = identity
+                chain.drift.append(.recordLost)
+            } else {
+                chain.drift.append(.metaMissing(why))
+            }
             return chain
         }
         guard let record = chain.record else { return chain }
+        let root = try? Program(pinnedAt: directory + "/root").info().id
+        let attached = try? record.settings.hook.attachedProgram()
+        if root == nil {
+            // The root's pin is gone: its program may still run on the hook.
+            if let attached, let identity = identity(of: { try Program(id: attached) }),
+               identity.names(name, under: pinRoot) {
+                chain.drift.append(.chainPinMissing("root"))
+            } else {
+                chain.drift.append(.rootGone)
+                if let attached { chain.drift.append(.hookTaken(by: attached)) }
+                return chain
+            }
+        }
+        for pin in ["packet_meta", "root_counters"] where !pinRoot.exists(directory + "/" + pin) {
+            chain.drift.append(.chainPinMissing(pin))
+        }
         let slots = try? ProgramArray(pinnedAt: directory + "/progs").occupiedSlots()
-        if slots == nil { chain.drift.append(.pinMissing("progs")) }
+        if slots == nil { chain.drift.append(.chainPinMissing("progs")) }
         chain.slots = slots ?? [:]
         // Mid-commit, slots and pins are between two records: recovery sorts them out.
         let interrupted = record.pending != nil || pinRoot.exists(directory + "/staging")
@@ -182,17 +281,10 @@ public enum Observer {
             }
         }
         chain.tablesRead = deep && !interrupted
-        let root = try? Program(pinnedAt: directory + "/root").info().id
-        if root == nil { chain.drift.append(.pinMissing("root")) }
-        do {
-            let attached = try record.settings.hook.attachedProgram()
-            if let attached, let root, attached != root {
-                chain.drift.append(.hookTaken(by: attached))
-            } else if attached == nil {
-                chain.drift.append(.rootDetached)
-            }
-        } catch {
-            // The interface or its namespace is gone: nothing can be attached.
+        if let attached, root != nil, attached != root {
+            chain.drift.append(.hookTaken(by: attached))
+        } else if attached == nil {
+            // Nothing attached, or the interface or its namespace is gone: nothing can be attached.
             chain.drift.append(.rootDetached)
         }
         return chain

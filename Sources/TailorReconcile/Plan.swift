@@ -201,6 +201,10 @@ public struct ChainChange: Sendable, Equatable, Codable {
     public var repairsDrift = false
     /// The kind of each drift entry (`root-detached`, `table-changed`, ...), for logs.
     public var driftKinds: [String] = []
+    /// Why the change cannot be made without `--takeover`: another program holds
+    /// the chain's hook. The daemon applies every other chain and reports this one;
+    /// `tailor apply` refuses the whole plan unless told to skip it.
+    public var blocked: String?
 
     /// A chain tailor made goes away; the removal of an interrupted apply's leftovers
     /// does not count (nothing that carried packets is lost).
@@ -254,8 +258,9 @@ public struct Plan: Sendable, Equatable, Codable {
     public var refusals: [String] = []
 
     /// A plan of `chains`, with the totals counted from them.
-    public init(chains: [ChainChange]) {
+    public init(chains: [ChainChange], refusals: [String] = []) {
         self.chains = chains
+        self.refusals = refusals
         summary = Summary()
         for change in chains where change.action != .skip { summary.tally(change) }
     }
@@ -325,6 +330,13 @@ public enum Planner {
                                            drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
                 continue
             }
+            if chain.record == nil, let identity = chain.identity {
+                changes.append(ChainChange(
+                    name: chain.name, action: destroys ? .destroy : .skip, hook: identity.settings.hook.description,
+                    reasons: [destroys ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
+                    cubes: [], drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
+                continue
+            }
             guard let record = chain.record else {
                 changes.append(ChainChange(name: chain.name, action: .skip, hook: "?",
                                            reasons: ["not a chain tailor can read; left alone"], cubes: [],
@@ -368,6 +380,12 @@ public enum Planner {
         }
         var change = plan(desired, observed, drift: drift)
         change.driftKinds = drift.map(\.kind)
+        let taken = drift.compactMap { if case .hookTaken(let id) = $0 { id } else { nil } }
+        if let id = taken.first, change.action != .skip {
+            let reason = "\(desired.settings.hook) is held by \(id), a program that is not tailor's; --takeover replaces it"
+            change.blocked = reason
+            change.reasons.append("blocked: " + reason)
+        }
         return change
     }
 
@@ -390,6 +408,20 @@ public enum Planner {
                                }, drift: [])
         }
         let drift = observedDrift.map(\.description)
+        if !desired.suspend, observed.record == nil, !observed.isTailors,
+           observed.drift.contains(where: { if case .hookTaken = $0 { true } else { false } }) {
+            // No directory, and someone else's program on the hook.
+            return ChainChange(name: name, action: .create, hook: hook, reasons: [], cubes: reachable.map(added),
+                               drift: drift, driftKinds: [])
+        }
+        if !desired.suspend && (observed.needsRebuild || observedDrift.contains(.rootGone)) {
+            let why = observedDrift.contains(.rootGone)
+                ? "its root program is gone: what is left of it is removed and the chain built again"
+                : "its pins are gone while its root still runs: the chain is rebuilt from the spec and swapped in "
+                    + "atomically; its state starts empty"
+            return ChainChange(name: name, action: observedDrift.contains(.rootGone) ? .create : .replace, hook: hook,
+                               reasons: [why], cubes: reachable.map(added), drift: drift, repairsDrift: true)
+        }
         guard let record = observed.record else {
             return ChainChange(name: name, action: .skip, hook: hook,
                                reasons: ["the pinned chain has no readable meta record; remove it by hand"],

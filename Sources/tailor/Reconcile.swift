@@ -111,7 +111,7 @@ struct PlanCommand: ParsableCommand {
         let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let observed = Observer.observe(pinRoot: pinRoot, deep: options.deep)
+        let observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: options.deep)
         let prune = options.pruning.prune
         let plan = try Executor(pinRoot: pinRoot).verify(
             Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
@@ -145,6 +145,9 @@ struct ApplyCommand: ParsableCommand {
     @Flag(help: "Replace a program someone else attached to a chain's hook (otherwise apply stops).")
     var takeover = false
 
+    @Flag(help: "Apply every chain but those whose hook another program holds (otherwise apply stops).")
+    var skipBlocked = false
+
     func run() throws {
         var options = self.options
         let saved = try savedPlan()
@@ -156,7 +159,7 @@ struct ApplyCommand: ParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         // A saved plan is applied against the state observed the way it was made.
         let deep = saved?.deep ?? options.deep
-        var observed = Observer.observe(pinRoot: pinRoot, deep: deep)
+        var observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
         if let saved, let why = saved.staleness(desired: desired, observed: observed) {
             throw CommandError("refusing the saved plan: \(why)")
         }
@@ -164,11 +167,23 @@ struct ApplyCommand: ParsableCommand {
         let recovered = try Executor(pinRoot: pinRoot).recover(observed)
         if !recovered.isEmpty {
             for line in recovered { FileHandle.standardError.write(Data("Recovered: \(line)\n".utf8)) }
-            observed = Observer.observe(pinRoot: pinRoot, deep: deep)
+            observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
         }
         var executor = Executor(pinRoot: pinRoot, takeover: takeover)
         if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
-        let plan = try executor.verify(Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
+        var plan = try executor.verify(Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
+        // A blocked hook stops the whole apply (one transaction), unless it is taken over or skipped.
+        let blocked = takeover ? [] : plan.chains.filter { $0.blocked != nil }
+        if skipBlocked && !blocked.isEmpty {
+            for change in blocked {
+                FileHandle.standardError.write(Data("Skipped chain \(change.name): \(change.blocked ?? "")\n".utf8))
+            }
+            plan = Plan(chains: plan.chains.filter { $0.blocked == nil }, refusals: plan.refusals)
+        } else {
+            plan.refusals += blocked.map {
+                "chain \($0.name) is blocked: \($0.blocked ?? ""); nothing is applied (--skip-blocked applies the others)"
+            }
+        }
         // JSON is one document, written once the outcome is known.
         if options.output == .text { try options.show(plan) }
         guard plan.refusals.isEmpty else {
@@ -186,7 +201,7 @@ struct ApplyCommand: ParsableCommand {
         }
         if let revision {
             _ = try executor.record(revision: revision.description, chains: Set(desired.map(\.settings.name)),
-                                    observed: Observer.observe(pinRoot: pinRoot))
+                                    observed: Observer.observe(pinRoot: pinRoot, desired: desired))
         }
         if options.output == .json { try printJSON(ApplyResult(recovered: recovered, plan: plan, applied: report)) }
     }
@@ -308,9 +323,9 @@ struct StatusCommand: ParsableCommand {
         let pinRoot = try kernel.pinRoot()
         let (paths, names) = selection
         // Per chain, the digest the specs want; nil when no specs were given.
-        let desired = paths.isEmpty ? nil : Dictionary(try loadDesired(paths).map { ($0.settings.name, $0.digest) },
-                                                       uniquingKeysWith: { a, _ in a })
-        let observedChains = Observer.observe(pinRoot: pinRoot)
+        let specs = paths.isEmpty ? nil : try loadDesired(paths)
+        let desired = specs.map { Dictionary($0.map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a }) }
+        let observedChains = Observer.observe(pinRoot: pinRoot, desired: specs ?? [])
         var chains = observedChains.map { observed -> ChainStatus in
             let record = observed.record
             let cubes = (record?.cubes ?? [:]).sorted { $0.value.slot < $1.value.slot }.map { name, cube in
@@ -327,7 +342,8 @@ struct StatusCommand: ParsableCommand {
             } else {
                 .synced
             }
-            return ChainStatus(name: observed.name, hook: record?.settings.hook.description ?? "?", state: state,
+            let hook = (record?.settings ?? observed.identity?.settings)?.hook.description ?? "?"
+            return ChainStatus(name: observed.name, hook: hook, state: state,
                                specDigest: record?.specDigest, gitRevision: record?.gitRevision, cubes: cubes,
                                drift: observed.drift.map(\.description))
         }
@@ -388,7 +404,7 @@ struct DestroyCommand: ParsableCommand {
         guard all != !chains.isEmpty else { throw ValidationError("name chains to destroy, or give --all") }
     }
 
-    @Option(help: "Output format: text or json ({recovered, destroyed}).")
+    @Option(help: "Output format: text or json ({recovered, repaired, destroyed}).")
     var output: OutputFormat = .text
 
     func run() throws {
@@ -398,14 +414,22 @@ struct DestroyCommand: ParsableCommand {
         // What an interrupted apply left is sorted out first, so every chain is whole.
         let recovered = try Executor(pinRoot: pinRoot).recover(Observer.observe(pinRoot: pinRoot))
         if text { for line in recovered { print("Recovered: \(line)") } }
-        let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.record != nil }.map(\.name) : chains
-        var destroyed: [String] = []
+        // Chains provably tailor's: a readable record, or a root whose identity names the chain.
+        let names = all ? Observer.observe(pinRoot: pinRoot).filter { $0.isTailors && !$0.isLeftover }.map(\.name) : chains
+        var destroyed: [String] = [], repaired: [String] = []
         // A failure half-way still reports (in JSON too) the chains already gone.
-        defer { if !text { try? printJSON(["recovered": recovered, "destroyed": destroyed]) } }
+        defer {
+            if !text { try? printJSON(["recovered": recovered, "repaired": repaired, "destroyed": destroyed]) }
+        }
         for name in names {
-            try Chain.openForRemoval(name, pinRoot: pinRoot).destroy()
+            // Pins removed by hand are put back from the root first, or what is left removed: said so.
+            let done = try Chain.destroy(name, pinRoot: pinRoot).map { "chain \(name): \($0)" }
+            repaired += done
             destroyed.append(name)
-            if text { print("Destroyed chain \(name).") }
+            if text {
+                for line in done { print("Repaired: \(line)") }
+                print("Destroyed chain \(name).")
+            }
         }
         if text && names.isEmpty { print("No chains to destroy.") }
     }

@@ -1,0 +1,123 @@
+import TailorKernel
+
+/// A chain's own pins (not its cubes'): the root, the maps the root uses, and the
+/// meta record. Every one can be derived again from the root program while it
+/// runs, so pins removed by hand are put back instead of leaving the chain stuck:
+/// the root from the hook (proven the chain's by its identity, `ChainIdentity`),
+/// the maps from the root's maps, and, when the record is lost, a record of the
+/// chain's settings without cubes (its cubes are then built again: the planner
+/// replaces the chain).
+extension Chain {
+    /// Pin name -> the root's map pinned there, by the name the kernel keeps.
+    static let rootMaps = [("progs", ABI.progs), ("packet_meta", ABI.meta), ("root_counters", ABI.counters)]
+    /// Every pin a chain's directory holds besides its cubes and configs.
+    public static let chainPins = ["root"] + rootMaps.map(\.0) + ["meta"]
+
+    /// The chain's root program: pinned, or (its pin removed) the program on its
+    /// hook when that program's identity names this chain under this pin root.
+    /// Nil when neither holds it: the root program is gone, nothing of the chain runs.
+    /// `hook` is where to look when the record is gone too (the spec's hook).
+    /// Throws when the hook holds a program that is not provably this chain's root.
+    public static func findRoot(_ name: String, pinRoot: PinRoot, hook: ChainHook?) throws -> Program? {
+        let pin = pinRoot.appending(name, "root")
+        if pinRoot.exists(pin) { return try Program(pinnedAt: pin) }
+        let record = hasRecord(pinRoot.appending(name)) ? try MetaRecordReader.read(pinRoot.appending(name, "meta")) : nil
+        guard let hook = record?.settings.hook ?? hook else { return try rootUsing(name, pinRoot: pinRoot) }
+        guard let id = try hook.attachedProgram() else { return nil }
+        let program = try Program(id: id)
+        guard let identity = try ChainIdentity.of(program), identity.names(name, under: pinRoot) else {
+            throw DatapathError("chain \(name): its root pin is gone and \(hook) holds \(id), which is not its root "
+                + "(no identity of chain \(name) under \(pinRoot.path) in its data); it is left alone")
+        }
+        return program
+    }
+
+    /// With neither its root pin nor a record or spec saying where it is attached,
+    /// the chain's root is the loaded program that uses one of the maps still pinned
+    /// in its directory (progs, packet_meta, root_counters) and whose identity names
+    /// the chain: found among every program loaded (by id, CAP_SYS_ADMIN).
+    static func rootUsing(_ name: String, pinRoot: PinRoot) throws -> Program? {
+        let pinned = rootMaps.map { pinRoot.appending(name, $0.0) }.filter(pinRoot.exists)
+        let maps = Set(try pinned.map { try BPFMap(pinnedAt: $0).info.id })
+        guard !maps.isEmpty else { return nil }
+        for id in try Program.loadedIDs() {
+            guard let program = try loaded(id) else { continue }
+            let info = try program.info()
+            guard info.name.hasPrefix("root_"), !maps.isDisjoint(with: info.mapIDs),
+                  let identity = try ChainIdentity.of(program), identity.names(name, under: pinRoot) else { continue }
+            return program
+        }
+        return nil
+    }
+
+    /// Program `id`, or nil when it was unloaded since it was listed.
+    private static func loaded(_ id: ProgramID) throws -> Program? {
+        do {
+            return try Program(id: id)
+        } catch {
+            if error.code == .notFound { return nil }
+            throw error
+        }
+    }
+
+    /// Puts back the chain's own pins that are missing, from its root (`findRoot`):
+    /// the directory, the root, the maps the root uses, and a record of the
+    /// settings in the root's identity when the record is gone. Returns what it did;
+    /// nothing when every pin is there. Throws when the root is gone (`removeRemains`
+    /// is what is left to do then) or cannot be proven the chain's.
+    @discardableResult
+    public static func restorePins(_ name: String, pinRoot: PinRoot, hook: ChainHook? = nil) throws -> [String] {
+        let directory = pinRoot.appending(name)
+        let recorded = hasRecord(directory)
+        let missing = chainPins.filter { !pinRoot.exists(directory + "/" + $0) }
+        if recorded && missing.isEmpty { return [] }
+        guard let root = try findRoot(name, pinRoot: pinRoot, hook: hook) else {
+            throw DatapathError("chain \(name): its root program is gone (neither pinned nor on its hook), so "
+                + "nothing of it runs; what is left of it can only be removed")
+        }
+        guard let identity = try ChainIdentity.of(root), identity.names(name, under: pinRoot) else {
+            throw DatapathError("chain \(name): \(directory)/root is not the root of chain \(name) under "
+                + "\(pinRoot.path) (no identity of it in the program's data); it is left alone")
+        }
+        var done: [String] = []
+        if !pinRoot.exists(directory) { done.append("made \(directory) again") }
+        try pinRoot.makeDirectory(directory + "/cubes")
+        try pinRoot.makeDirectory(directory + "/config")
+        if missing.contains("root") {
+            try root.pin(at: directory + "/root")
+            done.append("pinned the root again from the program on \(identity.settings.hook)")
+        }
+        let maps = try root.info().mapIDs.map { try BPFMap(id: $0) }
+        for (pin, mapName) in rootMaps where missing.contains(pin) {
+            let found = maps.filter { $0.info.name == mapName }
+            guard found.count == 1, let map = found.first else {
+                throw DatapathError("chain \(name): its root uses \(found.count) maps named \(mapName), so \(pin) "
+                    + "cannot be pinned again")
+            }
+            try map.pin(at: directory + "/" + pin)
+            done.append("pinned \(pin) again from the root's maps")
+        }
+        if !recorded {
+            // A meta pin that does not read as a record is in the way: the directory is the chain's (its root says so).
+            if pinRoot.exists(directory + "/meta") { try pinRoot.unpin(directory + "/meta") }
+            let meta = try MetaMap.create()
+            try meta.write(ChainRecord(settings: identity.settings))
+            try meta.map.pin(at: directory + "/meta")
+            done.append("wrote a record of the settings in the root's identity (the cubes' records were lost)")
+        }
+        return done
+    }
+
+    /// Removes what is left of a chain whose root program is gone (nothing of it
+    /// can run): its slots are emptied and its directory unpinned. Returns what it did.
+    public static func removeRemains(_ name: String, pinRoot: PinRoot) throws -> String {
+        let directory = pinRoot.appending(name)
+        let progs = directory + "/progs"
+        if pinRoot.exists(progs) {
+            let array = try ProgramArray(pinnedAt: progs)
+            for slot in try array.occupiedSlots().keys { try array.clear(slot) }
+        }
+        try pinRoot.removeTree(directory)
+        return "removed what was left of chain \(name) (its root program was gone: nothing of it ran)"
+    }
+}
