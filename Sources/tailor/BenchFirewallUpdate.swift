@@ -111,14 +111,19 @@ struct BenchFirewallUpdate: ParsableCommand {
                         }))
             print("")
         }
-        print("Memory of the firewall's maps (bytes_memlock from bpftool), per 1,000 rules\n")
-        print(table(["rules", "tables, two generations", "one generation (est.)", "per 1,000 rules (two)",
-                     "per 1,000 rules (one)", "state maps"], report.memory.map {
-            let per = Double($0.rules) / 1000
-            let mib = { (bytes: Int) in String(format: "%.2f MiB", Double(bytes) / 1_048_576) }
-            let kib = { (bytes: Double) in String(format: "%.0f KiB", bytes / 1024) }
-            return ["\($0.rules)", mib($0.tablesBytes), mib($0.oneGenerationBytes),
-                    kib(Double($0.tablesBytes) / per), kib(Double($0.oneGenerationBytes) / per), mib($0.stateBytes)]
+        print("Memory of the firewall's maps (bytes_memlock from bpftool): the tables with both generations, and with one")
+        print("(the versioned tables halved); growth per 1,000 rules from the row above (arrays are sized for 10,240 rules)\n")
+        let mib = { (bytes: Int) in String(format: "%.2f MiB", Double(bytes) / 1_048_576) }
+        print(table(["rules", "tables (both gen.)", "one gen. (est.)", "growth per 1,000 rules", "growth, one gen.", "state maps"],
+                    report.memory.enumerated().map { index, row in
+            let growth = { (bytes: (BenchFirewallUpdate.Memory) -> Int) -> String in
+                guard index > 0 else { return "" }
+                let previous = report.memory[index - 1]
+                let per = Double(bytes(row) - bytes(previous)) / (Double(row.rules - previous.rules) / 1000)
+                return String(format: "%.0f KiB", per / 1024)
+            }
+            return ["\(row.rules)", mib(row.tablesBytes), mib(row.oneGenerationBytes), growth(\.tablesBytes),
+                    growth(\.oneGenerationBytes), mib(row.stateBytes)]
         }))
         print("\nGoals (issue 14; set at 10,000 rules)\n")
         print(table(["rules", "goal", "measured", "met"], report.goals.map {
