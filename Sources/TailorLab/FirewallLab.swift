@@ -366,3 +366,38 @@ extension FirewallRuleSet {
         return parts
     }
 }
+
+extension FirewallRuleSet {
+    /// `rule` as `iptables` arguments after the chain (`-A FORWARD`, `-I FORWARD 5`,
+    /// `-R FORWARD 5`): its match and its target.
+    public static func iptablesArguments(_ rule: Firewall.Rule, ipv6: Bool = false) -> [String] {
+        iptablesMatch(rule, ipv6: ipv6).split(separator: " ").map(String.init)
+            + ["-j", rule.action == .accept ? "ACCEPT" : "DROP"]
+    }
+
+    /// `rule` as `nft` arguments after `add rule ... CHAIN` (or `replace rule ...
+    /// handle H`): its match and its verdict.
+    public static func nftArguments(_ rule: Firewall.Rule) -> [String] {
+        (nftMatch(rule) + [rule.action == .accept ? "accept" : "drop"]).flatMap { $0.split(separator: " ").map(String.init) }
+    }
+
+    /// `rule` as one line of a firewall spec's `rules` list, in flow style
+    /// (`{match: {dst: 10.0.0.0/24, proto: tcp, dport: 80}, action: accept}`):
+    /// prefixes, protocol and ports, the fields `FirewallBenchmarkSet` draws.
+    /// Nil for a rule with TCP flags, states or an IP version alone.
+    public static func specLine(_ rule: Firewall.Rule) -> String? {
+        let match = rule.match
+        guard match.tcpFlags == nil, rule.states == nil, match.ipv6 == nil || match.source != nil
+            || match.destination != nil else { return nil }
+        let ports = { (range: ClosedRange<UInt16>) in
+            range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
+        }
+        var fields: [String] = []
+        if let source = match.source { fields.append("src: \(source.network)") }
+        if let destination = match.destination { fields.append("dst: \(destination.network)") }
+        if let proto = match.proto { fields.append("proto: " + (proto == 6 ? "tcp" : proto == 17 ? "udp" : "\(proto)")) }
+        if let range = match.sourcePorts { fields.append("sport: \(ports(range))") }
+        if let range = match.destinationPorts { fields.append("dport: \(ports(range))") }
+        return "{match: {\(fields.joined(separator: ", "))}, action: \(rule.action == .accept ? "accept" : "drop")}"
+    }
+}

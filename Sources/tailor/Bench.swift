@@ -8,7 +8,7 @@ import TailorLab
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure tailor against its baselines (needs root for kernel benchmarks).",
-        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self, BenchReconcile.self, BenchCubes.self, BenchFirewall.self]
+        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self, BenchReconcile.self, BenchCubes.self, BenchFirewall.self, BenchFirewallUpdate.self]
     )
 }
 
