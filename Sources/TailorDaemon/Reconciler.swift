@@ -87,6 +87,9 @@ public final class Reconciler {
         /// The cubes of the live chains as the reconcile last observed them; nil
         /// when it did not get as far as observing.
         public var cubes: [LiveCube]?
+        /// Whether the specs were read and parsed; false when no file under the
+        /// directory changed since the last good load (`SpecFingerprint`).
+        public var specsParsed = true
 
         /// How a reconcile ended, worst first: a chain (or the whole reconcile)
         /// failed, the specs have errors (the last good ones were used), the plan
@@ -136,6 +139,8 @@ public final class Reconciler {
     let configuration: Configuration
     let logger: Logger
     private var lastGood: [DesiredChain]?
+    /// The directory's fingerprint when `lastGood` was loaded from it without errors.
+    private var lastGoodFingerprint: String?
     /// When a reconcile last read every table entry.
     private var lastDeep: ContinuousClock.Instant?
     private var failures: [String: Failure] = [:]
@@ -165,7 +170,13 @@ public final class Reconciler {
         log.info("reconcile started", metadata: ["reason": "\(reason)"])
         var outcome = Outcome(revision: revision)
 
-        let (chains, diagnostics) = DesiredChain.load([configuration.specDirectory])
+        // Unchanged files since the last good load: the same desired state, not parsed again.
+        let fingerprint = SpecFingerprint.of(configuration.specDirectory)
+        let unchanged = fingerprint != nil && fingerprint == lastGoodFingerprint
+        let (chains, diagnostics) = unchanged ? (lastGood ?? [], Diagnostics())
+            : DesiredChain.load([configuration.specDirectory])
+        outcome.specsParsed = !unchanged
+        lastGoodFingerprint = diagnostics.hasErrors ? nil : fingerprint
         let prune: Prune = diagnostics.hasErrors ? .keep : configuration.prune
         if diagnostics.hasErrors {
             for diagnostic in diagnostics.sorted where diagnostic.severity == .error {
