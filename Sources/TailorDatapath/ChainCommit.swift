@@ -147,10 +147,8 @@ extension Chain {
                                                stateLayouts: instance.stateLayouts, knownTables: update.entries)
             }
             if plan.isEmpty {
-                if record != before.record {
-                    try step("write record") { try meta.write(record) }
-                    try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
-                }
+                // The old configs stay until `finish`: a revert puts the old record back.
+                if record != before.record { try step("write record") { try meta.write(record) } }
                 return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore,
                                       generations: generations, copied: [], started: start, committed: clock.now)
             }
@@ -205,7 +203,12 @@ extension Chain {
             for (cube, generation) in switched.generations.sorted(by: { $0.key < $1.key }) {
                 try step("settle the tables of cube \(cube)") { try generation.settle() }
             }
-            guard !plan.isEmpty else { return }
+            guard !plan.isEmpty else {
+                if record != switched.before.record {
+                    try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
+                }
+                return
+            }
             for (migration, copied) in zip(prepared.migrations, switched.copied) {
                 try step("final pass of map \(migration.map) of cube \(migration.cube)") {
                     let (updates, deletes) = migration.translation.finalPass(
@@ -310,7 +313,7 @@ extension Chain {
             for slot in fresh { attempt("empty slot \(slot)") { _ = try self.progs.clear(slot) } }
         }
         for (cube, generation) in generations.sorted(by: { $0.key < $1.key }) {
-            attempt("switch the tables of cube \(cube) back") { try generation.undo() }
+            attempt("switch the tables of cube \(cube) back") { try generation.undo(grace: self.waitForGracePeriod) }
         }
         for (cube, maps) in tables {
             for (name, entries) in maps {

@@ -134,9 +134,9 @@ struct TableGenerations {
     }
 
     /// Writes every table back to `tables` in both generations, entry by entry:
-    /// for tables changed by hand, which were already wrong.
+    /// for tables changed by hand, which were already wrong. Both generations then
+    /// hold the same, so packets are switched to generation 0, as a fresh instance has it.
     func restore(_ tables: [String: [TableEntry]]) throws {
-        var current = try GenerationWord.read(word)
         for (name, table) in versioned {
             for generation in 0..<2 {
                 try write(tables[name] ?? [], over: Self.entries(of: table.map, keys: table.keys, generation: generation),
@@ -144,8 +144,7 @@ struct TableGenerations {
             }
         }
         for (name, map) in contentKeyed { try Chain.sync(map, to: tables[name] ?? []) }
-        current.settled = true
-        try current.write(to: word)
+        try GenerationWord(active: 0, settled: true).write(to: word)
     }
 
     /// Makes `tables` what packets read, per packet consistently: the entries that
@@ -236,19 +235,30 @@ struct GenerationSwitch {
         try GenerationWord(active: 1 - from, settled: true).write(to: tables.word)
     }
 
-    /// Switches packets back to the old entries, settled or not: generation `from`
-    /// gets the old entries back if `settle` ran, then one write switches. Left
-    /// unsettled: the next change makes the generations equal first.
-    func undo() throws {
-        for name in tables.versioned.keys.sorted() {
-            guard let (map, keys) = tables.versioned[name] else { continue }
-            try tables.write(before[name] ?? [], over: TableGenerations.entries(of: map, keys: keys, generation: from),
+    /// Puts the tables back exactly as they were, settled or not: generation `from`
+    /// gets the old entries back if `settle` ran, one write switches packets back to
+    /// it, and after a grace period (no packet reads the other generation any more)
+    /// the other generation and the content-keyed entries are put back too.
+    func undo(grace: () throws -> Void) throws {
+        let other = 1 - from
+        for (name, table) in tables.versioned.sorted(by: { $0.key < $1.key }) {
+            try tables.write(before[name] ?? [], over: TableGenerations.entries(of: table.map, keys: table.keys, generation: from),
                              into: name, generation: from)
         }
         for (name, map) in tables.contentKeyed {
             try map.updateBatch((before[name] ?? []).map { ($0.key, $0.value) })
         }
         try GenerationWord(active: from, settled: false).write(to: tables.word)
+        try grace()
+        for (name, table) in tables.versioned.sorted(by: { $0.key < $1.key }) {
+            try tables.write(before[name] ?? [], over: TableGenerations.entries(of: table.map, keys: table.keys, generation: other),
+                             into: name, generation: other)
+        }
+        for (name, map) in tables.contentKeyed {
+            let kept = Set((before[name] ?? []).map(\.key))
+            for entry in after[name] ?? [] where !kept.contains(entry.key) { _ = try map.delete(entry.key) }
+        }
+        try GenerationWord(active: from, settled: true).write(to: tables.word)
     }
 }
 
