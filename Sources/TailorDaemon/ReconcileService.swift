@@ -108,10 +108,13 @@ public struct ReconcileService: Service {
                     await Task.yield()
                 }
             } onGracefulShutdown: {
+                logger.notice("stopping (SIGTERM or SIGINT) after the reconcile in progress")
                 sink.finish()
             }
             SystemdNotify.send("STOPPING=1")
             logger.notice("tailor run is stopping; the datapath stays as it is")
+            // What is still queued for the service manager goes before the process exits, unless it stopped reading.
+            SystemdNotify.flush(within: .seconds(1))
             group.cancelAll()
         }
     }

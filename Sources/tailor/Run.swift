@@ -10,7 +10,7 @@ struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Keep the kernel matching a spec directory: reconcile on start, on every change, every interval.",
         discussion: "Logs go to the systemd journal (CHAIN, CUBE, ACTION, PLAN_ID, GIT_COMMIT, DURATION_US, "
-            + "DRIFT_KIND, SPEC_FILE fields), or to stderr without one. SIGHUP reconciles at once; SIGTERM stops "
+            + "DRIFT_KIND, SPEC_FILE fields), or to stderr without one or with --log-to stderr. SIGHUP reconciles at once; SIGTERM stops "
             + "after the reconcile in progress and leaves the datapath as it is. With systemd (Type=notify): READY=1 "
             + "after the first reconcile, STATUS= after each, WATCHDOG=1 when WatchdogSec is set, withheld while a "
             + "reconcile has run longer than it. Specs with errors "
@@ -45,6 +45,15 @@ struct Run: AsyncParsableCommand {
             })
     var metricsAddress: ListenAddress?
 
+    @Option(help: ArgumentHelp("Where logs go: journal (native entries with fields, stderr when no journald listens) "
+                               + "or stderr (one readable line each, for a container's log collector or a terminal).",
+                               valueName: "journal|stderr"))
+    var logTo = LogTarget.journal
+
+    enum LogTarget: String, ExpressibleByArgument, CaseIterable {
+        case journal, stderr
+    }
+
     func validate() throws {
         guard interval > 0, deepInterval >= 0, debounce >= 0 else {
             throw ValidationError("--interval must be > 0, --deep-interval and --debounce >= 0")
@@ -55,7 +64,8 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { JournalLogHandler(label: $0) }
+        let useJournal = logTo == .journal
+        LoggingSystem.bootstrap { JournalLogHandler(label: $0, useJournal: useJournal) }
         let logger = Logger(label: "tailor.run")
         let directory = URL(fileURLWithPath: specDirectory).standardizedFileURL.path
         let failpoints = try ProcessInfo.processInfo.environment["TAILOR_FAILPOINTS"].map { text in

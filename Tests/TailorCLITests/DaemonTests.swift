@@ -41,17 +41,25 @@ enum Journal {
 final class Daemon {
     let process = Process()
 
-    /// `stderr`: a file for its log lines when no journald runs. Every table entry is
-    /// read every 2 s (`--deep-interval`), the reconciles between compare records.
+    /// `log`: a file its log lines go to (`--log-to stderr`, also while another test's
+    /// journald runs); without it they go to the journal. Every table entry is read
+    /// every 2 s (`--deep-interval`), the reconciles between compare records.
     init(_ specs: String, _ root: PinRoot, interval: String = "1", environment: [String: String] = [:],
-         stderr: FileHandle = .nullDevice) throws {
+         log: String? = nil) throws {
         process.executableURL = Golden.tailor
         process.arguments = ["run", specs, "--bpffs", root.path, "--interval", interval, "--deep-interval", "2",
-                             "--debounce", "50"]
+                             "--debounce", "50"] + (log == nil ? [] : ["--log-to", "stderr"])
         process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"].merging(environment) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = stderr
+        process.standardError = try log.map(Self.appending) ?? .nullDevice
         try process.run()
+    }
+
+    /// `path` opened for writing at its end: a daemon started again adds to the log.
+    static func appending(_ path: String) throws -> FileHandle {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+        return handle
     }
 
     /// SIGTERM, then the exit status.
@@ -99,6 +107,14 @@ final class NotifySocket {
             if let message = receive(within: deadline.timeIntervalSinceNow), message.contains(text) { return message }
         }
         return nil
+    }
+
+    /// The messages waiting, and those that follow within 50 ms of the last (for up to 3 s).
+    func drain() -> [String] {
+        var messages: [String] = []
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline, let message = receive(within: 0.05) { messages.append(message) }
+        return messages
     }
 
     deinit {
@@ -201,18 +217,31 @@ struct DaemonTests {
                     #expect(eventually { Self.record(root)?.gitRevision == repository.commits[1] })
                     #expect(try Traffic.udp(in: lab, count: 3, port: 10, timeout: .milliseconds(300)) == 0)
 
-                    // Tampering, each kind repaired within an interval or two.
+                    // Tampering, each kind repaired within an interval or two. The next tampering waits
+                    // for the journal to say the repair is done: a repair puts back the tables too, so a
+                    // table changed while it runs would be put back unnamed.
+                    let pid = daemon.process.processIdentifier
+                    let repaired = { (kind: String) in
+                        eventually(10) {
+                            try Journal.entries(pid: pid).contains {
+                                $0["MESSAGE"] == "drift repaired" && $0["DRIFT_KIND"] == kind
+                            }
+                        }
+                    }
                     let rootID = try Program(pinnedAt: root.appending("edge", "root")).info().id
                     try TC.detach(from: lab.b.interface(), direction: .ingress, expected: rootID)
                     #expect(eventually(5) { try hook.attachedProgram() == rootID })
+                    #expect(repaired("root-detached"))
                     let slots = try ProgramArray(pinnedAt: root.appending("edge", "progs"))
                     let count = try #require(Self.record(root)?.cubes["count"])
                     try slots.clear(count.slot)
                     #expect(eventually(5) { try slots.program(at: count.slot)?.rawValue == count.program })
+                    #expect(repaired("slot-empty"))
                     let rules = try BPFMap(pinnedAt: root.appending("edge", "cubes", "acl", "maps", "rules"))
                     let rule = try #require(try rules.lookup([0, 0, 0, 0]))
                     try rules.update([0, 0, 0, 0], [UInt8](repeating: 0, count: rule.count))
                     #expect(eventually(5) { try rules.lookup([0, 0, 0, 0]) == rule })
+                    #expect(repaired("table-changed"))
                     let countPins = root.appending("edge", "cubes", "count")
                     try root.unpin(countPins + "/prog")
                     try root.unpin(countPins + "/maps/counters")
@@ -222,7 +251,6 @@ struct DaemonTests {
                     })
 
                     // SIGTERM: exits 0 and the datapath stays, still filtering.
-                    let pid = daemon.process.processIdentifier
                     #expect(daemon.stop() == 0)
                     stopped = true
                     #expect(try hook.attachedProgram() == rootID)
@@ -284,7 +312,7 @@ struct DaemonTests {
             try Data().write(to: URL(fileURLWithPath: log))
             let notify = try NotifySocket()
             let daemon = try Daemon(directory, root, environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"],
-                                    stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                                    log: log)
             let ready = notify.wait(for: "READY=1", within: 10)
             #expect(ready?.contains("STATUS=1 chain synced, 0 drifted, 1 failing") == true, "\(ready ?? "nothing")")
             #expect(notify.wait(for: "WATCHDOG=1", within: 1) != nil)
@@ -304,6 +332,19 @@ struct DaemonTests {
             #expect(notify.wait(for: "STATUS=2 chains synced, 0 drifted", within: 5) != nil)
             #expect(root.exists(root.appending("bad")))
 
+            // A service manager that stops reading: its socket holds 10 datagrams (the watchdog's
+            // pings fill it in 2 s), and the loop still reconciles. Reading again gets the newest status.
+            let reconciles = { lines().components(separatedBy: "REASON=SIGHUP").count - 1 }
+            for _ in 0..<15 {
+                let before = reconciles()
+                kill(daemon.process.processIdentifier, SIGHUP)
+                #expect(eventually(5) { reconciles() > before }, "\(lines())")
+                usleep(200_000)
+            }
+            let waiting = notify.drain()
+            #expect(waiting.count >= 10, "\(waiting)")
+            #expect(waiting.last { $0.hasPrefix("STATUS=") } == "STATUS=2 chains synced, 0 drifted", "\(waiting)")
+
             #expect(daemon.stop() == 0)
             #expect(notify.wait(for: "STOPPING=1", within: 2) != nil)
             #expect(lines().contains("tailor run is stopping; the datapath stays as it is"))
@@ -317,7 +358,8 @@ extension DaemonTests {
     static func daemonAllowingEmpty(_ directory: String, _ root: PinRoot, log: String) throws -> Process {
         let process = Process()
         process.executableURL = Golden.tailor
-        process.arguments = ["run", directory, "--bpffs", root.path, "--interval", "1", "--debounce", "50", "--allow-empty"]
+        process.arguments = ["run", directory, "--bpffs", root.path, "--interval", "1", "--debounce", "50", "--allow-empty",
+                             "--log-to", "stderr"]
         process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -341,7 +383,7 @@ extension DaemonTests {
                 let count = { (text: String) in lines().components(separatedBy: text).count - 1 }
                 let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
 
-                let daemon = try Daemon(directory, root, stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                let daemon = try Daemon(directory, root, log: log)
                 var stopped = false
                 defer { if !stopped { _ = daemon.stop() } }
                 let ready = eventually { try hook.attachedProgram() != nil && lines().contains("tailor run is ready") }
@@ -423,7 +465,7 @@ extension DaemonTests {
                 #expect(try CLI.run(["init", "-q", base + "/worktrees/one"], executable: "/usr/bin/git").status == 0)
                 try fileManager.createSymbolicLink(atPath: link, withDestinationPath: "worktrees/one")
                 // An interval no test waits for: only the watcher can bring the changes in.
-                let daemon = try Daemon(link, root, interval: "600", stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                let daemon = try Daemon(link, root, interval: "600", log: log)
                 var stopped = false
                 defer { if !stopped { _ = daemon.stop() } }
                 #expect(eventually { try hook.attachedProgram() != nil && lines().contains("tailor run is ready") }, "\(lines())")
@@ -446,7 +488,7 @@ extension DaemonTests {
                 try write(plain, 12)
                 var before = digest()
                 let again = try Daemon(plain, root, interval: "600",
-                                       stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: plainLog)))
+                                       log: plainLog)
                 defer { if again.process.isRunning { _ = again.stop() } }
                 #expect(eventually { digest() != before && plainLines().contains("tailor run is ready") }, "\(plainLines())")
                 try fileManager.removeItem(atPath: plain)
@@ -495,7 +537,7 @@ extension DaemonTests {
 
             let notify = try NotifySocket()
             let daemon = try Daemon(directory, root, interval: "600", environment: ["NOTIFY_SOCKET": notify.path],
-                                    stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                                    log: log)
             var stopped = false
             defer { if !stopped { _ = daemon.stop() } }
             let ready = notify.wait(for: "READY=1", within: 10)
@@ -549,7 +591,7 @@ extension DaemonTests {
             let daemon = try Daemon(directory, root, interval: "600", environment: [
                 "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000",
                 "TAILOR_FAILPOINTS": "slow: pin chain slow=sleep:2500",
-            ], stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+            ], log: log)
             var stopped = false
             defer { if !stopped { _ = daemon.stop() } }
             #expect(notify.wait(for: "READY=1", within: 10) != nil)

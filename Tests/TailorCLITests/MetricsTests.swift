@@ -262,16 +262,17 @@ struct MetricsTests {
         return counters
     }
 
-    /// `tailor run directory --metrics-address address`, reconciling every second.
+    /// `tailor run directory --metrics-address address`, reconciling every second,
+    /// logging to the file `log` (`--log-to stderr`).
     static func daemon(_ directory: String, _ root: PinRoot, address: String, notify: NotifySocket,
-                       stderr: FileHandle = .nullDevice) throws -> Process {
+                       log: String) throws -> Process {
         let process = Process()
         process.executableURL = Golden.tailor
         process.arguments = ["run", directory, "--bpffs", root.path, "--interval", "1", "--debounce", "50",
-                             "--metrics-address", address]
+                             "--metrics-address", address, "--log-to", "stderr"]
         process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": notify.path]
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = stderr
+        process.standardError = try Daemon.appending(log)
         try process.run()
         return process
     }
@@ -305,7 +306,7 @@ struct MetricsTests {
             try Data().write(to: URL(fileURLWithPath: log))
             let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
             let process = try Self.daemon(directory, root, address: "127.0.0.1:\(port)", notify: notify,
-                                          stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: log)))
+                                          log: log)
             var stopped = false
             defer { if !stopped { _ = Self.stop(process) } }
             #expect(notify.wait(for: "READY=1", within: 15) != nil)
@@ -373,7 +374,7 @@ struct MetricsTests {
                 let secondLog = specs.directory + "/second.log"
                 try Data().write(to: URL(fileURLWithPath: secondLog))
                 let second = try Self.daemon(directory, other, address: "127.0.0.1:\(port)", notify: secondNotify,
-                                             stderr: try FileHandle(forWritingTo: URL(fileURLWithPath: secondLog)))
+                                             log: secondLog)
                 let status = eventually(10) { !second.isRunning } ? second.terminationStatus : Self.stop(second)
                 let stderr = try String(contentsOfFile: secondLog, encoding: .utf8)
                 #expect(status == 1, "a daemon whose port is taken ran on: \(stderr)")

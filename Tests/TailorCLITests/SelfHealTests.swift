@@ -194,7 +194,7 @@ extension DaemonTests {
                     try Data().write(to: URL(fileURLWithPath: log))
                     defer { try? FileManager.default.removeItem(atPath: log) }
                     let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-                    let start = { try Daemon(specs.directory, root, stderr: FileHandle(forWritingAtPath: log) ?? .nullDevice) }
+                    let start = { try Daemon(specs.directory, root, log: log) }
                     var daemon = try start()
                     defer { _ = daemon.stop() }
                     let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)

@@ -157,7 +157,7 @@ struct UnitTests {
             daemon.arguments = ["-f", "-qq", "--seccomp-bpf", "-e", "trace=!" + untraced, "-o", trace, "/usr/bin/setpriv"]
                 + Unit.setpriv(capabilities)
                 + [Golden.tailor.path, "run", directory + "/specs", "--bpffs", root.path, "--interval", "1",
-                   "--debounce", "50", "--metrics-address", "127.0.0.1:\(metricsPort)"]
+                   "--debounce", "50", "--metrics-address", "127.0.0.1:\(metricsPort)", "--log-to", "stderr"]
             daemon.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
             daemon.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             daemon.standardOutput = FileHandle.nullDevice
