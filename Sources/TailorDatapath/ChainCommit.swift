@@ -340,7 +340,8 @@ extension Chain {
     /// names (the commit slot last) and the new instances go. Once the old pins
     /// started to go, the switch had happened and only retiring was left: the staged
     /// instances are promoted. Either way, slots no instance owns are emptied after
-    /// a grace period. Without a pending record, only staged leftovers are removed.
+    /// a grace period. Without a pending record, only staged leftovers and configs no
+    /// record names are removed.
     /// Returns what it did.
     public static func recover(_ name: String, pinRoot: PinRoot) throws -> [String] {
         let directory = pinRoot.appending(name)
@@ -351,10 +352,17 @@ extension Chain {
         }
         let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
         guard let pending = record.pending else {
-            guard pinRoot.exists(staging) else { return [] }
-            try pinRoot.removeTree(staging)
-            try configs.trim(keeping: record.configDigests)
-            return ["removed the instances an apply staged and never committed"]
+            var done: [String] = []
+            if pinRoot.exists(staging) {
+                try pinRoot.removeTree(staging)
+                done.append("removed the instances an apply staged and never committed")
+            }
+            let unreferenced = configs.pinned().filter { !record.configDigests.contains($0) }
+            if !unreferenced.isEmpty {
+                try configs.trim(keeping: record.configDigests)
+                done.append("removed \(unreferenced.count) config pin(s) no record names")
+            }
+            return done
         }
         let progs = try ProgramArray(pinnedAt: directory + "/progs")
         let pinned = { (dir: String) -> (Program, UInt32)? in

@@ -55,7 +55,7 @@ public struct ConfigStore: Sendable {
     }
 
     /// The digests of the configs pinned.
-    func pinned() -> [String] {
+    public func pinned() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
     }
 

@@ -76,14 +76,15 @@ public struct Executor {
     /// Puts back a consistent state after an apply that was killed half-way, before
     /// anything is planned: leftovers of chain builds and removals are sorted out
     /// (`Chain.recoverLeftover`) and interrupted commits undone or finished
-    /// (`Chain.recover`). Returns what it did; nothing when there was nothing to do.
+    /// (`Chain.recover`), with the configs they pinned and no record names.
+    /// Returns what it did; nothing when there was nothing to do.
     public func recover(_ observed: [ObservedChain]) throws -> [String] {
         var done: [String] = []
         let open = pinRoot.exists(marker)
         for chain in observed where chain.isLeftover {
             done.append(try Chain.recoverLeftover(pinRoot.appending(chain.name), pinRoot: pinRoot, transactionOpen: open))
         }
-        for chain in observed where !chain.isLeftover && chain.drift.contains(.interruptedApply) {
+        for chain in observed where !chain.isLeftover && chain.drift.contains(where: \.isRecovered) {
             done += try Chain.recover(chain.name, pinRoot: pinRoot).map { "chain \(chain.name): \($0)" }
         }
         if open {

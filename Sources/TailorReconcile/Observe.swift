@@ -42,6 +42,10 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     /// A cube's versioned tables were left between two generations (an apply
     /// stopped after the switch): apply makes the other generation equal again.
     case tablesUnsettled(cube: String)
+    /// Config pins (`<chain>/config/<digest>`) no record names: an apply stopped
+    /// between pinning a change's configs and writing the record that names them, or
+    /// before it removed the configs its record no longer names. Recovery unpins them.
+    case configsUnreferenced([String])
     /// A controller-owned table's entries were changed by hand (found by the planner,
     /// which knows what the table should hold).
     case tableChanged(cube: String, map: String, added: Int, changed: Int, removed: Int)
@@ -67,6 +71,8 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
         case .cubePinMissing(let cube, let pin): "pin \(pin) of cube \(cube) is missing (the instance still runs)"
         case .tablesUnsettled(let cube):
             "the tables of cube \(cube) were left between two generations by an interrupted apply"
+        case .configsUnreferenced(let digests):
+            "config pins no record names, left by an interrupted apply: \(digests.joined(separator: ", "))"
         case .tableChanged(let cube, let map, let added, let changed, let removed):
             "table \(map) of cube \(cube) was changed by hand (+\(added) ~\(changed) -\(removed) entries)"
         case .tableEntryChanged(let cube, let map, let key, let change):
@@ -79,8 +85,16 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     public var isRepairable: Bool {
         switch self {
         case .slotEmpty, .programSwapped, .rootDetached, .hookTaken, .tableChanged, .tableEntryChanged, .interruptedApply,
-             .leftover, .cubePinMissing, .chainPinMissing, .recordLost, .orphaned, .rootGone, .tablesUnsettled: true
+             .leftover, .cubePinMissing, .chainPinMissing, .recordLost, .orphaned, .rootGone, .tablesUnsettled, .configsUnreferenced: true
         case .metaMissing, .pinMissing, .foreign: false
+        }
+    }
+
+    /// Whether `Executor.recover` sorts it out (`Chain.recover`) before anything is planned.
+    public var isRecovered: Bool {
+        switch self {
+        case .interruptedApply, .configsUnreferenced: true
+        default: false
         }
     }
 
@@ -88,7 +102,7 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     public var kind: String {
         switch self {
         case .metaMissing: "meta-missing"
-        case .interruptedApply, .tablesUnsettled: "interrupted-apply"
+        case .interruptedApply, .tablesUnsettled, .configsUnreferenced: "interrupted-apply"
         case .leftover: "leftover"
         case .rootDetached: "root-detached"
         case .hookTaken: "hook-taken"
@@ -250,6 +264,8 @@ public enum Observer {
         let interrupted = record.pending != nil || pinRoot.exists(directory + "/staging")
         if interrupted { chain.drift.append(.interruptedApply) }
         let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
+        let unreferenced = configs.pinned().filter { !record.configDigests.contains($0) }
+        if !interrupted && !unreferenced.isEmpty { chain.drift.append(.configsUnreferenced(unreferenced)) }
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) where !interrupted {
             // Read whole and checked here; parsed only by a plan that changes the cube.
             if let digest = cubeRecord.configDigest { chain.configs[cube] = configs.read(digest) }

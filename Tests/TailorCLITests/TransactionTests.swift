@@ -75,6 +75,19 @@ struct TransactionTests {
             """
         }
 
+        /// A firewall cube: UDP to `port` accepted, to `port + 1` dropped, the rest too.
+        func firewall(_ name: String, port: Int) -> String {
+            """
+                - name: \(name)
+                  type: firewall
+                  config:
+                    policy: drop
+                    rules:
+                      - {match: {proto: udp, dport: \(port)}, action: accept}
+                      - {match: {proto: udp, dport: \(port + 1)}, action: drop}
+            """
+        }
+
         func remove() { try? FileManager.default.removeItem(atPath: directory) }
     }
 
@@ -166,6 +179,69 @@ struct TransactionTests {
             // And once nothing fails, v2 applies and holds.
             try Self.apply(specs.v2, root)
             #expect(try Self.tailor(["plan", specs.v2, "--detailed-exitcode"], root).status == 0)
+        }
+    }
+
+    @Test("an in-place change of a firewall's rules failed or killed at any of its steps is undone exactly by the next apply, and leaves no config pin its record does not name")
+    func inPlaceEveryStep() async throws {
+        try await Self.withSpecs { specs, root in
+            let (old, new) = (specs.directory + "/fw1", specs.directory + "/fw2")
+            for (directory, port) in [(old, 53), (new, 54)] {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try specs.chain("f", hook: "tc-egress", cubes: [specs.firewall("fw", port: port)], side: specs.lab.a)
+                    .write(toFile: directory + "/f.yaml", atomically: true, encoding: .utf8)
+            }
+            let hooks = [ChainHook(interface: specs.lab.a.interfaceName, namespace: specs.lab.a.namespaceName,
+                                   kind: .tcEgress)]
+            let configs = { Set((try? FileManager.default.contentsOfDirectory(atPath: root.appending("f", "config"))) ?? []) }
+            try Self.apply(old, root)
+            let oldConfigs = configs()
+            #expect(oldConfigs.count == 1)
+            let traced = try Self.tailor(["apply", new, "--output", "json"], root, failpoints: "=trace")
+            #expect(traced.status == 0 && traced.stdout.contains("\"action\" : \"update\""), "\(traced.stdout)\(traced.stderr)")
+            let steps = traced.stderr.split(separator: "\n").compactMap { line in
+                line.hasPrefix("failpoint: ") ? String(line.dropFirst("failpoint: ".count)) : nil
+            }
+            // No cube is loaded: the config is pinned, the tables switched, the record written, the old config removed.
+            #expect(steps.filter { $0.hasPrefix("f: ") } == [
+                "f: write configs", "f: switch the tables of cube fw to a new generation", "f: write record",
+                "f: settle the tables of cube fw", "f: remove unused configs",
+            ], "\(steps)")
+            try Self.apply(old, root)
+            // Once the record names the new config, a killed apply is finished, not undone.
+            let written = try #require(steps.firstIndex(of: "f: write record"))
+
+            for (index, step) in steps.enumerated() {
+                let before = try KernelSnapshot(root, hooks: hooks)
+                let failed = try Self.tailor(["apply", new], root, failpoints: "\(step)=EPERM")
+                #expect(failed.status == 1 && failed.stderr.contains("failpoint"), "EPERM at \(step): \(failed.stderr)")
+                let after = try KernelSnapshot(root, hooks: hooks)
+                #expect(after == before, "EPERM at \(step) changed the kernel:\n\(before.changes(to: after))")
+
+                let killed = try Self.tailor(["apply", new], root, failpoints: "\(step)=kill")
+                #expect(killed.status == 128 + SIGKILL, "kill at \(step): \(killed.status) \(killed.stderr)")
+                let plan = try Self.tailor(["plan", old, "--detailed-exitcode"], root)
+                // The record names one config: another is left over, and the plan says so.
+                if configs().count > 1 {
+                    #expect(plan.status == 2 && plan.stdout.contains("config pins no record names"),
+                            "kill at \(step) left \(configs()), the plan does not say:\n\(plan.stdout)")
+                }
+                if index <= written {
+                    try Self.apply(old, root)
+                    let end = try KernelSnapshot(root, hooks: hooks)
+                    #expect(end == before, "kill at \(step) was not undone exactly:\n\(before.changes(to: end))")
+                } else {
+                    try Self.apply(new, root)
+                    let converged = try Self.tailor(["plan", new, "--detailed-exitcode"], root)
+                    #expect(converged.status == 0, "after a kill at \(step), the new rules did not converge:\n\(converged.stdout)")
+                    #expect(configs().count == 1 && configs() != oldConfigs, "kill at \(step): configs \(configs())")
+                    try Self.apply(old, root)
+                }
+                #expect(configs() == oldConfigs, "kill at \(step) left configs \(configs().subtracting(oldConfigs))")
+            }
+            try Self.apply(new, root)
+            #expect(try Self.tailor(["plan", new, "--detailed-exitcode"], root).status == 0)
+            #expect(configs().count == 1 && configs() != oldConfigs)
         }
     }
 

@@ -132,7 +132,7 @@ struct FirewallEditTests {
             let program = chain.record.cubes["fw"]?.program
             for edit in 1...1000 {
                 let version = versions[edit % 2]
-                try chain.commit(chain.prepare(version.topology, digests: version.digests))
+                _ = try chain.commit(chain.prepare(version.topology, digests: version.digests))
             }
             shared.done.store(true, ordering: .relaxed)
             while !sender.isFinished { try await Task.sleep(for: .milliseconds(5)) }
