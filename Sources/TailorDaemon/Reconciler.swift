@@ -300,7 +300,8 @@ public final class Reconciler {
                 guard single.refusals.isEmpty else { throw ReconcileRefusal(reasons: single.refusals) }
                 _ = try executor.apply(single, desired: desired, observed: observed)
                 failures[change.name] = nil
-                for cube in change.cubes where cube.action != .keep {
+                // The verified plan's cubes: path copies show as the new instances they are.
+                for cube in single.chains.first?.cubes ?? [] where cube.action != .keep {
                     chainLog.info("cube changed", metadata: ["cube": "\(cube.name)", "cube_action": "\(cube.action.rawValue)",
                                                              "reasons": "\(cube.reasons.joined(separator: "; "))"])
                 }

@@ -37,8 +37,9 @@ public struct Executor {
 
     /// Loads every new or changed program of the plan so the verifier checks it,
     /// before anything changes, and works out how each replaced cube's state maps
-    /// are carried over: the plan comes back with that, and with the refusals of
-    /// state that cannot be. Prepared instances are dropped again.
+    /// are carried over: the plan comes back with that, with the cubes the change
+    /// gives a new instance only because they sit on its path (`markPathCopy`),
+    /// and with the refusals of state that cannot be. Prepared instances are dropped again.
     public func verify(_ plan: Plan, desired: [DesiredChain]) throws -> Plan {
         var plan = plan
         let byName = Dictionary(desired.map { ($0.settings.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -64,13 +65,15 @@ public struct Executor {
                         .sorted { $0.key < $1.key }.map { map, carry in
                             StateMapChange(map: map, carry: carry, entries: try prepared.liveEntries(cube.name, map))
                         }
+                    plan.chains[index].cubes[cubeIndex].markPathCopy(prepared.plan)
                 }
                 plan.refusals += prepared.refusals.map { "chain \(change.name): \($0)" }
             case .destroy, .none, .skip, .repair:
                 break
             }
         }
-        return plan
+        // Counted again: path copies are changes too.
+        return Plan(chains: plan.chains, refusals: plan.refusals)
     }
 
     /// Puts back a consistent state after an apply that was killed half-way, before

@@ -59,6 +59,15 @@ public struct CubeChange: Sendable, Equatable, Codable {
         case name, type, action, reasons, tables, state, changes, unchanged, valuesUnavailable
     }
 
+    /// A cube the config comparison keeps (or updates in place) still gets a new
+    /// instance when it lies between the commit cube and a change (`SlotPlan`, the
+    /// path copy): it becomes a relink that says so, its maps taken over as they are.
+    mutating func markPathCopy(_ slots: SlotPlan) {
+        guard action == .keep || action == .update, slots.load[name] != nil else { return }
+        action = .relink
+        reasons.append("new instance, maps kept: on the path from cube \(slots.commitCube ?? "?") to a change (path copy)")
+    }
+
     /// Plans saved before a field existed lack it: read as empty.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

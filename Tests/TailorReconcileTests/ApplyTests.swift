@@ -48,6 +48,46 @@ struct ApplyTests {
         }
     }
 
+    @Test("a cube between the commit cube and a change gets a new instance with its maps: the plan says so and counts it")
+    func pathCopy() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let executor = Executor(pinRoot: root)
+                let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                // Both tags change (their ids are rodata): the commit writes the first, so the counter between
+                // them is loaded again, wired to the second's new slot.
+                let chain = { (first: UInt16, second: UInt16) in
+                    [DesiredChain(settings: ChainSettings(name: "copy", hook: hook), topology: .line([
+                        ("first", try Tag.blueprint(id: first)), ("count", try Counter.blueprint()),
+                        ("second", try Tag.blueprint(id: second)),
+                    ]))]
+                }
+                let old = try chain(1, 3), new = try chain(2, 4)
+                _ = try executor.apply(Planner.plan(desired: old, observed: Observer.observe(pinRoot: root)), desired: old)
+                let pins = { (path: String) in try Program(pinnedAt: root.appending("copy", "cubes", "count", path)).info().id }
+                let maps = { try ["counters", "tailor_counters"].map {
+                    try BPFMap(pinnedAt: root.appending("copy", "cubes", "count", "maps", $0)).info.id
+                } }
+                let (program, mapIDs) = (try pins("prog"), try maps())
+
+                let planned = Planner.plan(desired: new, observed: Observer.observe(pinRoot: root))
+                #expect(planned.chains[0].cubes.first { $0.name == "count" }?.action == .keep)
+                let plan = try executor.verify(planned, desired: new)
+                let count = try #require(plan.chains[0].cubes.first { $0.name == "count" })
+                #expect(count.action == .relink && count.reasons == [
+                    "new instance, maps kept: on the path from cube first to a change (path copy)",
+                ], "\(count)")
+                #expect(plan.summary == Plan.Summary(change: 1, replace: 2))
+                #expect(try executor.apply(plan, desired: new) == Executor.Report(changed: 1, replaced: 2))
+                #expect(try pins("prog") != program)
+                #expect(try maps() == mapIDs)
+                #expect(try Traffic.udp(in: lab, count: 5) == 5)
+                _ = try executor.apply(Planner.plan(desired: [], observed: Observer.observe(pinRoot: root),
+                                                    prune: .pruneAllowingEmpty), desired: [])
+            }
+        }
+    }
+
     @Test("a filter's rules edited by hand are found and written back")
     func tableDrift() async throws {
         try await Lab.with { lab in
