@@ -367,13 +367,15 @@ public final class Chain {
         return try open(name, pinRoot: pinRoot, recovering: true, adoptingCubes: false, held: nil)
     }
 
-    /// Destroys chain `name` however much of it someone removed by hand: its own
+    /// Destroys chain `name` however much of it someone removed by hand (its whole
+    /// directory too, while its root runs: `unpinnedRoots`): its own
     /// pins are put back from its root first (`restorePins`), and when its root is
     /// gone what is left is removed (`removeRemains`). Returns what it found missing
     /// and did besides destroying.
     public static func destroy(_ name: String, pinRoot: PinRoot) throws -> [String] {
         let directory = pinRoot.appending(name)
-        guard pinRoot.exists(directory) else { throw DatapathError("no chain \(name) under \(pinRoot.path)") }
+        guard pinRoot.exists(directory) || unpinnedRoots(pinRoot: pinRoot).contains(where: { $0.identity.settings.name == name })
+        else { throw DatapathError("no chain \(name) under \(pinRoot.path)") }
         let restored: [String]
         do {
             restored = try restorePins(name, pinRoot: pinRoot)

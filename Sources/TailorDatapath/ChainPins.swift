@@ -1,3 +1,4 @@
+import Foundation
 import TailorKernel
 
 /// A chain's own pins (not its cubes'): the root, the maps the root uses, and the
@@ -22,7 +23,10 @@ extension Chain {
         let pin = pinRoot.appending(name, "root")
         if pinRoot.exists(pin) { return try Program(pinnedAt: pin) }
         let record = hasRecord(pinRoot.appending(name)) ? try MetaRecordReader.read(pinRoot.appending(name, "meta")) : nil
-        guard let hook = record?.settings.hook ?? hook else { return try rootUsing(name, pinRoot: pinRoot) }
+        guard let hook = record?.settings.hook ?? hook else {
+            return try rootUsing(name, pinRoot: pinRoot)
+                ?? unpinnedRoots(pinRoot: pinRoot).first { $0.identity.settings.name == name }?.program
+        }
         guard let id = try hook.attachedProgram() else { return nil }
         let program = try Program(id: id)
         guard let identity = try ChainIdentity.of(program), identity.names(name, under: pinRoot) else {
@@ -48,6 +52,26 @@ extension Chain {
             return program
         }
         return nil
+    }
+
+    /// The roots that still run on their hooks while no directory under `pinRoot`
+    /// pins them (a chain directory removed by hand, its chain maybe gone from the
+    /// specs too, so no spec says where to look): every loaded program whose
+    /// identity names a chain under this pin root and that is the program on the
+    /// identity's hook. Found by id (CAP_SYS_ADMIN); none without it.
+    public static func unpinnedRoots(pinRoot: PinRoot) -> [(program: Program, identity: ChainIdentity)] {
+        guard let ids = try? Program.loadedIDs() else { return [] }
+        let directories = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
+        let pinned = Set(directories.compactMap { try? Program(pinnedAt: pinRoot.appending($0, "root")).info().id })
+        var found: [(program: Program, identity: ChainIdentity)] = []
+        for id in ids where !pinned.contains(id) {
+            guard let program = (try? loaded(id)) ?? nil, let info = try? program.info(), info.name.hasPrefix("root_"),
+                  let identity = (try? ChainIdentity.of(program)) ?? nil,
+                  identity.names(identity.settings.name, under: pinRoot),
+                  (try? identity.settings.hook.attachedProgram()) == id else { continue }
+            found.append((program, identity))
+        }
+        return found
     }
 
     /// Program `id`, or nil when it was unloaded since it was listed.

@@ -168,8 +168,9 @@ public struct ObservedChain: Sendable {
 public enum Observer {
     /// The chains under `pinRoot`; with `hooks` (the specs' chains and their hooks),
     /// also each of those chains whose directory is gone while its root still runs
-    /// on the hook, and each whose hook another program holds. `deep` also reads
-    /// every table entry.
+    /// on the hook, and each whose hook another program holds; and any other chain
+    /// whose directory is gone while its root runs (`Chain.unpinnedRoots`, found by
+    /// id: CAP_SYS_ADMIN). `deep` also reads every table entry.
     public static func observe(pinRoot: PinRoot, hooks: [String: ChainHook] = [:], deep: Bool = false) -> [ObservedChain] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
         // Chains are directories; the pin root also holds the transaction marker.
@@ -182,7 +183,16 @@ public enum Observer {
         let unpinned = hooks.filter { !directories.contains($0.key) }.compactMap { name, hook in
             observeHook(of: name, hook, pinRoot: pinRoot)
         }
-        return (pinned + unpinned).sorted { $0.name < $1.name }
+        // Roots whose directory is gone and whose chain no spec names: found by their identity.
+        let known = Set(directories).union(hooks.keys)
+        let orphans = Chain.unpinnedRoots(pinRoot: pinRoot).filter { !known.contains($0.identity.settings.name) }
+            .compactMap { root -> ObservedChain? in
+                guard let id = try? root.program.info().id else { return nil }
+                var chain = ObservedChain(name: root.identity.settings.name, record: nil, slots: [:], drift: [.orphaned(id)])
+                chain.identity = root.identity
+                return chain
+            }
+        return (pinned + unpinned + orphans).sorted { $0.name < $1.name }
     }
 
     /// The chains under `pinRoot`, and those of `desired` whose hook holds their

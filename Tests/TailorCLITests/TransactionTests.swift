@@ -274,7 +274,7 @@ struct TransactionTests {
             let lines = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
             let reads: Set<String> = ["BPF_MAP_LOOKUP_ELEM", "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_GET_NEXT_KEY",
                                       "BPF_OBJ_GET", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_GET_FD_BY_ID",
-                                      "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_PROG_QUERY"]
+                                      "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_PROG_QUERY", "BPF_PROG_GET_NEXT_ID"]
             var commands = 0, messages = 0
             for line in lines {
                 if let range = line.range(of: #"bpf\((BPF_[A-Z_]+)"#, options: .regularExpression) {

@@ -88,6 +88,38 @@ struct ApplyTests {
         }
     }
 
+    @Test("a chain whose directory was removed by hand and that no spec names is found by its root's identity; prune and destroy NAME detach it")
+    func orphanNotInSpecs() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let executor = Executor(pinRoot: root)
+                let desired = try chains(lab)
+                let hook = desired[0].settings.hook
+                for destroyByName in [false, true] {
+                    _ = try executor.apply(Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root)),
+                                           desired: desired)
+                    let attached = try #require(try hook.attachedProgram())
+                    try root.removeTree(root.appending("edge"))
+
+                    // Without the spec, only the identity in the running root says the chain is tailor's
+                    // (its slots were emptied by the kernel with the prog_array's last pin: packets miss).
+                    let observed = Observer.observe(pinRoot: root)
+                    #expect(observed.map(\.name) == ["edge"] && observed.first?.drift == [.orphaned(attached)])
+                    if destroyByName {
+                        #expect(try Chain.destroy("edge", pinRoot: root).isEmpty == false)
+                    } else {
+                        let plan = Planner.plan(desired: [], observed: observed, prune: .pruneAllowingEmpty)
+                        #expect(plan.chains.map(\.action) == [.destroy] && plan.chains.first?.reasons == ["no longer in the specs"])
+                        _ = try executor.apply(plan, desired: [])
+                    }
+                    #expect(try hook.attachedProgram() == nil)
+                    #expect(Observer.observe(pinRoot: root).isEmpty)
+                    #expect(!root.exists(root.appending("edge")))
+                }
+            }
+        }
+    }
+
     @Test("a filter's rules edited by hand are found and written back")
     func tableDrift() async throws {
         try await Lab.with { lab in
