@@ -14,14 +14,12 @@ import Synchronization
 public enum SystemdNotify {
     /// Sends `state` lines such as `READY=1` or `STATUS=...`; returns at once.
     public static func send(_ state: String) {
-        guard ProcessInfo.processInfo.environment["NOTIFY_SOCKET"] != nil else { return }
-        notifier.enqueue(state)
+        notifier?.enqueue(state)
     }
 
     /// Waits until everything sent has gone, or `timeout` passed: before the process exits.
     public static func flush(within timeout: Duration) {
-        guard ProcessInfo.processInfo.environment["NOTIFY_SOCKET"] != nil else { return }
-        notifier.flush(within: timeout)
+        notifier?.flush(within: timeout)
     }
 
     /// How often the service manager expects WATCHDOG=1 (WatchdogSec), or nil.
@@ -31,7 +29,8 @@ public enum SystemdNotify {
         return .microseconds(Int64(microseconds))
     }
 
-    private static let notifier = Notifier()
+    /// Started on the first notification, and only under a service manager.
+    private static let notifier = getenv("NOTIFY_SOCKET") == nil ? nil : Notifier()
 }
 
 /// The queue of notifications and the thread that sends them.

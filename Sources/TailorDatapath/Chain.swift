@@ -374,11 +374,17 @@ public final class Chain {
     /// and did besides destroying.
     public static func destroy(_ name: String, pinRoot: PinRoot) throws -> [String] {
         let directory = pinRoot.appending(name)
-        guard pinRoot.exists(directory) || unpinnedRoots(pinRoot: pinRoot).contains(where: { $0.identity.settings.name == name })
-        else { throw DatapathError("no chain \(name) under \(pinRoot.path)") }
+        // Without its directory, the chain is found by its running root, which says where it is attached.
+        var hook: ChainHook?
+        if !pinRoot.exists(directory) {
+            guard let root = unpinnedRoots(pinRoot: pinRoot).first(where: { $0.identity.settings.name == name }) else {
+                throw DatapathError("no chain \(name) under \(pinRoot.path)")
+            }
+            hook = root.identity.settings.hook
+        }
         let restored: [String]
         do {
-            restored = try restorePins(name, pinRoot: pinRoot)
+            restored = try restorePins(name, pinRoot: pinRoot, hook: hook)
         } catch {
             // Only remains that carry tailor's record are removed: anything else is not provably tailor's.
             guard hasRecord(directory), try findRoot(name, pinRoot: pinRoot, hook: nil) == nil else { throw error }

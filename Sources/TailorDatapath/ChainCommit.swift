@@ -357,7 +357,7 @@ extension Chain {
                 try pinRoot.removeTree(staging)
                 done.append("removed the instances an apply staged and never committed")
             }
-            let unreferenced = configs.pinned().filter { !record.configDigests.contains($0) }
+            let unreferenced = configs.unreferenced(by: record)
             if !unreferenced.isEmpty {
                 try configs.trim(keeping: record.configDigests)
                 done.append("removed \(unreferenced.count) config pin(s) no record names")

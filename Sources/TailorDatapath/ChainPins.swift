@@ -59,17 +59,17 @@ extension Chain {
     /// specs too, so no spec says where to look): every loaded program whose
     /// identity names a chain under this pin root and that is the program on the
     /// identity's hook. Found by id (CAP_SYS_ADMIN); none without it.
-    public static func unpinnedRoots(pinRoot: PinRoot) -> [(program: Program, identity: ChainIdentity)] {
+    public static func unpinnedRoots(pinRoot: PinRoot) -> [(id: ProgramID, program: Program, identity: ChainIdentity)] {
         guard let ids = try? Program.loadedIDs() else { return [] }
         let directories = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
         let pinned = Set(directories.compactMap { try? Program(pinnedAt: pinRoot.appending($0, "root")).info().id })
-        var found: [(program: Program, identity: ChainIdentity)] = []
+        var found: [(id: ProgramID, program: Program, identity: ChainIdentity)] = []
         for id in ids where !pinned.contains(id) {
             guard let program = (try? loaded(id)) ?? nil, let info = try? program.info(), info.name.hasPrefix("root_"),
                   let identity = (try? ChainIdentity.of(program)) ?? nil,
                   identity.names(identity.settings.name, under: pinRoot),
                   (try? identity.settings.hook.attachedProgram()) == id else { continue }
-            found.append((program, identity))
+            found.append((id, program, identity))
         }
         return found
     }

@@ -92,7 +92,7 @@ public struct ChainRecord: Sendable, Equatable, Codable {
 
     /// The configs the record names, committed or pending: what the chain's
     /// `ConfigStore` must hold while this record is the chain's.
-    public var configDigests: Set<String> {
+    var configDigests: Set<String> {
         Set(cubes.values.compactMap(\.configDigest) + (pending?.cubes.values.compactMap(\.configDigest) ?? []))
     }
 

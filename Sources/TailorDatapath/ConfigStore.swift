@@ -55,8 +55,16 @@ public struct ConfigStore: Sendable {
     }
 
     /// The digests of the configs pinned.
-    public func pinned() -> [String] {
+    func pinned() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    /// The configs pinned that `record` does not name (committed or pending): left by
+    /// an apply stopped between pinning them and writing the record, or before it
+    /// removed the ones its record no longer names.
+    public func unreferenced(by record: ChainRecord) -> [String] {
+        let named = record.configDigests
+        return pinned().filter { !named.contains($0) }
     }
 
     /// The JSON of config `digest`, checked against the digest; why not, when it is

@@ -186,9 +186,9 @@ public enum Observer {
         // Roots whose directory is gone and whose chain no spec names: found by their identity.
         let known = Set(directories).union(hooks.keys)
         let orphans = Chain.unpinnedRoots(pinRoot: pinRoot).filter { !known.contains($0.identity.settings.name) }
-            .compactMap { root -> ObservedChain? in
-                guard let id = try? root.program.info().id else { return nil }
-                var chain = ObservedChain(name: root.identity.settings.name, record: nil, slots: [:], drift: [.orphaned(id)])
+            .map { root in
+                var chain = ObservedChain(name: root.identity.settings.name, record: nil, slots: [:],
+                                          drift: [.orphaned(root.id)])
                 chain.identity = root.identity
                 return chain
             }
@@ -274,7 +274,7 @@ public enum Observer {
         let interrupted = record.pending != nil || pinRoot.exists(directory + "/staging")
         if interrupted { chain.drift.append(.interruptedApply) }
         let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
-        let unreferenced = configs.pinned().filter { !record.configDigests.contains($0) }
+        let unreferenced = configs.unreferenced(by: record)
         if !interrupted && !unreferenced.isEmpty { chain.drift.append(.configsUnreferenced(unreferenced)) }
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) where !interrupted {
             // Read whole and checked here; parsed only by a plan that changes the cube.

@@ -44,11 +44,12 @@ final class Daemon {
     /// `log`: a file its log lines go to (`--log-to stderr`, also while another test's
     /// journald runs); without it they go to the journal. Every table entry is read
     /// every 2 s (`--deep-interval`), the reconciles between compare records.
+    /// `arguments` go after these.
     init(_ specs: String, _ root: PinRoot, interval: String = "1", environment: [String: String] = [:],
-         log: String? = nil) throws {
+         log: String? = nil, arguments: [String] = []) throws {
         process.executableURL = Golden.tailor
         process.arguments = ["run", specs, "--bpffs", root.path, "--interval", interval, "--deep-interval", "2",
-                             "--debounce", "50"] + (log == nil ? [] : ["--log-to", "stderr"])
+                             "--debounce", "50"] + (log == nil ? [] : ["--log-to", "stderr"]) + arguments
         process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"].merging(environment) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try log.map(Self.appending) ?? .nullDevice
@@ -354,19 +355,6 @@ struct DaemonTests {
 
 /// Prune safety of `tailor run` (docs/daemon.md, "Prune safety").
 extension DaemonTests {
-    /// `tailor run DIRECTORY --allow-empty`, logging to `log`.
-    static func daemonAllowingEmpty(_ directory: String, _ root: PinRoot, log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = Golden.tailor
-        process.arguments = ["run", directory, "--bpffs", root.path, "--interval", "1", "--debounce", "50", "--allow-empty",
-                             "--log-to", "stderr"]
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        try process.run()
-        return process
-    }
-
     @Test("an emptied spec directory is refused and a removed one keeps the last good state: the chain stays, the log says why")
     func emptiedAndRemovedSpecs() async throws {
         try await Lab.with { lab in
@@ -420,13 +408,11 @@ extension DaemonTests {
 
                 // With --allow-empty, an empty directory removes the chain.
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                let allowing = try Self.daemonAllowingEmpty(directory, root, log: allowLog)
-                defer { if allowing.isRunning { allowing.terminate(); allowing.waitUntilExit() } }
+                let allowing = try Daemon(directory, root, log: allowLog, arguments: ["--allow-empty"])
+                defer { if allowing.process.isRunning { _ = allowing.stop() } }
                 #expect(eventually { !root.exists(root.appending("edge")) })
                 #expect(try hook.attachedProgram() == nil)
-                allowing.terminate()
-                allowing.waitUntilExit()
-                #expect(allowing.terminationStatus == 0)
+                #expect(allowing.stop() == 0)
             }
         }
     }

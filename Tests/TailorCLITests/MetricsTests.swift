@@ -262,21 +262,6 @@ struct MetricsTests {
         return counters
     }
 
-    /// `tailor run directory --metrics-address address`, reconciling every second,
-    /// logging to the file `log` (`--log-to stderr`).
-    static func daemon(_ directory: String, _ root: PinRoot, address: String, notify: NotifySocket,
-                       log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = Golden.tailor
-        process.arguments = ["run", directory, "--bpffs", root.path, "--interval", "1", "--debounce", "50",
-                             "--metrics-address", address, "--log-to", "stderr"]
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": notify.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = try Daemon.appending(log)
-        try process.run()
-        return process
-    }
-
     /// SIGTERM, then the exit status within `seconds`; SIGKILL and nil when it does not exit in time.
     static func stop(_ process: Process, within seconds: Double = 30) -> Int32? {
         process.terminate()
@@ -305,8 +290,8 @@ struct MetricsTests {
             let log = specs.directory + "/daemon.log"
             try Data().write(to: URL(fileURLWithPath: log))
             let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-            let process = try Self.daemon(directory, root, address: "127.0.0.1:\(port)", notify: notify,
-                                          log: log)
+            let process = try Daemon(directory, root, environment: ["NOTIFY_SOCKET": notify.path], log: log,
+                                     arguments: ["--metrics-address", "127.0.0.1:\(port)"]).process
             var stopped = false
             defer { if !stopped { _ = Self.stop(process) } }
             #expect(notify.wait(for: "READY=1", within: 15) != nil)
@@ -373,8 +358,8 @@ struct MetricsTests {
                 let secondNotify = try NotifySocket()
                 let secondLog = specs.directory + "/second.log"
                 try Data().write(to: URL(fileURLWithPath: secondLog))
-                let second = try Self.daemon(directory, other, address: "127.0.0.1:\(port)", notify: secondNotify,
-                                             log: secondLog)
+                let second = try Daemon(directory, other, environment: ["NOTIFY_SOCKET": secondNotify.path], log: secondLog,
+                                        arguments: ["--metrics-address", "127.0.0.1:\(port)"]).process
                 let status = eventually(10) { !second.isRunning } ? second.terminationStatus : Self.stop(second)
                 let stderr = try String(contentsOfFile: secondLog, encoding: .utf8)
                 #expect(status == 1, "a daemon whose port is taken ran on: \(stderr)")

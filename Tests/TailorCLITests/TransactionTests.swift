@@ -120,7 +120,12 @@ struct TransactionTests {
         let traced = try tailor(["apply", specs.v2], root, failpoints: "=trace")
         #expect(traced.status == 0, "\(traced.stderr)")
         #expect(try tailor(["destroy", "--all"], root).status == 0)
-        return traced.stderr.split(separator: "\n").compactMap { line in
+        return failpoints(traced.stderr)
+    }
+
+    /// The steps a run with `TAILOR_FAILPOINTS==trace` printed on stderr, in order.
+    static func failpoints(_ stderr: String) -> [String] {
+        stderr.split(separator: "\n").compactMap { line in
             line.hasPrefix("failpoint: ") ? String(line.dropFirst("failpoint: ".count)) : nil
         }
     }
@@ -199,9 +204,7 @@ struct TransactionTests {
             #expect(oldConfigs.count == 1)
             let traced = try Self.tailor(["apply", new, "--output", "json"], root, failpoints: "=trace")
             #expect(traced.status == 0 && traced.stdout.contains("\"action\" : \"update\""), "\(traced.stdout)\(traced.stderr)")
-            let steps = traced.stderr.split(separator: "\n").compactMap { line in
-                line.hasPrefix("failpoint: ") ? String(line.dropFirst("failpoint: ".count)) : nil
-            }
+            let steps = Self.failpoints(traced.stderr)
             // No cube is loaded: the config is pinned, the tables switched, the record written, the old config removed.
             #expect(steps.filter { $0.hasPrefix("f: ") } == [
                 "f: write configs", "f: switch the tables of cube fw to a new generation", "f: write record",
