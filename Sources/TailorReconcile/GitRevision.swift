@@ -43,10 +43,12 @@ public struct GitRevision: Sendable, Equatable, CustomStringConvertible {
 
     /// Exit status and trimmed output of `git -C directory arguments`, in the C
     /// locale so that its messages can be recognised; status -1 if it did not start.
+    /// Without optional locks: `git status` would otherwise refresh the index under
+    /// `index.lock`, and a git-sync or a person committing at that moment fails.
     static func git(_ arguments: [String], in directory: String) -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["LC_ALL=C", "git", "-C", directory] + arguments
+        process.arguments = ["LC_ALL=C", "git", "--no-optional-locks", "-C", directory] + arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

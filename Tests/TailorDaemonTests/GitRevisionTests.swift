@@ -48,6 +48,26 @@ struct GitRevisionTests {
         }
     }
 
+    @Test("reading the revision never writes the repository's index: a git-sync or a commit running meanwhile would fail on index.lock")
+    func noIndexLock() throws {
+        try Self.withDirectory { directory in
+            try Self.git(directory, "init", "-q")
+            let file = directory + "/edge.yaml"
+            try "a\n".write(toFile: file, atomically: true, encoding: .utf8)
+            try Self.git(directory, "add", "edge.yaml")
+            try Self.git(directory, "commit", "-q", "-m", "one")
+            // The same content with a new mtime: the index's stat data is stale, so a
+            // `git status` with optional locks refreshes it and writes the index.
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: file)
+            let index = directory + "/.git/index"
+            let before = try FileManager.default.attributesOfItem(atPath: index)[.modificationDate] as? Date
+            let revision = try #require(try GitRevision.read(directory))
+            #expect(!revision.dirty)
+            let after = try FileManager.default.attributesOfItem(atPath: index)[.modificationDate] as? Date
+            #expect(before != nil && before == after, "the index was rewritten: \(String(describing: before)) -> \(String(describing: after))")
+        }
+    }
+
     @Test("a work tree git cannot read (no commit yet) throws with git's stderr; `of` gives nil")
     func unreadable() throws {
         try Self.withDirectory { directory in
