@@ -48,11 +48,22 @@ enum BuiltIn {
     /// A blueprint of the embedded object for a built-in cube type.
     static func blueprint(_ name: String, rodata: [String: [UInt8]] = [:], tables: [String: [TableEntry]] = [:],
                           outputs: Int = 1, sharedState: [String: String] = [:]) throws -> CubeBlueprint {
+        CubeBlueprint(type: name, object: try object(name), objectDigest: digests[name], rodata: rodata, tables: tables,
+                      outputs: outputs, sharedState: sharedState)
+    }
+
+    /// A blueprint of the embedded object whose tables are built when first needed.
+    static func blueprint(_ name: String, rodata: [String: [UInt8]], tables: LazyTables,
+                          sharedState: [String: String]) throws -> CubeBlueprint {
+        CubeBlueprint(type: name, object: try object(name), objectDigest: digests[name], rodata: rodata, tables: tables,
+                      sharedState: sharedState)
+    }
+
+    private static func object(_ name: String) throws -> [UInt8] {
         guard let bytes = DatapathObjects.all.bytes(named: name) else {
             throw CubeConfigError("this tailor binary was built without the \(name) cube")
         }
-        return CubeBlueprint(type: name, object: bytes, objectDigest: digests[name], rodata: rodata, tables: tables,
-                             outputs: outputs, sharedState: sharedState)
+        return bytes
     }
 }
 

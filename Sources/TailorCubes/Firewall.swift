@@ -130,33 +130,66 @@ public enum Firewall {
         guard rules.count <= maxRules else {
             throw CubeConfigError("a firewall holds at most \(maxRules) rules, not \(rules.count)")
         }
-        var tables = try Tables(rules, allStages: !specialised)
-        tables.entries["policy"] = [TableEntry(key: littleEndian(UInt32(0)), value: [policy == .drop ? 1 : 0])]
+        let stages = Tables.Stages(rules, all: !specialised)
         var rodata: [String: [UInt8]] = [
-            "summary_words": littleEndian(UInt32((tables.words + 63) / 64)),
+            "summary_words": littleEndian(UInt32((Tables.words(rules.count) + 63) / 64)),
             "accept_established": [acceptEstablished ? 1 : 0],
-            "use_conntrack": [acceptEstablished || tables.fieldsUsed["state"] == true ? 1 : 0],
+            "use_conntrack": [acceptEstablished || stages.state ? 1 : 0],
         ]
-        for (name, used) in tables.fieldsUsed { rodata["use_\(name)"] = [used ? 1 : 0] }
-        return try BuiltIn.blueprint("firewall", rodata: rodata, tables: tables.entries,
+        for (name, used) in stages.used { rodata["use_\(name)"] = [used ? 1 : 0] }
+        // Built only when an instance is loaded or changed: a plan compares digests.
+        let tables = LazyTables(inputs: tableInputs(rules, policy: policy, stages: stages),
+                                names: stages.tableNames.union(["policy"])) {
+            var tables = Tables(rules, stages: stages)
+            tables.entries["policy"] = [TableEntry(key: littleEndian(UInt32(0)), value: [policy == .drop ? 1 : 0])]
+            return tables.entries
+        }
+        return try BuiltIn.blueprint("firewall", rodata: rodata, tables: tables,
                                      sharedState: zone.map { ["conntrack": $0] } ?? [:])
+    }
+
+    /// What the tables are built from, as bytes: the stages, the policy, and each
+    /// rule's match (`struct tailor_rule`, with which port and flag fields are
+    /// given), states and action. Format 1 of the tables; a change in how they are
+    /// built changes the first byte.
+    static func tableInputs(_ rules: [Rule], policy: Action, stages: Tables.Stages) -> [UInt8] {
+        var bytes: [UInt8] = [1, policy == .drop ? 1 : 0]
+        bytes += stages.used.sorted { $0.key < $1.key }.map { $0.value ? 1 : 0 }
+        bytes.reserveCapacity(bytes.count + rules.count * 51)
+        for rule in rules {
+            let match = rule.match
+            bytes += match.encoded(verdict: rule.action == .drop ? 1 : 0)
+            bytes.append((match.sourcePorts == nil ? 0 : 1) | (match.destinationPorts == nil ? 0 : 2)
+                         | (match.tcpFlags == nil ? 0 : 4))
+            bytes += littleEndian(UInt16(rule.states.map { $0.reduce(0) { $0 | 1 << $1.rawValue } } ?? 0xffff))
+        }
+        return bytes
     }
 }
 
 /// A set of rules as bits: bit r is rule r.
 struct RuleVector: Hashable {
-    var words: [UInt64]
+    private(set) var words: [UInt64]
+    /// A 64-bit hash of the non-zero words and their places, kept as bits change:
+    /// the xor of `term(index, word)` over the words (splitmix64's mixer), the same in
+    /// every run. `Tables.ports` keys `port_vectors` by it.
+    private(set) var id: UInt64 = 0
 
     init(words count: Int) { words = Array(repeating: 0, count: count) }
 
     var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
 
-    mutating func insert(_ rule: Int) { words[rule / 64] |= 1 << UInt64(rule % 64) }
-    mutating func remove(_ rule: Int) { words[rule / 64] &= ~(1 << UInt64(rule % 64)) }
+    mutating func insert(_ rule: Int) { set(rule / 64, words[rule / 64] | 1 << UInt64(rule % 64)) }
+    mutating func remove(_ rule: Int) { set(rule / 64, words[rule / 64] & ~(1 << UInt64(rule % 64))) }
+
+    private mutating func set(_ index: Int, _ word: UInt64) {
+        id ^= Self.term(index, words[index]) ^ Self.term(index, word)
+        words[index] = word
+    }
 
     func union(_ other: RuleVector) -> RuleVector {
         var result = self
-        for index in words.indices { result.words[index] |= other.words[index] }
+        for index in words.indices { result.set(index, words[index] | other.words[index]) }
         return result
     }
 
@@ -171,18 +204,16 @@ struct RuleVector: Hashable {
         return rules
     }
 
-    /// The vector's id in `port_vectors`: a 64-bit hash of its non-zero words and
-    /// their places (splitmix64's mixer), the same in every run.
-    var id: UInt64 {
-        func mix(_ value: UInt64) -> UInt64 {
-            var z = value &+ 0x9e37_79b9_7f4a_7c15
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
-        var hash: UInt64 = 0
-        for (index, word) in words.enumerated() where word != 0 { hash = mix(hash ^ mix(word ^ mix(UInt64(index)))) }
-        return hash
+    /// What word `index` adds to the id: nothing when it is zero.
+    private static func term(_ index: Int, _ word: UInt64) -> UInt64 {
+        word == 0 ? 0 : mix(word ^ mix(UInt64(index)))
+    }
+
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &+ 0x9e37_79b9_7f4a_7c15
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
     }
 
     /// `struct fw_vector`: the summary (bit w set when word w is not zero), then
@@ -203,58 +234,84 @@ extension Firewall {
     /// The classification tables of a rule list, by map name, and which fields the
     /// program looks up at all.
     struct Tables {
+        /// Which fields the program looks up (rodata `use_<field>`): those some rule
+        /// matches on, or all of them.
+        struct Stages {
+            var source, destination, sourcePort, destinationPort, proto, flags, state: Bool
+
+            init(_ rules: [Rule], all: Bool) {
+                // The source lookup also keeps rules of the other IP version out.
+                source = all || rules.contains { $0.match.ipv6Only != nil }
+                destination = all || rules.contains { $0.match.destination != nil }
+                sourcePort = all || rules.contains { $0.match.sourcePorts != nil }
+                destinationPort = all || rules.contains { $0.match.destinationPorts != nil }
+                proto = all || rules.contains { $0.match.proto != nil }
+                flags = all || rules.contains { $0.match.tcpFlags != nil }
+                state = all || rules.contains { $0.states != nil }
+            }
+
+            var used: [String: Bool] {
+                ["src": source, "dst": destination, "sport": sourcePort, "dport": destinationPort,
+                 "proto": proto, "flags": flags, "state": state]
+            }
+
+            /// The tables `Tables` fills for these stages.
+            var tableNames: Set<String> {
+                var names: Set<String> = ["all_rules", "actions", "port_vectors"]
+                if source { names.formUnion(["src_v4", "src_v6"]) }
+                if destination { names.formUnion(["dst_v4", "dst_v6"]) }
+                if sourcePort { names.insert("sport_index") }
+                if destinationPort { names.insert("dport_index") }
+                if proto { names.insert("proto_vectors") }
+                if flags { names.insert("flag_vectors") }
+                if state { names.insert("state_vectors") }
+                return names
+            }
+        }
+
         let rules: [Rule]
         let words: Int
         var entries: [String: [TableEntry]] = [:]
-        /// Whether the program looks each field up (rodata `use_<field>`).
-        var fieldsUsed: [String: Bool] = [:]
 
-        init(_ rules: [Rule], allStages: Bool = false) throws {
+        /// 64-bit words of a vector of `count` rules.
+        static func words(_ count: Int) -> Int { max(1, (count + 63) / 64) }
+
+        init(_ rules: [Rule], stages: Stages) {
             self.rules = rules
-            words = max(1, (rules.count + 63) / 64)
+            words = Self.words(rules.count)
             let all = vector { _ in true }
             entries["all_rules"] = [TableEntry(key: littleEndian(UInt32(0)), value: all.encoded)]
             entries["actions"] = rules.indices.filter { rules[$0].action == .drop }
                 .map { TableEntry(key: littleEndian(UInt32($0)), value: [1]) }
 
-            // The source lookup also keeps rules of the other IP version out.
-            let useSource = allStages || rules.contains { $0.match.ipv6Only != nil }
-            let useDestination = allStages || rules.contains { $0.match.destination != nil }
-            if useSource {
+            if stages.source {
                 entries["src_v4"] = prefixes(ipv6: false) { $0.match.source }
                 entries["src_v6"] = prefixes(ipv6: true) { $0.match.source }
             }
-            if useDestination {
-                entries["dst_v4"] = prefixes(ipv6: false, versionChecked: useSource) { $0.match.destination }
-                entries["dst_v6"] = prefixes(ipv6: true, versionChecked: useSource) { $0.match.destination }
+            if stages.destination {
+                entries["dst_v4"] = prefixes(ipv6: false, versionChecked: stages.source) { $0.match.destination }
+                entries["dst_v6"] = prefixes(ipv6: true, versionChecked: stages.source) { $0.match.destination }
             }
 
-            let useSourcePort = allStages || rules.contains { $0.match.sourcePorts != nil }
-            let useDestinationPort = allStages || rules.contains { $0.match.destinationPorts != nil }
             var portVectors: [UInt64: RuleVector] = [:]
-            if useSourcePort { entries["sport_index"] = try ports(\.sourcePorts, store: &portVectors) }
-            if useDestinationPort { entries["dport_index"] = try ports(\.destinationPorts, store: &portVectors) }
+            if stages.sourcePort { entries["sport_index"] = ports(\.sourcePorts, store: &portVectors) }
+            if stages.destinationPort { entries["dport_index"] = ports(\.destinationPorts, store: &portVectors) }
             entries["port_vectors"] = portVectors.sorted { $0.key < $1.key }
                 .map { TableEntry(key: littleEndian($0.key), value: $0.value.encoded) }
 
-            let useProto = allStages || rules.contains { $0.match.proto != nil }
-            if useProto {
+            if stages.proto {
                 entries["proto_vectors"] = values(0..<256) { rule, value in rule.match.proto.map { $0 == value } ?? true }
             }
-            let useFlags = allStages || rules.contains { $0.match.tcpFlags != nil }
-            if useFlags {
+            if stages.flags {
                 entries["flag_vectors"] = values(0..<256) { rule, value in
                     rule.match.tcpFlags.map { UInt8(value) & $0.mask == $0.value } ?? true
                 }
             }
-            let useState = allStages || rules.contains { $0.states != nil }
-            if useState {
+            if stages.state {
                 entries["state_vectors"] = values(0..<ConnectionState.allCases.count) { rule, value in
                     rule.states.map { states in ConnectionState(rawValue: value).map(states.contains) ?? false } ?? true
                 }
             }
-            fieldsUsed = ["src": useSource, "dst": useDestination, "sport": useSourcePort, "dport": useDestinationPort,
-                          "proto": useProto, "flags": useFlags, "state": useState]
         }
 
         func vector(_ includes: (Rule) -> Bool) -> RuleVector {
@@ -286,9 +343,12 @@ extension Firewall {
             }
             let root = IPPrefix(address: [UInt8](repeating: 0, count: bytes), length: 0)
             var resolved: [IPPrefix: RuleVector] = [root: wildcard.union(exact[root] ?? RuleVector(words: words))]
+            // Lengths some prefix has, longest first: a parent can only be one of them.
+            var lengths = [0]
             for (prefix, rules) in exact.sorted(by: { $0.key.length < $1.key.length }) where prefix.length > 0 {
+                if lengths[0] < prefix.length { lengths.insert(prefix.length, at: 0) }
                 // The longest shorter prefix resolved; the root is, so there always is one.
-                let parent = (0..<prefix.length).reversed().lazy
+                let parent = lengths.lazy.filter { $0 < prefix.length }
                     .compactMap { resolved[IPPrefix(address: prefix.address, length: $0).network] }.first
                 resolved[prefix] = (parent ?? RuleVector(words: words)).union(rules)
             }
@@ -303,16 +363,16 @@ extension Firewall {
         /// vector keeps its id from one rule set to the next and an edit changes
         /// only the ports whose vector it changes.
         func ports(_ field: KeyPath<Filter.Rule, ClosedRange<UInt16>?>,
-                   store: inout [UInt64: RuleVector]) throws -> [TableEntry] {
-            var known: [RuleVector: UInt64] = [:]
-            func id(_ vector: RuleVector) throws -> UInt64 {
-                if let id = known[vector] { return id }
-                let id = vector.id
-                if let other = store[id], other != vector {
-                    throw CubeConfigError("two port vectors of this rule set hash to the same id \(id); "
-                        + "reorder or change a rule")
+                   store: inout [UInt64: RuleVector]) -> [TableEntry] {
+            // Two different vectors with one id (a 64-bit collision): the later one
+            // takes the next free id of a fixed sequence, so a rule set always gets the same ids.
+            func id(_ vector: RuleVector) -> UInt64 {
+                var id = vector.id
+                while let other = store[id] {
+                    if other == vector { return id }
+                    id = RuleVector.mix(id)
                 }
-                (known[vector], store[id]) = (id, vector)
+                store[id] = vector
                 return id
             }
             var starts: [Int: [Int]] = [:], ends: [Int: [Int]] = [:]
@@ -322,13 +382,13 @@ extension Firewall {
                 ends[Int(range.upperBound) + 1, default: []].append(index)
             }
             var current = vector { $0.match[keyPath: field] == nil }
-            let noPort = try id(current)
+            let noPort = id(current)
             var index = [UInt64](repeating: 0, count: 65_536)
             let cuts = Set(starts.keys).union(ends.keys).union([0]).filter { $0 < 65_536 }.sorted()
             for (position, cut) in cuts.enumerated() {
                 for rule in ends[cut] ?? [] { current.remove(rule) }
                 for rule in starts[cut] ?? [] { current.insert(rule) }
-                let vectorID = try id(current)
+                let vectorID = id(current)
                 let end = position + 1 < cuts.count ? cuts[position + 1] : 65_536
                 for port in cut..<end { index[port] = vectorID }
             }

@@ -50,7 +50,14 @@ struct StatePlan {
 /// The new entries of a kept instance's tables that change in place.
 public struct TableUpdate: Sendable {
     public var digest: String
-    public var entries: [String: [TableEntry]]
+    /// The blueprint the new entries come from, and which of its tables change in
+    /// place: the entries are built when the commit needs them, not by a plan's check.
+    let blueprint: CubeBlueprint
+    let inPlace: Set<String>
+    public var entries: [String: [TableEntry]] {
+        let tables = blueprint.tables
+        return Dictionary(uniqueKeysWithValues: inPlace.map { ($0, tables[$0] ?? []) })
+    }
     /// What the tables hold now, as the caller knows it (observed, or written by
     /// this process); nil: read from the kernel.
     public var before: [String: [TableEntry]]?
@@ -126,13 +133,14 @@ extension Chain {
             }
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }
+                let entries = update.entries
                 if let tables = try instance.generations {
                     try step("switch the tables of cube \(cube) to a new generation") {
-                        generations[cube] = try tables.switchTo(update.entries, from: update.before,
+                        generations[cube] = try tables.switchTo(entries, from: update.before,
                                                                 grace: waitForGracePeriod)
                     }
                 }
-                for (name, entries) in update.entries.sorted(by: { $0.key < $1.key })
+                for (name, entries) in entries.sorted(by: { $0.key < $1.key })
                 where instance.record.maps[name] == .entrySafeTable {
                     guard let map = instance.maps[name] else { continue }
                     let current = try update.before?[name]
@@ -144,7 +152,7 @@ extension Chain {
                 record.digest = update.digest
                 record.configDigest = digests[cube]
                 instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record,
-                                               stateLayouts: instance.stateLayouts, knownTables: update.entries)
+                                               stateLayouts: instance.stateLayouts, knownTables: entries)
             }
             if plan.isEmpty {
                 // The old configs stay until `finish`: a revert puts the old record back.

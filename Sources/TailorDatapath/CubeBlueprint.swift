@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// One entry of a controller-owned table: key and value bytes as the map stores them.
 public struct TableEntry: Sendable, Hashable {
@@ -25,8 +26,10 @@ public struct CubeBlueprint: Sendable, Equatable {
     public let objectDigest: String
     /// `const volatile` globals to set before load, by name.
     public var rodata: [String: [UInt8]]
-    /// Entries of controller-owned tables, by map name.
-    public var tables: [String: [TableEntry]]
+    /// Entries of controller-owned tables, by map name: given, or built the first
+    /// time they are asked for (`LazyTables`), then kept.
+    public var tables: [String: [TableEntry]] { tableSource.entries() }
+    private var tableSource: TableSource
     /// Number of outputs the cube calls with tailor_next_port (1 for most cubes).
     public var outputs: Int
     /// State maps that start empty when the cube is replaced, instead of being
@@ -49,9 +52,28 @@ public struct CubeBlueprint: Sendable, Equatable {
         self.object = object
         self.objectDigest = objectDigest ?? CubeBlueprint.digest(of: object)
         self.rodata = rodata
-        self.tables = tables
+        tableSource = TableSource(.given(tables))
         self.outputs = outputs
         self.sharedState = sharedState
+    }
+
+    /// A blueprint whose tables are built only when something needs their entries
+    /// (loading or changing an instance, a deep observe): its digest hashes
+    /// `tables.inputs` in their place.
+    public init(type: String, object: [UInt8], objectDigest: String? = nil, rodata: [String: [UInt8]] = [:],
+                tables: LazyTables, outputs: Int = 1, sharedState: [String: String] = [:]) {
+        self.init(type: type, object: object, objectDigest: objectDigest, rodata: rodata, outputs: outputs,
+                  sharedState: sharedState)
+        tableSource = TableSource(.lazy(tables))
+    }
+
+    /// The names of the tables, known without building them.
+    public var tableNames: Set<String> { tableSource.names }
+
+    public static func == (a: CubeBlueprint, b: CubeBlueprint) -> Bool {
+        a.type == b.type && a.objectDigest == b.objectDigest && a.object == b.object && a.rodata == b.rodata
+            && a.outputs == b.outputs && a.resetState == b.resetState && a.sharedState == b.sharedState
+            && a.config == b.config && a.tableSource.sameEntries(as: b.tableSource)
     }
 
     /// The sha256 of an object, as `objectDigest` holds it.
@@ -72,6 +94,17 @@ public struct CubeBlueprint: Sendable, Equatable {
         for (name, zone) in sharedState.sorted(by: { $0.key < $1.key }) {
             hasher.update(data: Array("s\(name)=\(zone);".utf8))
         }
+        let tables: [String: [TableEntry]]
+        switch tableSource.content {
+        case .given(let given): tables = given
+        case .lazy(let lazy):
+            // The inputs stand for every table they build: all excluded, or all hashed.
+            if !lazy.names.isSubset(of: excluded) {
+                hasher.update(data: Array("l\(lazy.names.sorted())=\(lazy.inputs.count):".utf8))
+                hasher.update(data: lazy.inputs)
+            }
+            tables = [:]
+        }
         for (name, entries) in tables.sorted(by: { $0.key < $1.key }) where !excluded.contains(name) {
             hasher.update(data: Array("t\(name)=\(entries.count):".utf8))
             // Entry order does not change a table's meaning; sort only when needed.
@@ -82,6 +115,64 @@ public struct CubeBlueprint: Sendable, Equatable {
             }
         }
         return hexDigest(hasher.finalize())
+    }
+}
+
+/// Tables a cube type builds from its config when they are first needed: a
+/// 10,000-rule firewall's take about 100 ms and tens of MiB to build, which
+/// validating, planning and checking a chain in sync never need.
+public struct LazyTables: Sendable {
+    /// Bytes that determine every entry `build` makes (the cube type's encoding of
+    /// its config): equal inputs, equal tables.
+    public let inputs: [UInt8]
+    /// The tables `build` returns.
+    public let names: Set<String>
+    let build: @Sendable () -> [String: [TableEntry]]
+
+    public init(inputs: [UInt8], names: Set<String>,
+                build: @escaping @Sendable () -> [String: [TableEntry]]) {
+        (self.inputs, self.names, self.build) = (inputs, names, build)
+    }
+}
+
+/// Where a blueprint's tables come from; a lazy source builds once, for every
+/// copy of the blueprint.
+final class TableSource: Sendable {
+    enum Content: Sendable {
+        case given([String: [TableEntry]])
+        case lazy(LazyTables)
+    }
+
+    let content: Content
+    private let built = Mutex<[String: [TableEntry]]?>(nil)
+
+    init(_ content: Content) { self.content = content }
+
+    var names: Set<String> {
+        switch content {
+        case .given(let tables): Set(tables.keys)
+        case .lazy(let lazy): lazy.names
+        }
+    }
+
+    func entries() -> [String: [TableEntry]] {
+        switch content {
+        case .given(let tables): return tables
+        case .lazy(let lazy):
+            return built.withLock { built in
+                if let built { return built }
+                let tables = lazy.build()
+                precondition(Set(tables.keys) == lazy.names, "built tables \(tables.keys.sorted()), declared \(lazy.names.sorted())")
+                built = tables
+                return tables
+            }
+        }
+    }
+
+    /// Equal entries: for two lazy sources, equal inputs (without building them).
+    func sameEntries(as other: TableSource) -> Bool {
+        if case .lazy(let a) = content, case .lazy(let b) = other.content { return a.inputs == b.inputs && a.names == b.names }
+        return entries() == other.entries()
     }
 }
 

@@ -220,7 +220,7 @@ public struct Executor {
     /// Puts back the tables of cubes that stay as they are (a replaced cube gets fresh tables anyway).
     private func restoreTables(_ live: Chain, _ chain: DesiredChain) throws {
         for (cube, record) in live.record.cubes where record.digest == chain.cubeDigests[cube] {
-            guard let node = chain.topology.nodes[cube], !node.blueprint.tables.isEmpty else { continue }
+            guard let node = chain.topology.nodes[cube], !node.blueprint.tableNames.isEmpty else { continue }
             try live.restoreTables(of: cube, to: node.blueprint.tables)
         }
     }

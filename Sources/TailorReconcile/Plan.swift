@@ -382,7 +382,8 @@ public enum Planner {
     static func plan(_ desired: DesiredChain, _ observed: ObservedChain?) -> ChainChange {
         var drift = observed?.drift ?? []
         for cube in desired.topology.reachable {
-            guard let observed, let node = desired.topology.nodes[cube],
+            // Only a deep observe read the entries; the desired ones are built only then.
+            guard let observed, observed.tables[cube] != nil, let node = desired.topology.nodes[cube],
                   observed.record?.cubes[cube]?.digest == desired.cubeDigests[cube] else { continue }
             drift += tableDrift(cube, desired: node.blueprint.tables, live: observed.tables[cube] ?? [:],
                                 words: CubeType.words(of: node.blueprint.type), config: node.blueprint.config)
