@@ -582,8 +582,10 @@ public final class Chain {
             let digest = digests[cube] ?? blueprint.digest
             guard instance.record.differsOnlyInEntries(from: blueprint, digest: digest) else { continue }
             live[cube]?.digest = digest
-            inPlace[cube] = TableUpdate(digest: digest, blueprint: blueprint, inPlace: instance.record.inPlaceTables,
-                                        before: liveTables[cube] ?? instance.knownTables)
+            inPlace[cube] = TableUpdate(
+                digest: digest, blueprint: blueprint, record: instance.record,
+                settled: !tableGenerationsUnsettled(instance.maps, roles: instance.record.maps),
+                before: liveTables[cube] ?? instance.knownTables)
             configs[cube] = blueprint.config
         }
         let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity, digests: digests)

@@ -50,13 +50,29 @@ struct StatePlan {
 /// The new entries of a kept instance's tables that change in place.
 public struct TableUpdate: Sendable {
     public var digest: String
-    /// The blueprint the new entries come from, and which of its tables change in
-    /// place: the entries are built when the commit needs them, not by a plan's check.
+    /// The blueprint the new entries come from, and the live instance's record: the
+    /// entries are built when the commit needs them, not by a plan's check.
     let blueprint: CubeBlueprint
-    let inPlace: Set<String>
+    let record: CubeRecord
+    /// The tables hold what `record.tableDigests` says (they were not left between two generations).
+    let settled: Bool
+
+    /// The digest of every in-place table after the change, for the record.
+    var tableDigests: [String: String] { record.inPlaceDigests(of: blueprint) }
+
+    /// The in-place tables whose digest the change changes: all of them when the
+    /// earlier digests are unknown or unsettled.
+    var changed: Set<String> {
+        let digests = tableDigests
+        let recorded = settled ? record.tableDigests : nil
+        return Set(digests.keys.filter { recorded?[$0] != digests[$0] })
+    }
+
+    /// The new entries of the tables that change, and only those: the others are neither read nor written.
     public var entries: [String: [TableEntry]] {
-        let tables = blueprint.tables
-        return Dictionary(uniqueKeysWithValues: inPlace.map { ($0, tables[$0] ?? []) })
+        let changed = changed
+        let tables = changed.isEmpty ? [:] : blueprint.tables
+        return Dictionary(uniqueKeysWithValues: changed.map { ($0, tables[$0] ?? []) })
     }
     /// What the tables hold now, as the caller knows it (observed, or written by
     /// this process); nil: read from the kernel.
@@ -133,8 +149,8 @@ extension Chain {
             }
             for (cube, update) in prepared.tables.sorted(by: { $0.key < $1.key }) {
                 guard let instance = instances[cube] else { continue }
-                let entries = update.entries
-                if let tables = try instance.generations {
+                let (entries, tableDigests) = (update.entries, update.tableDigests)
+                if !entries.isEmpty, let tables = try instance.generations {
                     try step("switch the tables of cube \(cube) to a new generation") {
                         generations[cube] = try tables.switchTo(entries, from: update.before,
                                                                 grace: waitForGracePeriod)
@@ -151,8 +167,12 @@ extension Chain {
                 var record = instance.record
                 record.digest = update.digest
                 record.configDigest = digests[cube]
+                record.tableDigests = tableDigests
+                // What this process knows the tables hold: what it knew, with what it wrote.
+                let known = instance.knownTables.map { $0.merging(entries) { _, new in new } }
+                    ?? (entries.count == tableDigests.count ? entries : nil)
                 instances[cube] = CubeInstance(cube: cube, program: instance.program, maps: instance.maps, record: record,
-                                               stateLayouts: instance.stateLayouts, knownTables: entries)
+                                               stateLayouts: instance.stateLayouts, knownTables: known)
             }
             if plan.isEmpty {
                 // The old configs stay until `finish`: a revert puts the old record back.

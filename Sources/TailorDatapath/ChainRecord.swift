@@ -26,6 +26,10 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     /// `ConfigStore` holds it: observe reads that config only if its bytes match.
     /// Nil when the blueprint had none, or the record predates recorded configs.
     public var configDigest: String?
+    /// Per table that changes in place, the sha256 of the entries last written
+    /// (`CubeBlueprint.tableDigest`): a change writes only the tables whose digest it
+    /// changes, and reads no other. Nil in records written before tailor kept them.
+    public var tableDigests: [String: String]?
 
     public init(type: String, slot: Int, next: [Int?], digest: String, objectDigest: String,
                 fixedDigest: String? = nil, program: UInt32, maps: [String: MapRole], zones: [String: String]? = nil,
@@ -38,6 +42,13 @@ public struct CubeRecord: Sendable, Equatable, Codable {
 
     /// Names of the tables whose entries change on the live instance.
     public var inPlaceTables: Set<String> { Set(maps.filter(\.value.changesInPlace).keys) }
+
+    /// The digests of `blueprint`'s in-place tables, as `tableDigests` keeps them
+    /// (a table the blueprint leaves empty has the digest of no entries).
+    func inPlaceDigests(of blueprint: CubeBlueprint) -> [String: String] {
+        let digests = blueprint.tableDigests
+        return Dictionary(uniqueKeysWithValues: inPlaceTables.map { ($0, digests[$0] ?? CubeBlueprint.tableDigest([])) })
+    }
 
     /// Whether `blueprint` differs from this instance's only in entries of tables that change in place.
     public func differsOnlyInEntries(from blueprint: CubeBlueprint, digest: String) -> Bool {

@@ -107,14 +107,29 @@ public struct CubeBlueprint: Sendable, Equatable {
         }
         for (name, entries) in tables.sorted(by: { $0.key < $1.key }) where !excluded.contains(name) {
             hasher.update(data: Array("t\(name)=\(entries.count):".utf8))
-            // Entry order does not change a table's meaning; sort only when needed.
-            let ordered = zip(entries, entries.dropFirst()).allSatisfy { !$1.key.lexicographicallyPrecedes($0.key) }
-            for entry in ordered ? entries : entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-                hasher.update(data: entry.key)
-                hasher.update(data: entry.value)
-            }
+            Self.hash(entries, into: &hasher)
         }
         return hexDigest(hasher.finalize())
+    }
+
+    /// Per table, the sha256 of its entries (`tableDigest`); computed once per blueprint.
+    public var tableDigests: [String: String] { tableSource.digests() }
+
+    /// The sha256 of a table's entries, whatever their order: what the record keeps
+    /// of each table written, so a change leaves the tables it does not change alone.
+    public static func tableDigest(_ entries: [TableEntry]) -> String {
+        var hasher = SHA256()
+        hash(entries, into: &hasher)
+        return hexDigest(hasher.finalize())
+    }
+
+    private static func hash(_ entries: [TableEntry], into hasher: inout SHA256) {
+        // Entry order does not change a table's meaning; sort only when needed.
+        let ordered = zip(entries, entries.dropFirst()).allSatisfy { !$1.key.lexicographicallyPrecedes($0.key) }
+        for entry in ordered ? entries : entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            hasher.update(data: entry.key)
+            hasher.update(data: entry.value)
+        }
     }
 }
 
@@ -145,6 +160,7 @@ final class TableSource: Sendable {
 
     let content: Content
     private let built = Mutex<[String: [TableEntry]]?>(nil)
+    private let digested = Mutex<[String: String]?>(nil)
 
     init(_ content: Content) { self.content = content }
 
@@ -166,6 +182,15 @@ final class TableSource: Sendable {
                 built = tables
                 return tables
             }
+        }
+    }
+
+    func digests() -> [String: String] {
+        digested.withLock { digested in
+            if let digested { return digested }
+            let digests = entries().mapValues(CubeBlueprint.tableDigest)
+            digested = digests
+            return digests
         }
     }
 

@@ -138,7 +138,7 @@ final class CubeInstance {
         // Carried over for a path copy, the tables and their word are the live instance's.
         if carry[ABI.generation] == nil { try TableGenerations(maps: maps, roles: roles)?.fill(blueprint.tables) }
         let loaded = try object.program(named: program)
-        let record = CubeRecord(
+        var record = CubeRecord(
             type: blueprint.type, slot: wiring.slot, next: wiring.next, digest: wiring.digest,
             objectDigest: blueprint.objectDigest,
             fixedDigest: roles.values.contains(where: \.changesInPlace)
@@ -146,6 +146,7 @@ final class CubeInstance {
             program: try loaded.info().id.rawValue,
             maps: roles.filter { maps[$0.key] != nil },
             zones: blueprint.sharedState.isEmpty ? nil : blueprint.sharedState)
+        if !record.inPlaceTables.isEmpty { record.tableDigests = record.inPlaceDigests(of: blueprint) }
         return CubeInstance(cube: cube, program: loaded, maps: maps, record: record, stateLayouts: stateLayouts,
                             knownTables: blueprint.tables.filter { roles[$0.key]?.changesInPlace == true })
     }

@@ -112,12 +112,17 @@ struct TableGenerations {
         }
     }
 
-    /// What packets read now: the active generation of each versioned table, and
-    /// every content-keyed entry.
-    func live() throws -> [String: [TableEntry]] {
+    /// What packets read now from the tables `names` (all when nil): the active
+    /// generation of a versioned table, every entry of a content-keyed one.
+    func live(_ names: Set<String>? = nil) throws -> [String: [TableEntry]] {
         let active = try GenerationWord.read(word).active
-        var tables = try versioned.mapValues { try Self.entries(of: $0.map, keys: $0.keys, generation: active) }
-        for (name, map) in contentKeyed { tables[name] = try map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) } }
+        var tables: [String: [TableEntry]] = [:]
+        for (name, table) in versioned where names?.contains(name) ?? true {
+            tables[name] = try Self.entries(of: table.map, keys: table.keys, generation: active)
+        }
+        for (name, map) in contentKeyed where names?.contains(name) ?? true {
+            tables[name] = try map.lookupBatch().map { TableEntry(key: $0.key, value: $0.value) }
+        }
         return tables
     }
 
@@ -149,15 +154,18 @@ struct TableGenerations {
 
     /// Makes `tables` what packets read, per packet consistently: the entries that
     /// differ from `known` (what the tables hold, as the caller knows it; read when
-    /// nil) go into the generation no packet reads, then one write switches. When
-    /// an earlier change was left unsettled (its controller died between the switch
-    /// and `settle`), the other generation is first made equal to the active one,
-    /// after a grace period. Nothing is removed here: see `GenerationSwitch.settle`.
+    /// nil) go into the generation no packet reads, then one write switches. Only
+    /// the tables `tables` names are read and written; the others keep their entries.
+    /// When an earlier change was left unsettled (its controller died between the
+    /// switch and `settle`), the other generation of every versioned table is first
+    /// made equal to the active one, after a grace period. Nothing is removed here:
+    /// see `GenerationSwitch.settle`.
     func switchTo(_ tables: [String: [TableEntry]], from known: [String: [TableEntry]]?,
                   grace: () throws -> Void) throws -> GenerationSwitch {
         var current = try GenerationWord.read(word)
-        let names = Set(versioned.keys).union(contentKeyed.keys)
-        let before = try known.flatMap { names.isSubset(of: $0.keys) ? $0 : nil } ?? live()
+        let names = Set(tables.keys).intersection(Set(versioned.keys).union(contentKeyed.keys))
+        let needed = current.settled ? names : names.union(versioned.keys)
+        let before = try known.flatMap { needed.isSubset(of: $0.keys) ? $0 : nil } ?? live(needed)
         let (active, other) = (current.active, 1 - current.active)
         if !current.settled {
             try grace()
@@ -169,10 +177,10 @@ struct TableGenerations {
         // From here until `settle`, the two generations differ.
         current.settled = false
         try current.write(to: word)
-        for name in versioned.keys.sorted() {
+        for name in versioned.keys.sorted() where names.contains(name) {
             try write(tables[name] ?? [], over: before[name] ?? [], into: name, generation: other)
         }
-        for (name, map) in contentKeyed {
+        for (name, map) in contentKeyed where names.contains(name) {
             let have = Dictionary(before[name, default: []].map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
             for entry in tables[name] ?? [] {
                 if let value = have[entry.key], value != entry.value {
@@ -183,7 +191,8 @@ struct TableGenerations {
             try map.updateBatch((tables[name] ?? []).filter { have[$0.key] == nil }.map { ($0.key, $0.value) })
         }
         try GenerationWord(active: other, settled: false).write(to: word)
-        return GenerationSwitch(tables: self, from: active, before: before, after: tables)
+        return GenerationSwitch(tables: self, from: active, before: before.filter { names.contains($0.key) },
+                                after: tables.filter { names.contains($0.key) })
     }
 
     /// Makes generation `generation` of versioned table `name` hold `want`, given it
@@ -214,6 +223,7 @@ struct TableGenerations {
 
 /// A switch of generations made by `TableGenerations.switchTo`: packets read the
 /// new entries; the generation they left still holds the old ones until `settle`.
+/// `before` and `after` hold the tables the switch wrote, and only those.
 struct GenerationSwitch {
     let tables: TableGenerations
     /// The generation packets read before the switch.
@@ -225,10 +235,10 @@ struct GenerationSwitch {
     /// new entries there too and removes the content-keyed entries the new tables do
     /// not use.
     func settle() throws {
-        for name in tables.versioned.keys.sorted() {
+        for name in tables.versioned.keys.sorted() where after[name] != nil {
             try tables.write(after[name] ?? [], over: before[name] ?? [], into: name, generation: from)
         }
-        for (name, map) in tables.contentKeyed {
+        for (name, map) in tables.contentKeyed where after[name] != nil {
             let used = Set((after[name] ?? []).map(\.key))
             for entry in before[name] ?? [] where !used.contains(entry.key) { _ = try map.delete(entry.key) }
         }
@@ -241,20 +251,20 @@ struct GenerationSwitch {
     /// the other generation and the content-keyed entries are put back too.
     func undo(grace: () throws -> Void) throws {
         let other = 1 - from
-        for (name, table) in tables.versioned.sorted(by: { $0.key < $1.key }) {
+        for (name, table) in tables.versioned.sorted(by: { $0.key < $1.key }) where before[name] != nil {
             try tables.write(before[name] ?? [], over: TableGenerations.entries(of: table.map, keys: table.keys, generation: from),
                              into: name, generation: from)
         }
-        for (name, map) in tables.contentKeyed {
+        for (name, map) in tables.contentKeyed where before[name] != nil {
             try map.updateBatch((before[name] ?? []).map { ($0.key, $0.value) })
         }
         try GenerationWord(active: from, settled: false).write(to: tables.word)
         try grace()
-        for (name, table) in tables.versioned.sorted(by: { $0.key < $1.key }) {
+        for (name, table) in tables.versioned.sorted(by: { $0.key < $1.key }) where before[name] != nil {
             try tables.write(before[name] ?? [], over: TableGenerations.entries(of: table.map, keys: table.keys, generation: other),
                              into: name, generation: other)
         }
-        for (name, map) in tables.contentKeyed {
+        for (name, map) in tables.contentKeyed where before[name] != nil {
             let kept = Set((before[name] ?? []).map(\.key))
             for entry in after[name] ?? [] where !kept.contains(entry.key) { _ = try map.delete(entry.key) }
         }

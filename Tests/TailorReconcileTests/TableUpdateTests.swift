@@ -1,5 +1,7 @@
 import Testing
+import TailorCubes
 import TailorDatapath
+import TailorSpec
 import TailorKernel
 import TailorLab
 @testable import TailorReconcile
@@ -67,6 +69,54 @@ struct TableUpdateTests {
                 let replaced = Planner.plan(desired: rodata, observed: Observer.observe(pinRoot: root))
                 #expect(replaced.chains.first?.cubes.first?.action == .replace)
                 try Chain.open("bl", pinRoot: root).destroy()
+            }
+        }
+    }
+
+    @Test("an edit reads and writes only the tables whose digest it changes: an entry changed by hand in another is left for the deep check")
+    func onlyChangedTables() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
+                let rules = [Firewall.Rule(Filter.Rule(proto: 6, destinationPorts: 80...80, action: .pass), action: .accept),
+                             Firewall.Rule(Filter.Rule(proto: 17, destinationPorts: 53...53, action: .pass), action: .drop)]
+                let desired = { (policy: Firewall.Action) throws in
+                    [DesiredChain(settings: ChainSettings(name: "fwt", hook: hook), topology: .line([
+                        ("fw", try Firewall.blueprint(rules: rules, policy: policy, acceptEstablished: false))]))]
+                }
+                // Each apply by a fresh executor, as `tailor apply` makes it: nothing known of the tables.
+                let apply = { (desired: [DesiredChain], deep: Bool) throws -> Plan in
+                    let executor = Executor(pinRoot: root)
+                    let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root, deep: deep))
+                    _ = try executor.apply(executor.verify(plan, desired: desired), desired: desired)
+                    return plan
+                }
+                _ = try apply(desired(.accept), false)
+                let record = try #require(Observer.observe("fwt", pinRoot: root).record?.cubes["fw"])
+                #expect(record.tableDigests == record.inPlaceTables.reduce(into: [:]) { digests, name in
+                    digests[name] = CubeBlueprint.tableDigest((try? desired(.accept))?[0].topology.nodes["fw"]?
+                        .blueprint.tables[name] ?? [])
+                })
+                // Rule 0 made a drop in both generations of `actions`, by hand.
+                let actions = try BPFMap(pinnedAt: root.appending("fwt", "cubes", "fw", "maps", "actions"))
+                let half = actions.info.maxEntries / 2
+                let key = { (index: Int) in withUnsafeBytes(of: UInt32(index).littleEndian, Array.init) }
+                for index in [0, half] { try actions.update(key(index), [1]) }
+
+                let flipped = try apply(desired(.drop), false)
+                #expect(flipped.chains.first?.cubes.first?.action == .update, "\(flipped)")
+                #expect(try actions.lookup(key(0)) == [1] && actions.lookup(key(half)) == [1], "actions was rewritten")
+                let after = try #require(Observer.observe("fwt", pinRoot: root).record?.cubes["fw"])
+                #expect(after.program == record.program && after.tableDigests?["policy"] != record.tableDigests?["policy"])
+                #expect(after.tableDigests?["actions"] == record.tableDigests?["actions"])
+
+                // The deep check sees the entry and puts it back.
+                let deep = Planner.plan(desired: try desired(.drop), observed: Observer.observe(pinRoot: root, deep: true))
+                #expect(deep.chains.first?.driftKinds.contains("table-changed") == true, "\(deep)")
+                _ = try apply(desired(.drop), true)
+                #expect(try actions.lookup(key(0)) == [0] && actions.lookup(key(half)) == [0])
+                #expect(Planner.plan(desired: try desired(.drop), observed: Observer.observe(pinRoot: root, deep: true)).isEmpty)
+                try Chain.open("fwt", pinRoot: root).destroy()
             }
         }
     }
