@@ -137,33 +137,71 @@ public enum Firewall {
             "use_conntrack": [acceptEstablished || stages.state ? 1 : 0],
         ]
         for (name, used) in stages.used { rodata["use_\(name)"] = [used ? 1 : 0] }
-        // Built only when an instance is loaded or changed: a plan compares digests.
-        let tables = LazyTables(inputs: tableInputs(rules, policy: policy, stages: stages),
-                                names: stages.tableNames.union(["policy"])) {
-            var tables = Tables(rules, stages: stages)
-            tables.entries["policy"] = [TableEntry(key: littleEndian(UInt32(0)), value: [policy == .drop ? 1 : 0])]
+        // Built only when an instance is loaded or changed, and only the tables asked for:
+        // a plan compares digests of the inputs.
+        let tables = LazyTables(inputs: tableInputs(rules, policy: policy, stages: stages)) { names in
+            var tables = Tables(rules, stages: stages, only: names)
+            if names.contains("policy") {
+                tables.entries["policy"] = [TableEntry(key: littleEndian(UInt32(0)), value: [policy == .drop ? 1 : 0])]
+            }
             return tables.entries
         }
         return try BuiltIn.blueprint("firewall", rodata: rodata, tables: tables,
                                      sharedState: zone.map { ["conntrack": $0] } ?? [:])
     }
 
-    /// What the tables are built from, as bytes: the stages, the policy, and each
-    /// rule's match (`struct tailor_rule`, with which port and flag fields are
-    /// given), states and action. Format 1 of the tables; a change in how they are
-    /// built changes the first byte.
-    static func tableInputs(_ rules: [Rule], policy: Action, stages: Tables.Stages) -> [UInt8] {
-        var bytes: [UInt8] = [1, policy == .drop ? 1 : 0]
-        bytes += stages.used.sorted { $0.key < $1.key }.map { $0.value ? 1 : 0 }
-        bytes.reserveCapacity(bytes.count + rules.count * 51)
-        for rule in rules {
-            let match = rule.match
-            bytes += match.encoded(verdict: rule.action == .drop ? 1 : 0)
-            bytes.append((match.sourcePorts == nil ? 0 : 1) | (match.destinationPorts == nil ? 0 : 2)
-                         | (match.tcpFlags == nil ? 0 : 4))
-            bytes += littleEndian(UInt16(rule.states.map { $0.reduce(0) { $0 | 1 << $1.rawValue } } ?? 0xffff))
+    /// Per table, the bytes it is built from: the rule count (every vector's width)
+    /// and, rule by rule, the fields that table reads, so an edit changes the inputs
+    /// of the tables it changes only. Format 2; a change in how a table is built
+    /// changes the first byte.
+    static func tableInputs(_ rules: [Rule], policy: Action, stages: Tables.Stages) -> [String: [UInt8]] {
+        let head: [UInt8] = [2] + littleEndian(UInt32(rules.count))
+        func perRule(_ extra: [UInt8] = [], _ field: (Rule) -> [UInt8]) -> [UInt8] {
+            var bytes = head + extra
+            for rule in rules { bytes += field(rule) }
+            return bytes
         }
-        return bytes
+        func prefix(_ prefix: IPPrefix?) -> [UInt8] {
+            guard let network = prefix?.network else { return [0] }
+            return [network.isIPv6 ? 6 : 4, UInt8(network.length)] + network.address
+        }
+        func ports(_ range: ClosedRange<UInt16>?) -> [UInt8] {
+            range.map { [1] + littleEndian($0.lowerBound) + littleEndian($0.upperBound) } ?? [0]
+        }
+        // The IP version a rule is limited to: the prefix lookups leave rules of the other out.
+        let version = { (rule: Rule) -> [UInt8] in [rule.match.ipv6Only.map { $0 ? 6 : 4 } ?? 0] }
+        var inputs: [String: [UInt8]] = [
+            "all_rules": head,
+            "actions": perRule { [$0.action == .drop ? 1 : 0] },
+            "policy": [2, policy == .drop ? 1 : 0],
+        ]
+        if stages.source {
+            let source = perRule { version($0) + prefix($0.match.source) }
+            (inputs["src_v4"], inputs["src_v6"]) = (source, source)
+        }
+        if stages.destination {
+            let destination = perRule([stages.source ? 1 : 0]) { version($0) + prefix($0.match.destination) }
+            (inputs["dst_v4"], inputs["dst_v6"]) = (destination, destination)
+        }
+        // Port vectors hold the vectors of both indices.
+        var vectors = head
+        if stages.sourcePort {
+            inputs["sport_index"] = perRule { ports($0.match.sourcePorts) }
+            vectors += [1] + (inputs["sport_index"] ?? [])
+        }
+        if stages.destinationPort {
+            inputs["dport_index"] = perRule { ports($0.match.destinationPorts) }
+            vectors += [2] + (inputs["dport_index"] ?? [])
+        }
+        inputs["port_vectors"] = vectors
+        if stages.proto { inputs["proto_vectors"] = perRule { $0.match.proto.map { [1, $0] } ?? [0] } }
+        if stages.flags { inputs["flag_vectors"] = perRule { $0.match.tcpFlags.map { [1, $0.mask, $0.value] } ?? [0] } }
+        if stages.state {
+            inputs["state_vectors"] = perRule {
+                littleEndian(UInt16($0.states.map { $0.reduce(0) { $0 | 1 << $1.rawValue } } ?? 0xffff))
+            }
+        }
+        return inputs
     }
 }
 
@@ -254,19 +292,6 @@ extension Firewall {
                 ["src": source, "dst": destination, "sport": sourcePort, "dport": destinationPort,
                  "proto": proto, "flags": flags, "state": state]
             }
-
-            /// The tables `Tables` fills for these stages.
-            var tableNames: Set<String> {
-                var names: Set<String> = ["all_rules", "actions", "port_vectors"]
-                if source { names.formUnion(["src_v4", "src_v6"]) }
-                if destination { names.formUnion(["dst_v4", "dst_v6"]) }
-                if sourcePort { names.insert("sport_index") }
-                if destinationPort { names.insert("dport_index") }
-                if proto { names.insert("proto_vectors") }
-                if flags { names.insert("flag_vectors") }
-                if state { names.insert("state_vectors") }
-                return names
-            }
         }
 
         let rules: [Rule]
@@ -276,38 +301,49 @@ extension Firewall {
         /// 64-bit words of a vector of `count` rules.
         static func words(_ count: Int) -> Int { max(1, (count + 63) / 64) }
 
-        init(_ rules: [Rule], stages: Stages) {
+        /// The tables `names` (of those `stages` use), and no others.
+        init(_ rules: [Rule], stages: Stages, only names: Set<String>) {
             self.rules = rules
             words = Self.words(rules.count)
-            let all = vector { _ in true }
-            entries["all_rules"] = [TableEntry(key: littleEndian(UInt32(0)), value: all.encoded)]
-            entries["actions"] = rules.indices.filter { rules[$0].action == .drop }
-                .map { TableEntry(key: littleEndian(UInt32($0)), value: [1]) }
-
-            if stages.source {
-                entries["src_v4"] = prefixes(ipv6: false) { $0.match.source }
-                entries["src_v6"] = prefixes(ipv6: true) { $0.match.source }
+            if names.contains("all_rules") {
+                entries["all_rules"] = [TableEntry(key: littleEndian(UInt32(0)), value: vector { _ in true }.encoded)]
             }
-            if stages.destination {
-                entries["dst_v4"] = prefixes(ipv6: false, versionChecked: stages.source) { $0.match.destination }
-                entries["dst_v6"] = prefixes(ipv6: true, versionChecked: stages.source) { $0.match.destination }
+            if names.contains("actions") {
+                entries["actions"] = rules.indices.filter { rules[$0].action == .drop }
+                    .map { TableEntry(key: littleEndian(UInt32($0)), value: [1]) }
+            }
+            for ipv6 in [false, true] {
+                let suffix = ipv6 ? "_v6" : "_v4"
+                if stages.source && names.contains("src" + suffix) {
+                    entries["src" + suffix] = prefixes(ipv6: ipv6) { $0.match.source }
+                }
+                if stages.destination && names.contains("dst" + suffix) {
+                    entries["dst" + suffix] = prefixes(ipv6: ipv6, versionChecked: stages.source) { $0.match.destination }
+                }
             }
 
-            var portVectors: [UInt64: RuleVector] = [:]
-            if stages.sourcePort { entries["sport_index"] = ports(\.sourcePorts, store: &portVectors) }
-            if stages.destinationPort { entries["dport_index"] = ports(\.destinationPorts, store: &portVectors) }
-            entries["port_vectors"] = portVectors.sorted { $0.key < $1.key }
-                .map { TableEntry(key: littleEndian($0.key), value: $0.value.encoded) }
+            // Both indices at once, source first: they share the vectors, and their ids.
+            if !names.isDisjoint(with: ["sport_index", "dport_index", "port_vectors"]) {
+                var portVectors: [UInt64: RuleVector] = [:]
+                let sport = stages.sourcePort ? ports(\.sourcePorts, store: &portVectors) : nil
+                let dport = stages.destinationPort ? ports(\.destinationPorts, store: &portVectors) : nil
+                if names.contains("sport_index") { entries["sport_index"] = sport }
+                if names.contains("dport_index") { entries["dport_index"] = dport }
+                if names.contains("port_vectors") {
+                    entries["port_vectors"] = portVectors.sorted { $0.key < $1.key }
+                        .map { TableEntry(key: littleEndian($0.key), value: $0.value.encoded) }
+                }
+            }
 
-            if stages.proto {
+            if stages.proto && names.contains("proto_vectors") {
                 entries["proto_vectors"] = values(0..<256) { rule, value in rule.match.proto.map { $0 == value } ?? true }
             }
-            if stages.flags {
+            if stages.flags && names.contains("flag_vectors") {
                 entries["flag_vectors"] = values(0..<256) { rule, value in
                     rule.match.tcpFlags.map { UInt8(value) & $0.mask == $0.value } ?? true
                 }
             }
-            if stages.state {
+            if stages.state && names.contains("state_vectors") {
                 entries["state_vectors"] = values(0..<ConnectionState.allCases.count) { rule, value in
                     rule.states.map { states in ConnectionState(rawValue: value).map(states.contains) ?? false } ?? true
                 }

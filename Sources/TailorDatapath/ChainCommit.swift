@@ -71,7 +71,7 @@ public struct TableUpdate: Sendable {
     /// The new entries of the tables that change, and only those: the others are neither read nor written.
     public var entries: [String: [TableEntry]] {
         let changed = changed
-        let tables = changed.isEmpty ? [:] : blueprint.tables
+        let tables = blueprint.tables(changed)
         return Dictionary(uniqueKeysWithValues: changed.map { ($0, tables[$0] ?? []) })
     }
     /// What the tables hold now, as the caller knows it (observed, or written by

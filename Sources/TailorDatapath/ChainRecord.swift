@@ -26,8 +26,8 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     /// `ConfigStore` holds it: observe reads that config only if its bytes match.
     /// Nil when the blueprint had none, or the record predates recorded configs.
     public var configDigest: String?
-    /// Per table that changes in place, the sha256 of the entries last written
-    /// (`CubeBlueprint.tableDigest`): a change writes only the tables whose digest it
+    /// Per table that changes in place, the digest of what was last written
+    /// (`CubeBlueprint.tableDigests`): a change writes only the tables whose digest it
     /// changes, and reads no other. Nil in records written before tailor kept them.
     public var tableDigests: [String: String]?
 

@@ -28,7 +28,10 @@ public struct CubeBlueprint: Sendable, Equatable {
     public var rodata: [String: [UInt8]]
     /// Entries of controller-owned tables, by map name: given, or built the first
     /// time they are asked for (`LazyTables`), then kept.
-    public var tables: [String: [TableEntry]] { tableSource.entries() }
+    public var tables: [String: [TableEntry]] { tableSource.entries(nil) }
+
+    /// The entries of the tables `names` only: of lazy tables, only those are built.
+    public func tables(_ names: Set<String>) -> [String: [TableEntry]] { tableSource.entries(names) }
     private var tableSource: TableSource
     /// Number of outputs the cube calls with tailor_next_port (1 for most cubes).
     public var outputs: Int
@@ -58,8 +61,8 @@ public struct CubeBlueprint: Sendable, Equatable {
     }
 
     /// A blueprint whose tables are built only when something needs their entries
-    /// (loading or changing an instance, a deep observe): its digest hashes
-    /// `tables.inputs` in their place.
+    /// (loading or changing an instance, a deep observe): its digests hash each
+    /// table's inputs in the table's place.
     public init(type: String, object: [UInt8], objectDigest: String? = nil, rodata: [String: [UInt8]] = [:],
                 tables: LazyTables, outputs: Int = 1, sharedState: [String: String] = [:]) {
         self.init(type: type, object: object, objectDigest: objectDigest, rodata: rodata, outputs: outputs,
@@ -98,10 +101,10 @@ public struct CubeBlueprint: Sendable, Equatable {
         switch tableSource.content {
         case .given(let given): tables = given
         case .lazy(let lazy):
-            // The inputs stand for every table they build: all excluded, or all hashed.
-            if !lazy.names.isSubset(of: excluded) {
-                hasher.update(data: Array("l\(lazy.names.sorted())=\(lazy.inputs.count):".utf8))
-                hasher.update(data: lazy.inputs)
+            // Each table's inputs stand for its entries.
+            for (name, inputs) in lazy.inputs.sorted(by: { $0.key < $1.key }) where !excluded.contains(name) {
+                hasher.update(data: Array("l\(name)=\(inputs.count):".utf8))
+                hasher.update(data: inputs)
             }
             tables = [:]
         }
@@ -112,11 +115,13 @@ public struct CubeBlueprint: Sendable, Equatable {
         return hexDigest(hasher.finalize())
     }
 
-    /// Per table, the sha256 of its entries (`tableDigest`); computed once per blueprint.
+    /// Per table, a sha256 that changes whenever its entries do, computed once per
+    /// blueprint: of its entries (`tableDigest`), or of a lazy table's inputs (so
+    /// comparing them builds nothing). What the record keeps of each table written,
+    /// so a change leaves the tables it does not change alone.
     public var tableDigests: [String: String] { tableSource.digests() }
 
-    /// The sha256 of a table's entries, whatever their order: what the record keeps
-    /// of each table written, so a change leaves the tables it does not change alone.
+    /// The sha256 of a table's entries, whatever their order.
     public static func tableDigest(_ entries: [TableEntry]) -> String {
         var hasher = SHA256()
         hash(entries, into: &hasher)
@@ -135,23 +140,22 @@ public struct CubeBlueprint: Sendable, Equatable {
 
 /// Tables a cube type builds from its config when they are first needed: a
 /// 10,000-rule firewall's take about 100 ms and tens of MiB to build, which
-/// validating, planning and checking a chain in sync never need.
+/// validating, planning and checking a chain in sync never need, and an edit
+/// needs only for the tables it changes.
 public struct LazyTables: Sendable {
-    /// Bytes that determine every entry `build` makes (the cube type's encoding of
-    /// its config): equal inputs, equal tables.
-    public let inputs: [UInt8]
-    /// The tables `build` returns.
-    public let names: Set<String>
-    let build: @Sendable () -> [String: [TableEntry]]
+    /// Per table, the bytes that determine its entries (the cube type's encoding of
+    /// the config fields it is built from): equal inputs, equal entries.
+    public let inputs: [String: [UInt8]]
+    /// Builds the tables named (a subset of `inputs`' keys), and no others.
+    let build: @Sendable (Set<String>) -> [String: [TableEntry]]
 
-    public init(inputs: [UInt8], names: Set<String>,
-                build: @escaping @Sendable () -> [String: [TableEntry]]) {
-        (self.inputs, self.names, self.build) = (inputs, names, build)
+    public init(inputs: [String: [UInt8]], build: @escaping @Sendable (Set<String>) -> [String: [TableEntry]]) {
+        (self.inputs, self.build) = (inputs, build)
     }
 }
 
-/// Where a blueprint's tables come from; a lazy source builds once, for every
-/// copy of the blueprint.
+/// Where a blueprint's tables come from; a lazy source builds each table once, for
+/// every copy of the blueprint.
 final class TableSource: Sendable {
     enum Content: Sendable {
         case given([String: [TableEntry]])
@@ -159,7 +163,7 @@ final class TableSource: Sendable {
     }
 
     let content: Content
-    private let built = Mutex<[String: [TableEntry]]?>(nil)
+    private let built = Mutex<[String: [TableEntry]]>([:])
     private let digested = Mutex<[String: String]?>(nil)
 
     init(_ content: Content) { self.content = content }
@@ -167,20 +171,25 @@ final class TableSource: Sendable {
     var names: Set<String> {
         switch content {
         case .given(let tables): Set(tables.keys)
-        case .lazy(let lazy): lazy.names
+        case .lazy(let lazy): Set(lazy.inputs.keys)
         }
     }
 
-    func entries() -> [String: [TableEntry]] {
+    /// The tables `names` (all when nil) that the source has.
+    func entries(_ names: Set<String>?) -> [String: [TableEntry]] {
         switch content {
-        case .given(let tables): return tables
+        case .given(let tables):
+            return names.map { names in tables.filter { names.contains($0.key) } } ?? tables
         case .lazy(let lazy):
+            let wanted = names.map { $0.intersection(lazy.inputs.keys) } ?? Set(lazy.inputs.keys)
             return built.withLock { built in
-                if let built { return built }
-                let tables = lazy.build()
-                precondition(Set(tables.keys) == lazy.names, "built tables \(tables.keys.sorted()), declared \(lazy.names.sorted())")
-                built = tables
-                return tables
+                let missing = wanted.subtracting(built.keys)
+                if !missing.isEmpty {
+                    let tables = lazy.build(missing)
+                    precondition(Set(tables.keys) == missing, "built \(tables.keys.sorted()), asked for \(missing.sorted())")
+                    built.merge(tables) { _, new in new }
+                }
+                return built.filter { wanted.contains($0.key) }
             }
         }
     }
@@ -188,7 +197,11 @@ final class TableSource: Sendable {
     func digests() -> [String: String] {
         digested.withLock { digested in
             if let digested { return digested }
-            let digests = entries().mapValues(CubeBlueprint.tableDigest)
+            let digests: [String: String]
+            switch content {
+            case .given(let tables): digests = tables.mapValues(CubeBlueprint.tableDigest)
+            case .lazy(let lazy): digests = lazy.inputs.mapValues { hexDigest(SHA256.hash(data: [UInt8]("l".utf8) + $0)) }
+            }
             digested = digests
             return digests
         }
@@ -196,8 +209,8 @@ final class TableSource: Sendable {
 
     /// Equal entries: for two lazy sources, equal inputs (without building them).
     func sameEntries(as other: TableSource) -> Bool {
-        if case .lazy(let a) = content, case .lazy(let b) = other.content { return a.inputs == b.inputs && a.names == b.names }
-        return entries() == other.entries()
+        if case .lazy(let a) = content, case .lazy(let b) = other.content { return a.inputs == b.inputs }
+        return entries(nil) == other.entries(nil)
     }
 }
 
