@@ -327,7 +327,9 @@ public final class Chain {
 
     /// Loads every cube of a chain that does not exist yet, so the kernel verifier
     /// checks them all, against throwaway chain maps: nothing is pinned, attached or
-    /// kept. A rejected program throws with the verifier's log. Returns the refusals
+    /// kept. Tables are checked to be the objects' own, not built or filled (the apply
+    /// fills them before anything is switched: a 10,000-rule firewall's take a third of
+    /// a first load). A rejected program throws with the verifier's log. Returns the refusals
     /// of state maps the cubes would share with a zone of another layout.
     public static func verify(_ settings: ChainSettings, topology: Topology, zones: StateZones) throws -> [String] {
         let shared = try LoadedRoot(settings, identity: ChainIdentity(settings: settings, pinRoot: zones.pinRoot)).shared
@@ -339,7 +341,7 @@ public final class Chain {
             try joined.join(zones, cube: cube, blueprint: node.blueprint)
             refusals += joined.refusals
             _ = try CubeInstance.load(node.blueprint, as: cube, hook: settings.hook, wiring: wiring,
-                                      settings: settings, shared: shared, carry: joined.carry)
+                                      settings: settings, shared: shared, carry: joined.carry, fillingTables: false)
         }
         return refusals
     }

@@ -103,9 +103,11 @@ final class CubeInstance {
     /// Loads `blueprint` as cube `cube` for `hook`, wired as `record` says, sharing
     /// the chain's maps and taking over the maps in `carry` instead of creating them.
     /// The kernel verifies the program here; nothing is reachable by packets yet.
+    /// Without `fillingTables` (a plan's check of the program) the tables are only
+    /// checked to be the object's, not built or written.
     static func load(
         _ blueprint: CubeBlueprint, as cube: String, hook: ChainHook, wiring: LiveInstance,
-        settings: ChainSettings, shared: SharedMaps, carry: [String: BPFMap]
+        settings: ChainSettings, shared: SharedMaps, carry: [String: BPFMap], fillingTables: Bool = true
     ) throws -> CubeInstance {
         var object = try BPFObject(bytes: blueprint.object, name: "\(cube) (\(blueprint.type))")
         let program = try hookProgram(in: object, for: hook, cube: cube)
@@ -128,15 +130,21 @@ final class CubeInstance {
         for (name, role) in roles where role != .chain && role != .internalData {
             maps[name] = try object.map(named: name)
         }
-        for (name, entries) in blueprint.tables where carry[name] == nil {
-            guard let role = roles[name], role.isTable, let map = maps[name] else {
+        for name in blueprint.tableNames where carry[name] == nil {
+            guard let role = roles[name], role.isTable, maps[name] != nil else {
                 throw DatapathError("cube \(cube): \(name) is not a table of its object; "
                     + "tables: \(roles.filter(\.value.isTable).keys.sorted())")
             }
-            if role != .versionedTable && role != .contentKeyedTable { try map.updateBatch(entries.map { ($0.key, $0.value) }) }
+        }
+        let tables = fillingTables ? blueprint.tables : [:]
+        for (name, entries) in tables where carry[name] == nil {
+            guard let role = roles[name], let map = maps[name], role != .versionedTable && role != .contentKeyedTable else {
+                continue
+            }
+            try map.updateBatch(entries.map { ($0.key, $0.value) })
         }
         // Carried over for a path copy, the tables and their word are the live instance's.
-        if carry[ABI.generation] == nil { try TableGenerations(maps: maps, roles: roles)?.fill(blueprint.tables) }
+        if fillingTables && carry[ABI.generation] == nil { try TableGenerations(maps: maps, roles: roles)?.fill(tables) }
         let loaded = try object.program(named: program)
         var record = CubeRecord(
             type: blueprint.type, slot: wiring.slot, next: wiring.next, digest: wiring.digest,
@@ -148,7 +156,7 @@ final class CubeInstance {
             zones: blueprint.sharedState.isEmpty ? nil : blueprint.sharedState)
         if !record.inPlaceTables.isEmpty { record.tableDigests = record.inPlaceDigests(of: blueprint) }
         return CubeInstance(cube: cube, program: loaded, maps: maps, record: record, stateLayouts: stateLayouts,
-                            knownTables: blueprint.tables.filter { roles[$0.key]?.changesInPlace == true })
+                            knownTables: fillingTables ? tables.filter { roles[$0.key]?.changesInPlace == true } : nil)
     }
 
     /// The object's program for `hook`, found by section ("xdp"; "tc" or "classifier").
