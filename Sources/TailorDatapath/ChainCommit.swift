@@ -233,7 +233,7 @@ extension Chain {
             }
             guard !plan.isEmpty else {
                 if record != switched.before.record {
-                    try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
+                    try step("remove unused configs") { try configs.trim(to: record) }
                 }
                 return
             }
@@ -260,7 +260,7 @@ extension Chain {
             }
             try pinRoot.removeTree(directory + "/staging")
             try step("write record") { try meta.write(record) }
-            try step("remove unused configs") { try configs.trim(keeping: record.configDigests) }
+            try step("remove unused configs") { try configs.trim(to: record) }
         } catch {
             rollBack(to: switched.before, prepared: prepared, tables: switched.tablesBefore,
                      generations: switched.generations)
@@ -359,7 +359,7 @@ extension Chain {
         }
         attempt("remove staged pins") { try self.pinRoot.removeTree(self.directory + "/staging") }
         attempt("restore record") { try self.meta.write(before.record) }
-        attempt("remove configs of the change") { try self.configs.trim(keeping: before.record.configDigests) }
+        attempt("remove configs of the change") { try self.configs.trim(to: before.record) }
     }
 
     /// Undoes or finishes a commit a controller did not complete (its record still
@@ -385,11 +385,8 @@ extension Chain {
                 try pinRoot.removeTree(staging)
                 done.append("removed the instances an apply staged and never committed")
             }
-            let unreferenced = configs.unreferenced(by: record)
-            if !unreferenced.isEmpty {
-                try configs.trim(keeping: record.configDigests)
-                done.append("removed \(unreferenced.count) config pin(s) no record names")
-            }
+            let removed = try configs.trim(to: record)
+            if !removed.isEmpty { done.append("removed \(removed.count) config pin(s) no record names") }
             return done
         }
         let progs = try ProgramArray(pinnedAt: directory + "/progs")
@@ -443,7 +440,7 @@ extension Chain {
         record.cubes = target
         record.pending = nil
         try meta.write(record)
-        try configs.trim(keeping: record.configDigests)
+        try configs.trim(to: record)
         return done
     }
 }

@@ -49,9 +49,12 @@ public struct ConfigStore: Sendable {
         }
     }
 
-    /// Unpins every config but those in `digests` (the ones the chain's record names).
-    func trim(keeping digests: Set<String>) throws {
-        for name in pinned() where !digests.contains(name) { try pinRoot.unpin(directory + "/" + name) }
+    /// Unpins every config `record` does not name (`unreferenced`); returns their digests.
+    @discardableResult
+    func trim(to record: ChainRecord) throws -> [String] {
+        let unreferenced = unreferenced(by: record)
+        for name in unreferenced { try pinRoot.unpin(directory + "/" + name) }
+        return unreferenced
     }
 
     /// The digests of the configs pinned.

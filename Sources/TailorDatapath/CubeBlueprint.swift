@@ -74,7 +74,8 @@ public struct CubeBlueprint: Sendable, Equatable {
     public var tableNames: Set<String> { tableSource.names }
 
     public static func == (a: CubeBlueprint, b: CubeBlueprint) -> Bool {
-        a.type == b.type && a.objectDigest == b.objectDigest && a.object == b.object && a.rodata == b.rodata
+        // The object digest is the object's sha256: equal digests, equal objects.
+        a.type == b.type && a.objectDigest == b.objectDigest && a.rodata == b.rodata
             && a.outputs == b.outputs && a.resetState == b.resetState && a.sharedState == b.sharedState
             && a.config == b.config && a.tableSource.sameEntries(as: b.tableSource)
     }

@@ -146,7 +146,9 @@ struct ConfigStoreTests {
             let map = try BPFMap(pinnedAt: store.directory + "/" + digest)
             #expect(json.count > 500_000 && map.info.maxEntries == (json.count + 4 + (1 << 16) - 1) >> 16)
             #expect(store.read(digest) == .json(json))
-            try store.trim(keeping: [])
+            // A record naming no config: the one pinned goes, and is said.
+            let record = ChainRecord(settings: ChainSettings(name: "big", hook: ChainHook(interface: "lo", kind: .tcIngress)))
+            #expect(try store.trim(to: record) == [digest])
             #expect(store.pinned().isEmpty)
         }
     }
