@@ -25,9 +25,9 @@ public struct LiveCube: Sendable, Hashable {
         }
     }
 
-    /// The pin of this cube's map `name` (the layout `Chain` pins instances in).
+    /// The pin of this cube's map `name`.
     func mapPin(_ name: String, under pinRoot: PinRoot) -> String {
-        pinRoot.appending(chain, "cubes", cube, "maps", name)
+        ChainPins(chain, under: pinRoot).cube(cube).map(name)
     }
 
     var labels: [(String, String)] { [("chain", chain), ("cube", cube), ("type", type)] }

@@ -231,10 +231,10 @@ public final class Reconciler {
             for line in recovered { log.notice("interrupted apply recovered", metadata: ["what": "\(line)"]) }
             observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
         }
-        let foreign = Set(observed.filter { !$0.isTailors && !$0.drift.isEmpty && pinRoot.exists(pinRoot.appending($0.name)) }
+        let foreign = Set(observed.filter { !$0.isTailors && !$0.drift.isEmpty && pinRoot.exists(ChainPins($0.name, under: pinRoot).directory) }
             .map(\.name))
         for name in foreign.subtracting(reportedForeign).sorted() {
-            log.warning("directory left alone: not tailor's", metadata: ["directory": "\(pinRoot.appending(name))"])
+            log.warning("directory left alone: not tailor's", metadata: ["directory": "\(ChainPins(name, under: pinRoot).directory)"])
         }
         reportedForeign = foreign
         outcome.cubes = LiveCube.all(in: observed)

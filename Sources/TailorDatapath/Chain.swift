@@ -62,8 +62,10 @@ public struct CubeCounters: Sendable, Equatable {
 /// (fresh slots, then one write, then a grace period before old instances go).
 public final class Chain {
     public let settings: ChainSettings
-    /// The chain's pin directory: `<pin root>/<name>` once it is live.
-    public private(set) var directory: String
+    /// The chain's pins: under `<pin root>/<name>` once it is live.
+    public private(set) var pins: ChainPins
+    /// The chain's pin directory.
+    public var directory: String { pins.directory }
     let pinRoot: PinRoot
     let shared: SharedMaps
     let progs: ProgramArray
@@ -90,11 +92,11 @@ public final class Chain {
                     cubes: instances.mapValues(\.record), layouts: ChainRecord.layouts(of: Array(instances.values)))
     }
 
-    init(settings: ChainSettings, pinRoot: PinRoot, directory: String, root: Program, rootCounters: BPFMap,
+    init(settings: ChainSettings, pinRoot: PinRoot, pins: ChainPins, root: Program, rootCounters: BPFMap,
          shared: SharedMaps, meta: MetaMap, interface: NetworkInterface) throws {
         self.settings = settings
         self.pinRoot = pinRoot
-        self.directory = directory
+        self.pins = pins
         self.root = root
         self.rootCountersMap = rootCounters
         self.shared = shared
@@ -104,25 +106,12 @@ public final class Chain {
         self.provenance = (nil, nil)
     }
 
-    /// Where a chain is built before it goes live: observe reports what is left
-    /// there as an interrupted apply, and the next apply removes it.
-    public static let buildingPrefix = "_creating-"
-    /// Where a chain goes once it is detached, until its pins are removed.
-    public static let removingPrefix = "_removing-"
-
-    /// Whether a directory under the pin root is named as what an interrupted apply
-    /// leaves (a chain being built or removed), not as a chain. The name alone does
-    /// not make it tailor's: `hasRecord` does.
-    public static func isLeftover(_ name: String) -> Bool {
-        name.hasPrefix(buildingPrefix) || name.hasPrefix(removingPrefix)
-    }
-
     /// Whether `directory` holds a meta record tailor can read: a build pins it before
     /// anything else, and a chain moved aside takes its own along, so a directory
     /// named like a leftover without one is someone else's and is left alone.
     public static func hasRecord(_ directory: String) -> Bool {
         do {
-            return try MetaRecordReader.read(directory + "/meta") != nil
+            return try MetaRecordReader.read(ChainPins(directory: directory)[.meta]) != nil
         } catch {
             return false
         }
@@ -134,8 +123,9 @@ public final class Chain {
     public static func create(
         _ settings: ChainSettings, topology: Topology, pinRoot: PinRoot, takeover: Bool = false
     ) throws -> Chain {
-        guard !pinRoot.exists(pinRoot.appending(settings.name)) else {
-            throw DatapathError("chain \(settings.name) already exists at \(pinRoot.appending(settings.name))")
+        let final = ChainPins(settings.name, under: pinRoot)
+        guard !pinRoot.exists(final.directory) else {
+            throw DatapathError("chain \(settings.name) already exists at \(final.directory)")
         }
         let chain = try build(settings, topology: topology, pinRoot: pinRoot)
         do {
@@ -155,7 +145,8 @@ public final class Chain {
         _ settings: ChainSettings, topology: Topology, pinRoot: PinRoot, zones: StateZones? = nil,
         failpoint: ((String) throws -> Void)? = nil
     ) throws -> Chain {
-        let directory = pinRoot.appending(buildingPrefix + settings.name)
+        let pins = ChainPins.building(settings.name, under: pinRoot)
+        let directory = pins.directory
         // A build an earlier controller left behind was never attached: nothing uses it.
         // It is known by the record pinned first thing; a directory without one is not tailor's.
         if pinRoot.exists(directory) {
@@ -168,7 +159,7 @@ public final class Chain {
         let interface = try NetworkInterface.lookup(
             settings.hook.interface, in: settings.hook.namespace.map(NetworkNamespace.named))
         let root = try LoadedRoot(settings, identity: ChainIdentity(settings: settings, pinRoot: pinRoot))
-        let chain = try Chain(settings: settings, pinRoot: pinRoot, directory: directory, root: root.program,
+        let chain = try Chain(settings: settings, pinRoot: pinRoot, pins: pins, root: root.program,
                               rootCounters: root.counters, shared: root.shared, meta: MetaMap.create(),
                               interface: interface)
         chain.failpoint = failpoint
@@ -177,13 +168,13 @@ public final class Chain {
                 // The record first: it is what marks the directory as tailor's.
                 try pinRoot.makeDirectory(directory)
                 try chain.meta.write(chain.record)
-                try chain.meta.map.pin(at: directory + "/meta")
-                try pinRoot.makeDirectory(directory + "/cubes")
-                try chain.root.pin(at: directory + "/root")
-                try chain.shared.progs.pin(at: directory + "/progs")
-                try chain.shared.meta.pin(at: directory + "/packet_meta")
-                try chain.rootCountersMap.pin(at: directory + "/root_counters")
-                try pinRoot.makeDirectory(chain.configs.directory)
+                try chain.meta.map.pin(at: pins[.meta])
+                try pinRoot.makeDirectory(pins.cubes)
+                try chain.root.pin(at: pins[.root])
+                try chain.shared.progs.pin(at: pins[.progs])
+                try chain.shared.meta.pin(at: pins[.packetMeta])
+                try chain.rootCountersMap.pin(at: pins[.rootCounters])
+                try pinRoot.makeDirectory(pins.config)
             }
             let prepared = try chain.prepare(topology, zones: zones)
             if let refusal = prepared.refusals.first { throw DatapathError(refusal) }
@@ -199,13 +190,13 @@ public final class Chain {
     /// (the one write that sends packets into it). With `replacing`, the program on
     /// the hook must be exactly that one and is replaced atomically.
     public func attach(replacing expected: Program? = nil) throws {
-        let final = pinRoot.appending(settings.name)
-        if directory != final {
-            guard !pinRoot.exists(final) else {
-                throw DatapathError("chain \(settings.name) already exists at \(final)")
+        let final = ChainPins(settings.name, under: pinRoot)
+        if pins != final {
+            guard !pinRoot.exists(final.directory) else {
+                throw DatapathError("chain \(settings.name) already exists at \(final.directory)")
             }
-            try step("move chain \(settings.name) into place") { try pinRoot.rename(directory, to: final) }
-            directory = final
+            try step("move chain \(settings.name) into place") { try pinRoot.rename(directory, to: final.directory) }
+            pins = final
         }
         try step("attach root of \(settings.name)") { try attachRoot(replacing: expected) }
     }
@@ -215,15 +206,7 @@ public final class Chain {
     public func detach() throws {
         let id = try root.info().id
         guard try attachedProgram() == id else { return }
-        try step("detach root of \(settings.name)") {
-            switch settings.hook.kind {
-            case .xdp(let mode):
-                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: root)
-            case .tcIngress, .tcEgress:
-                try TC.detach(from: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
-                              expected: id)
-            }
-        }
+        try step("detach root of \(settings.name)") { try settings.hook.attachPoint.detach(root, from: interface) }
     }
 
     /// Moves the chain's pins aside (to `_removing-<name>-<root program id>`, its
@@ -231,23 +214,23 @@ public final class Chain {
     /// the name is free for a replacement while this one is still live.
     /// `restoreName` undoes it.
     public func moveAside() throws {
-        let aside = pinRoot.appending(Chain.removingPrefix + settings.name + "-\(try root.info().id.rawValue)")
-        try step("move chain \(settings.name) aside") { try pinRoot.rename(directory, to: aside) }
-        directory = aside
+        let aside = ChainPins.removing(settings.name, root: try root.info().id, under: pinRoot)
+        try step("move chain \(settings.name) aside") { try pinRoot.rename(directory, to: aside.directory) }
+        pins = aside
     }
 
     /// Moves the chain's pins back to its own name.
     public func restoreName() throws {
-        let final = pinRoot.appending(settings.name)
-        guard directory != final else { return }
-        try pinRoot.rename(directory, to: final)
-        directory = final
+        let final = ChainPins(settings.name, under: pinRoot)
+        guard pins != final else { return }
+        try pinRoot.rename(directory, to: final.directory)
+        pins = final
     }
 
     /// Removes a detached chain after a grace period: moves it aside, empties its
     /// slots and removes its pins.
     public func remove() throws {
-        if directory == pinRoot.appending(settings.name) { try moveAside() }
+        if pins == ChainPins(settings.name, under: pinRoot) { try moveAside() }
         try step("empty slots of \(settings.name)") {
             for slot in try progs.occupiedSlots().keys { try progs.clear(slot) }
         }
@@ -271,30 +254,31 @@ public final class Chain {
     /// detached if still attached, then removed. Returns what it did.
     public static func recoverLeftover(_ directory: String, pinRoot: PinRoot, transactionOpen: Bool) throws
         -> String {
-        let record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil
-        let root = try? Program(pinnedAt: directory + "/root")
+        let pins = ChainPins(directory: directory)
+        let record = (try? MetaRecordReader.read(pins[.meta])) ?? nil
+        let root = try? Program(pinnedAt: pins[.root])
         let attached = { (record: ChainRecord?, root: Program?) -> Bool in
             guard let record, let id = try? root?.info().id else { return false }
             return (try? record.settings.hook.attachedProgram()) == id
         }
-        if let record, let root, (directory as NSString).lastPathComponent.hasPrefix(removingPrefix) {
-            let final = pinRoot.appending(record.settings.name)
-            let replacement = (try? MetaRecordReader.read(final + "/meta")) ?? nil
-            let replacementRoot = try? Program(pinnedAt: final + "/root")
+        if let record, let root, (directory as NSString).lastPathComponent.hasPrefix(ChainPins.removingPrefix) {
+            let final = ChainPins(record.settings.name, under: pinRoot)
+            let replacement = (try? MetaRecordReader.read(final[.meta])) ?? nil
+            let replacementRoot = try? Program(pinnedAt: final[.root])
             let live = attached(replacement, replacementRoot)
             if attached(record, root) && !live {
-                try pinRoot.removeTree(final)
-                try pinRoot.rename(directory, to: final)
+                try pinRoot.removeTree(final.directory)
+                try pinRoot.rename(directory, to: final.directory)
                 return "put chain \(record.settings.name) back: its replacement was interrupted before it went live"
             }
             if transactionOpen, let replacement, let replacementRoot, live {
                 // The replacement went live in a transaction that never finished: undo its switch.
                 let new = try open(replacement.settings.name, pinRoot: pinRoot)
-                let old = try Chain(settings: record.settings, pinRoot: pinRoot, directory: directory, root: root,
-                                    rootCounters: BPFMap(pinnedAt: directory + "/root_counters"),
-                                    shared: SharedMaps(progs: BPFMap(pinnedAt: directory + "/progs"),
-                                                       meta: BPFMap(pinnedAt: directory + "/packet_meta")),
-                                    meta: MetaMap(map: BPFMap(pinnedAt: directory + "/meta")),
+                let old = try Chain(settings: record.settings, pinRoot: pinRoot, pins: pins, root: root,
+                                    rootCounters: BPFMap(pinnedAt: pins[.rootCounters]),
+                                    shared: SharedMaps(progs: BPFMap(pinnedAt: pins[.progs]),
+                                                       meta: BPFMap(pinnedAt: pins[.packetMeta])),
+                                    meta: MetaMap(map: BPFMap(pinnedAt: pins[.meta])),
                                     interface: NetworkInterface.lookup(record.settings.hook.interface,
                                                                        in: record.settings.hook.namespace.map(NetworkNamespace.named)))
                 if record.settings.hook == replacement.settings.hook {
@@ -312,13 +296,7 @@ public final class Chain {
         if let record, let root, attached(record, root) {
             let hook = record.settings.hook
             let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
-            switch hook.kind {
-            case .xdp(let mode):
-                try XDP.detach(from: interface, mode: mode == .native ? .native : .generic, expected: root)
-            case .tcIngress, .tcEgress:
-                try TC.detach(from: interface, direction: hook.kind == .tcIngress ? .ingress : .egress,
-                              expected: root.info().id)
-            }
+            try hook.attachPoint.detach(root, from: interface)
             try GracePeriod().wait()
         }
         try pinRoot.removeTree(directory)
@@ -375,7 +353,7 @@ public final class Chain {
     /// gone what is left is removed (`removeRemains`). Returns what it found missing
     /// and did besides destroying.
     public static func destroy(_ name: String, pinRoot: PinRoot) throws -> [String] {
-        let directory = pinRoot.appending(name)
+        let directory = ChainPins(name, under: pinRoot).directory
         // Without its directory, the chain is found by its running root, which says where it is attached.
         var hook: ChainHook?
         if !pinRoot.exists(directory) {
@@ -398,35 +376,35 @@ public final class Chain {
 
     private static func open(_ name: String, pinRoot: PinRoot, recovering: Bool, adoptingCubes: Bool,
                              held: HeldInstances?) throws -> Chain {
-        let directory = pinRoot.appending(name)
-        let meta = MetaMap(map: try BPFMap(pinnedAt: directory + "/meta"))
+        let pins = ChainPins(name, under: pinRoot)
+        let meta = MetaMap(map: try BPFMap(pinnedAt: pins[.meta]))
         guard let record = try meta.read() else {
-            throw DatapathError("chain \(name): its meta record at \(directory)/meta is empty")
+            throw DatapathError("chain \(name): its meta record at \(pins[.meta]) is empty")
         }
         guard record.version == ChainRecord.currentVersion else {
             throw DatapathError("chain \(name): its meta record has version \(record.version); "
                 + "this tailor reads version \(ChainRecord.currentVersion)")
         }
-        if recovering && (record.pending != nil || pinRoot.exists(directory + "/staging")) {
+        if recovering && (record.pending != nil || pinRoot.exists(pins.staging)) {
             _ = try recover(name, pinRoot: pinRoot)
             return try open(name, pinRoot: pinRoot, recovering: false, adoptingCubes: adoptingCubes, held: held)
         }
         if recovering && adoptingCubes { try repin(record, of: name, pinRoot: pinRoot, held: held) }
         let hook = record.settings.hook
         let chain = try Chain(
-            settings: record.settings, pinRoot: pinRoot, directory: directory,
-            root: Program(pinnedAt: directory + "/root"),
-            rootCounters: BPFMap(pinnedAt: directory + "/root_counters"),
-            shared: SharedMaps(progs: BPFMap(pinnedAt: directory + "/progs"),
-                               meta: BPFMap(pinnedAt: directory + "/packet_meta")),
+            settings: record.settings, pinRoot: pinRoot, pins: pins,
+            root: Program(pinnedAt: pins[.root]),
+            rootCounters: BPFMap(pinnedAt: pins[.rootCounters]),
+            shared: SharedMaps(progs: BPFMap(pinnedAt: pins[.progs]),
+                               meta: BPFMap(pinnedAt: pins[.packetMeta])),
             meta: meta,
             interface: NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named)))
         for (cube, cubeRecord) in record.cubes where adoptingCubes {
-            let pins = chain.cubeDirectory(cube)
+            let cubePins = pins.cube(cube)
             var maps: [String: BPFMap] = [:]
-            for name in cubeRecord.maps.keys { maps[name] = try BPFMap(pinnedAt: pins + "/maps/" + name) }
+            for name in cubeRecord.maps.keys { maps[name] = try BPFMap(pinnedAt: cubePins.map(name)) }
             chain.instances[cube] = CubeInstance(
-                cube: cube, program: try Program(pinnedAt: pins + "/prog"), maps: maps, record: cubeRecord,
+                cube: cube, program: try Program(pinnedAt: cubePins.program), maps: maps, record: cubeRecord,
                 stateLayouts: record.layouts?[cubeRecord.objectDigest] ?? [:])
         }
         chain.provenance = (record.specDigest, record.gitRevision)
@@ -438,25 +416,25 @@ public final class Chain {
     /// program from the slot (by id) and its maps among the maps the program uses,
     /// by name (the kernel keeps 15 characters). Opening by id needs CAP_SYS_ADMIN.
     static func repin(_ record: ChainRecord, of chain: String, pinRoot: PinRoot, held: HeldInstances?) throws {
-        let directory = pinRoot.appending(chain)
-        let progs = try ProgramArray(pinnedAt: directory + "/progs")
+        let chainPins = ChainPins(chain, under: pinRoot)
+        let progs = try ProgramArray(pinnedAt: chainPins[.progs])
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
-            let pins = directory + "/cubes/" + cube
-            let missing = cubeRecord.maps.keys.filter { !pinRoot.exists(pins + "/maps/" + $0) }.sorted()
-            guard !pinRoot.exists(pins + "/prog") || !missing.isEmpty else { continue }
+            let pins = chainPins.cube(cube)
+            let missing = cubeRecord.maps.keys.filter { !pinRoot.exists(pins.map($0)) }.sorted()
+            guard !pinRoot.exists(pins.program) || !missing.isEmpty else { continue }
             guard try progs.program(at: cubeRecord.slot)?.rawValue == cubeRecord.program else {
                 throw DatapathError("cube \(cube): its pins are gone and its slot no longer holds its instance; "
                     + "destroy the chain and apply again")
             }
             let kept = held?.instance(chain: chain, cube: cube, program: cubeRecord.program)
             let program = try kept?.program ?? Program(id: ProgramID(rawValue: cubeRecord.program))
-            try pinRoot.makeDirectory(pins + "/maps")
-            if !pinRoot.exists(pins + "/prog") { try program.pin(at: pins + "/prog") }
+            try pinRoot.makeDirectory(pins.maps)
+            if !pinRoot.exists(pins.program) { try program.pin(at: pins.program) }
             let usedIDs = Set(try program.info().mapIDs)
             var used: [BPFMap]?
             for name in missing {
                 if let map = kept?.maps[name], usedIDs.contains(map.info.id) {
-                    try map.pin(at: pins + "/maps/" + name)
+                    try map.pin(at: pins.map(name))
                     continue
                 }
                 if used == nil { used = try usedIDs.sorted().map { try BPFMap(id: $0) } }
@@ -465,7 +443,7 @@ public final class Chain {
                     throw DatapathError("cube \(cube): cannot tell which map of its program is \(name) "
                         + "(\(candidates.count) candidates); destroy the chain and apply again")
                 }
-                try map.pin(at: pins + "/maps/" + name)
+                try map.pin(at: pins.map(name))
             }
         }
     }
@@ -553,14 +531,7 @@ public final class Chain {
     /// the program it took the hook over from. With `replacing` nil the hook must be
     /// free; else it must hold exactly that program, which is swapped atomically.
     public func attachToHook(_ program: Program, replacing expected: Program?) throws {
-        switch settings.hook.kind {
-        case .xdp(let mode):
-            try XDP.attach(program, to: interface, mode: mode == .native ? .native : .generic, replacing: expected)
-        case .tcIngress, .tcEgress:
-            try TC.createHook(on: interface)
-            try TC.attach(program, to: interface, direction: settings.hook.kind == .tcIngress ? .ingress : .egress,
-                          replacing: expected?.info().id)
-        }
+        try settings.hook.attachPoint.attach(program, to: interface, replacing: expected)
     }
 
     /// Loads every instance the move to `topology` needs; the kernel verifies each.
@@ -660,16 +631,15 @@ public final class Chain {
         try meta.write(record)
     }
 
-    func cubeDirectory(_ cube: String) -> String { directory + "/cubes/" + cube }
-
     /// The configs the chain's cubes were committed with (`<chain>/config/`).
-    var configs: ConfigStore { ConfigStore(pinRoot: pinRoot, chain: directory) }
+    var configs: ConfigStore { ConfigStore(pinRoot: pinRoot, chain: pins) }
 
-    func pin(_ instance: CubeInstance, at dir: String) throws {
-        try pinRoot.removeTree(dir)
-        try pinRoot.makeDirectory(dir + "/maps")
-        try instance.program.pin(at: dir + "/prog")
-        for (name, map) in instance.maps { try map.pin(at: dir + "/maps/" + name) }
+    /// Pins `instance` at `cube` (what was pinned there before goes).
+    func pin(_ instance: CubeInstance, at cube: CubePins) throws {
+        try pinRoot.removeTree(cube.directory)
+        try pinRoot.makeDirectory(cube.maps)
+        try instance.program.pin(at: cube.program)
+        for (name, map) in instance.maps { try map.pin(at: cube.map(name)) }
     }
 
     /// The counters of `cube`'s instance.

@@ -120,8 +120,6 @@ public struct CommitReport: Sendable {
 /// A controller that dies half-way leaves the pending record and the staged pins,
 /// from which `Chain.recover` undoes or finishes the change.
 extension Chain {
-    func stagingDirectory(_ cube: String) -> String { directory + "/staging/" + cube }
-
     /// Makes a prepared change live: tables of kept instances first (entry-safe ones
     /// entry by entry, versioned ones by a switch of generations), then the new
     /// instances. On failure the chain is put back as it was.
@@ -198,7 +196,7 @@ extension Chain {
                 commitSlot: plan.commitSlot)
             pending.layouts = ChainRecord.layouts(of: Array(instances.values) + Array(prepared.instances.values))
             for (cube, instance) in prepared.instances.sorted(by: { $0.key < $1.key }) {
-                try step("stage cube \(cube)") { try pin(instance, at: stagingDirectory(cube)) }
+                try step("stage cube \(cube)") { try pin(instance, at: pins.staged(cube)) }
             }
             // After staging, so an apply killed here leaves staged pins and recovery
             // removes these too; before the pending record, which names them.
@@ -250,15 +248,15 @@ extension Chain {
             for cube in plan.retire.keys { instances[cube] = nil }
             for (cube, instance) in prepared.instances { instances[cube] = instance }
             for cube in plan.retire.keys.sorted() where prepared.instances[cube] == nil {
-                try step("unpin cube \(cube)") { try pinRoot.removeTree(cubeDirectory(cube)) }
+                try step("unpin cube \(cube)") { try pinRoot.removeTree(pins.cube(cube).directory) }
             }
             for cube in prepared.instances.keys.sorted() {
                 try step("promote cube \(cube)") {
-                    try pinRoot.removeTree(cubeDirectory(cube))
-                    try pinRoot.rename(stagingDirectory(cube), to: cubeDirectory(cube))
+                    try pinRoot.removeTree(pins.cube(cube).directory)
+                    try pinRoot.rename(pins.staged(cube).directory, to: pins.cube(cube).directory)
                 }
             }
-            try pinRoot.removeTree(directory + "/staging")
+            try pinRoot.removeTree(pins.staging)
             try step("write record") { try meta.write(record) }
             try step("remove unused configs") { try configs.trim(to: record) }
         } catch {
@@ -353,11 +351,11 @@ extension Chain {
         provenance = (before.record.specDigest, before.record.gitRevision)
         for cube in Set(prepared.instances.keys).union(prepared.plan.retire.keys) {
             attempt("restore pins of \(cube)") {
-                try self.pinRoot.removeTree(self.cubeDirectory(cube))
-                if let instance = before.instances[cube] { try self.pin(instance, at: self.cubeDirectory(cube)) }
+                try self.pinRoot.removeTree(self.pins.cube(cube).directory)
+                if let instance = before.instances[cube] { try self.pin(instance, at: self.pins.cube(cube)) }
             }
         }
-        attempt("remove staged pins") { try self.pinRoot.removeTree(self.directory + "/staging") }
+        attempt("remove staged pins") { try self.pinRoot.removeTree(self.pins.staging) }
         attempt("restore record") { try self.meta.write(before.record) }
         attempt("remove configs of the change") { try self.configs.trim(to: before.record) }
     }
@@ -372,35 +370,33 @@ extension Chain {
     /// record names are removed.
     /// Returns what it did.
     public static func recover(_ name: String, pinRoot: PinRoot) throws -> [String] {
-        let directory = pinRoot.appending(name)
-        let staging = directory + "/staging"
-        let meta = MetaMap(map: try BPFMap(pinnedAt: directory + "/meta"))
+        let pins = ChainPins(name, under: pinRoot)
+        let meta = MetaMap(map: try BPFMap(pinnedAt: pins[.meta]))
         guard var record = try meta.read() else {
-            throw DatapathError("chain \(name): its meta record at \(directory)/meta is empty")
+            throw DatapathError("chain \(name): its meta record at \(pins[.meta]) is empty")
         }
-        let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
+        let configs = ConfigStore(pinRoot: pinRoot, chain: pins)
         guard let pending = record.pending else {
             var done: [String] = []
-            if pinRoot.exists(staging) {
-                try pinRoot.removeTree(staging)
+            if pinRoot.exists(pins.staging) {
+                try pinRoot.removeTree(pins.staging)
                 done.append("removed the instances an apply staged and never committed")
             }
             let removed = try configs.trim(to: record)
             if !removed.isEmpty { done.append("removed \(removed.count) config pin(s) no record names") }
             return done
         }
-        let progs = try ProgramArray(pinnedAt: directory + "/progs")
-        let pinned = { (dir: String) -> (Program, UInt32)? in
-            guard let program = try? Program(pinnedAt: dir + "/prog"), let id = try? program.info().id else { return nil }
+        let progs = try ProgramArray(pinnedAt: pins[.progs])
+        let pinned = { (cube: CubePins) -> (Program, UInt32)? in
+            guard let program = try? Program(pinnedAt: cube.program), let id = try? program.info().id else { return nil }
             return (program, id.rawValue)
         }
-        let cubeDirectory = { (cube: String) in directory + "/cubes/" + cube }
         var done: [String] = []
         let target: [String: CubeRecord]
-        let oldIntact = record.cubes.allSatisfy { cube, old in pinned(cubeDirectory(cube))?.1 == old.program }
+        let oldIntact = record.cubes.allSatisfy { cube, old in pinned(pins.cube(cube))?.1 == old.program }
         if oldIntact {
             var bySlot: [Int: Program] = [:]
-            for (cube, old) in record.cubes { bySlot[old.slot] = pinned(cubeDirectory(cube))?.0 }
+            for (cube, old) in record.cubes { bySlot[old.slot] = pinned(pins.cube(cube))?.0 }
             for (slot, program) in bySlot.sorted(by: { $0.key < $1.key }) where slot != pending.commitSlot {
                 try progs.set(slot, to: program)
             }
@@ -411,21 +407,21 @@ extension Chain {
             done.append("undid the interrupted commit: every slot holds the instance committed before it")
         } else {
             for (cube, new) in pending.cubes.sorted(by: { $0.key < $1.key }) {
-                if pinned(cubeDirectory(cube))?.1 != new.program {
-                    guard pinned(staging + "/" + cube)?.1 == new.program else {
+                if pinned(pins.cube(cube))?.1 != new.program {
+                    guard pinned(pins.staged(cube))?.1 == new.program else {
                         throw DatapathError("chain \(name): the interrupted commit cannot be undone or finished: "
                             + "cube \(cube)'s instance \(new.program) is neither pinned nor staged; "
                             + "destroy the chain and apply again")
                     }
-                    try pinRoot.removeTree(cubeDirectory(cube))
-                    try pinRoot.rename(staging + "/" + cube, to: cubeDirectory(cube))
+                    try pinRoot.removeTree(pins.cube(cube).directory)
+                    try pinRoot.rename(pins.staged(cube).directory, to: pins.cube(cube).directory)
                 }
-                if let (program, id) = pinned(cubeDirectory(cube)), try progs.program(at: new.slot)?.rawValue != id {
+                if let (program, id) = pinned(pins.cube(cube)), try progs.program(at: new.slot)?.rawValue != id {
                     try progs.set(new.slot, to: program)
                 }
             }
             for cube in record.cubes.keys where pending.cubes[cube] == nil {
-                try pinRoot.removeTree(cubeDirectory(cube))
+                try pinRoot.removeTree(pins.cube(cube).directory)
             }
             target = pending.cubes
             done.append("finished the interrupted commit from its staged instances")
@@ -436,7 +432,7 @@ extension Chain {
             try GracePeriod().wait()
             for slot in stray { try progs.clear(slot) }
         }
-        try pinRoot.removeTree(staging)
+        try pinRoot.removeTree(pins.staging)
         record.cubes = target
         record.pending = nil
         try meta.write(record)

@@ -1,147 +1,107 @@
-import Foundation
 import TailorKernel
 
-/// A chain's own pins (not its cubes'): the root, the maps the root uses, and the
-/// meta record. Every one can be derived again from the root program while it
-/// runs, so pins removed by hand are put back instead of leaving the chain stuck:
-/// the root from the hook (proven the chain's by its identity, `ChainIdentity`),
-/// the maps from the root's maps, and, when the record is lost, a record of the
-/// chain's settings without cubes (its cubes are then built again: the planner
-/// replaces the chain).
-extension Chain {
-    /// Pin name -> the root's map pinned there, by the name the kernel keeps.
-    static let rootMaps = [("progs", ABI.progs), ("packet_meta", ABI.meta), ("root_counters", ABI.counters)]
-    /// Every pin a chain's directory holds besides its cubes and configs.
-    public static let chainPins = ["root"] + rootMaps.map(\.0) + ["meta"]
+/// Where a chain's pins are on bpffs: the one place tailor's layout under a pin
+/// root is spelled. Everything else asks this type for a path.
+///
+///     <pin root>/
+///       _transaction                  pinned while an apply switches its chains
+///       <chain>/                      a live chain; `_creating-<chain>` while it is
+///                                     built, `_removing-<chain>-<root id>` once moved aside
+///         meta                        the chain's record (`ChainRecord`)
+///         root                        the root program, the one on the hook
+///         progs, packet_meta, root_counters
+///                                     the maps the root creates: slots, per-packet
+///                                     metadata, the root's counters
+///         cubes/<cube>/prog           a cube instance's program
+///         cubes/<cube>/maps/<map>     its maps, by their declared names
+///         staging/<cube>/...          instances a commit staged, laid out as under cubes/
+///         config/<digest>             the configs the cubes were committed with (`ConfigStore`)
+public struct ChainPins: Sendable, Hashable {
+    /// The chain's own pins, by the name each has in its directory.
+    public enum Pin: String, Sendable, CaseIterable {
+        case meta, root, progs
+        case packetMeta = "packet_meta"
+        case rootCounters = "root_counters"
 
-    /// The chain's root program: pinned, or (its pin removed) the program on its
-    /// hook when that program's identity names this chain under this pin root.
-    /// Nil when neither holds it: the root program is gone, nothing of the chain runs.
-    /// `hook` is where to look when the record is gone too (the spec's hook).
-    /// Throws when the hook holds a program that is not provably this chain's root.
-    public static func findRoot(_ name: String, pinRoot: PinRoot, hook: ChainHook?) throws -> Program? {
-        let pin = pinRoot.appending(name, "root")
-        if pinRoot.exists(pin) { return try Program(pinnedAt: pin) }
-        let record = hasRecord(pinRoot.appending(name)) ? try MetaRecordReader.read(pinRoot.appending(name, "meta")) : nil
-        guard let hook = record?.settings.hook ?? hook else {
-            return try rootUsing(name, pinRoot: pinRoot)
-                ?? unpinnedRoots(pinRoot: pinRoot).first { $0.identity.settings.name == name }?.program
-        }
-        guard let id = try hook.attachedProgram() else { return nil }
-        let program = try Program(id: id)
-        guard let identity = try ChainIdentity.of(program), identity.names(name, under: pinRoot) else {
-            throw DatapathError("chain \(name): its root pin is gone and \(hook) holds \(id), which is not its root "
-                + "(no identity of chain \(name) under \(pinRoot.path) in its data); it is left alone")
-        }
-        return program
+        /// The pins of the maps the root creates, with the name the kernel keeps for each.
+        static let rootMaps: [(pin: Pin, map: String)] = [
+            (.progs, ABI.progs), (.packetMeta, ABI.meta), (.rootCounters, ABI.counters),
+        ]
     }
 
-    /// With neither its root pin nor a record or spec saying where it is attached,
-    /// the chain's root is the loaded program that uses one of the maps still pinned
-    /// in its directory (progs, packet_meta, root_counters) and whose identity names
-    /// the chain: found among every program loaded (by id, CAP_SYS_ADMIN).
-    static func rootUsing(_ name: String, pinRoot: PinRoot) throws -> Program? {
-        let pinned = rootMaps.map { pinRoot.appending(name, $0.0) }.filter(pinRoot.exists)
-        let maps = Set(try pinned.map { try BPFMap(pinnedAt: $0).info.id })
-        guard !maps.isEmpty else { return nil }
-        for id in try Program.loadedIDs() {
-            guard let program = try loaded(id) else { continue }
-            let info = try program.info()
-            guard info.name.hasPrefix("root_"), !maps.isDisjoint(with: info.mapIDs),
-                  let identity = try ChainIdentity.of(program), identity.names(name, under: pinRoot) else { continue }
-            return program
-        }
-        return nil
+    /// Where a chain is built before it goes live: observe reports what is left
+    /// there as an interrupted apply, and the next apply removes it.
+    public static let buildingPrefix = "_creating-"
+    /// Where a chain goes once it is detached, until its pins are removed.
+    public static let removingPrefix = "_removing-"
+
+    /// Paths relative to a chain's directory (`cubes/fw/prog`), as messages name them.
+    public static let relative = ChainPins(directory: "")
+
+    /// The chain's directory.
+    public let directory: String
+
+    public init(directory: String) {
+        self.directory = directory
     }
 
-    /// The roots that still run on their hooks while no directory under `pinRoot`
-    /// pins them (a chain directory removed by hand, its chain maybe gone from the
-    /// specs too, so no spec says where to look): every loaded program whose
-    /// identity names a chain under this pin root and that is the program on the
-    /// identity's hook. Found by id (CAP_SYS_ADMIN); none without it.
-    public static func unpinnedRoots(pinRoot: PinRoot) -> [(id: ProgramID, program: Program, identity: ChainIdentity)] {
-        guard let ids = try? Program.loadedIDs() else { return [] }
-        let directories = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
-        let pinned = Set(directories.compactMap { try? Program(pinnedAt: pinRoot.appending($0, "root")).info().id })
-        var found: [(id: ProgramID, program: Program, identity: ChainIdentity)] = []
-        for id in ids where !pinned.contains(id) {
-            guard let program = (try? loaded(id)) ?? nil, let info = try? program.info(), info.name.hasPrefix("root_"),
-                  let identity = (try? ChainIdentity.of(program)) ?? nil,
-                  identity.names(identity.settings.name, under: pinRoot),
-                  (try? identity.settings.hook.attachedProgram()) == id else { continue }
-            found.append((id, program, identity))
-        }
-        return found
+    /// The pins of live chain `chain` under `pinRoot`.
+    public init(_ chain: String, under pinRoot: PinRoot) {
+        self.init(directory: pinRoot.appending(chain))
     }
 
-    /// Program `id`, or nil when it was unloaded since it was listed.
-    private static func loaded(_ id: ProgramID) throws -> Program? {
-        do {
-            return try Program(id: id)
-        } catch {
-            if error.code == .notFound { return nil }
-            throw error
-        }
+    /// Where chain `chain` is built.
+    static func building(_ chain: String, under pinRoot: PinRoot) -> ChainPins {
+        ChainPins(buildingPrefix + chain, under: pinRoot)
     }
 
-    /// Puts back the chain's own pins that are missing, from its root (`findRoot`):
-    /// the directory, the root, the maps the root uses, and a record of the
-    /// settings in the root's identity when the record is gone. Returns what it did;
-    /// nothing when every pin is there. Throws when the root is gone (`removeRemains`
-    /// is what is left to do then) or cannot be proven the chain's.
-    @discardableResult
-    public static func restorePins(_ name: String, pinRoot: PinRoot, hook: ChainHook? = nil) throws -> [String] {
-        let directory = pinRoot.appending(name)
-        let recorded = hasRecord(directory)
-        let missing = chainPins.filter { !pinRoot.exists(directory + "/" + $0) }
-        if recorded && missing.isEmpty { return [] }
-        guard let root = try findRoot(name, pinRoot: pinRoot, hook: hook) else {
-            throw DatapathError("chain \(name): its root program is gone (neither pinned nor on its hook), so "
-                + "nothing of it runs; what is left of it can only be removed")
-        }
-        guard let identity = try ChainIdentity.of(root), identity.names(name, under: pinRoot) else {
-            throw DatapathError("chain \(name): \(directory)/root is not the root of chain \(name) under "
-                + "\(pinRoot.path) (no identity of it in the program's data); it is left alone")
-        }
-        var done: [String] = []
-        if !pinRoot.exists(directory) { done.append("made \(directory) again") }
-        try pinRoot.makeDirectory(directory + "/cubes")
-        try pinRoot.makeDirectory(directory + "/config")
-        if missing.contains("root") {
-            try root.pin(at: directory + "/root")
-            done.append("pinned the root again from the program on \(identity.settings.hook)")
-        }
-        let maps = try root.info().mapIDs.map { try BPFMap(id: $0) }
-        for (pin, mapName) in rootMaps where missing.contains(pin) {
-            let found = maps.filter { $0.info.name == mapName }
-            guard found.count == 1, let map = found.first else {
-                throw DatapathError("chain \(name): its root uses \(found.count) maps named \(mapName), so \(pin) "
-                    + "cannot be pinned again")
-            }
-            try map.pin(at: directory + "/" + pin)
-            done.append("pinned \(pin) again from the root's maps")
-        }
-        if !recorded {
-            // A meta pin that does not read as a record is in the way: the directory is the chain's (its root says so).
-            if pinRoot.exists(directory + "/meta") { try pinRoot.unpin(directory + "/meta") }
-            let meta = try MetaMap.create()
-            try meta.write(ChainRecord(settings: identity.settings))
-            try meta.map.pin(at: directory + "/meta")
-            done.append("wrote a record of the settings in the root's identity (the cubes' records were lost)")
-        }
-        return done
+    /// Where chain `chain` with root program `root` goes when moved aside: its own
+    /// place even while a replacement of the same name is moved aside too.
+    static func removing(_ chain: String, root: ProgramID, under pinRoot: PinRoot) -> ChainPins {
+        ChainPins(removingPrefix + chain + "-\(root.rawValue)", under: pinRoot)
     }
 
-    /// Removes what is left of a chain whose root program is gone (nothing of it
-    /// can run): its slots are emptied and its directory unpinned. Returns what it did.
-    public static func removeRemains(_ name: String, pinRoot: PinRoot) throws -> String {
-        let directory = pinRoot.appending(name)
-        let progs = directory + "/progs"
-        if pinRoot.exists(progs) {
-            let array = try ProgramArray(pinnedAt: progs)
-            for slot in try array.occupiedSlots().keys { try array.clear(slot) }
-        }
-        try pinRoot.removeTree(directory)
-        return "removed what was left of chain \(name) (its root program was gone: nothing of it ran)"
+    /// Whether a directory under the pin root is named as what an interrupted apply
+    /// leaves (a chain being built or removed), not as a chain. The name alone does
+    /// not make it tailor's: `Chain.hasRecord` does.
+    public static func isLeftover(_ name: String) -> Bool {
+        name.hasPrefix(buildingPrefix) || name.hasPrefix(removingPrefix)
     }
+
+    /// Pinned while an apply's chains are being switched and finished, so that
+    /// recovery after a crash knows the transaction never completed.
+    public static func transactionMarker(under pinRoot: PinRoot) -> String {
+        pinRoot.appending("_transaction")
+    }
+
+    /// The path of one of the chain's own pins.
+    public subscript(_ pin: Pin) -> String { path(pin.rawValue) }
+
+    /// The directory of the cube instances.
+    public var cubes: String { path("cubes") }
+    /// The directory of the instances a commit staged.
+    public var staging: String { path("staging") }
+    /// The directory of the committed configs.
+    public var config: String { path("config") }
+
+    /// The pins of `cube`'s live instance.
+    public func cube(_ cube: String) -> CubePins { CubePins(directory: path("cubes/" + cube)) }
+
+    /// The pins of `cube`'s instance staged by a commit.
+    func staged(_ cube: String) -> CubePins { CubePins(directory: path("staging/" + cube)) }
+
+    private func path(_ name: String) -> String { directory.isEmpty ? name : directory + "/" + name }
+}
+
+/// Where one cube instance's pins are: `<dir>/prog` and `<dir>/maps/<map>`.
+public struct CubePins: Sendable, Hashable {
+    public let directory: String
+
+    /// The instance's program.
+    public var program: String { directory + "/prog" }
+    /// The directory of its maps.
+    public var maps: String { directory + "/maps" }
+
+    /// Map `name` of the instance (its declared name).
+    public func map(_ name: String) -> String { maps + "/" + name }
 }

@@ -172,7 +172,7 @@ public enum MetaRecordReader {
     static func live(under pinRoot: PinRoot) -> [(name: String, record: ChainRecord)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot.path)) ?? []
         return names.sorted().filter { !$0.hasPrefix("_") }.compactMap { name in
-            let meta = pinRoot.appending(name, "meta")
+            let meta = ChainPins(name, under: pinRoot)[.meta]
             guard pinRoot.exists(meta), let record = try? read(meta) else { return nil }
             return (name, record)
         }

@@ -24,10 +24,10 @@ public struct ConfigStore: Sendable {
     /// `<chain>/config`.
     public let directory: String
 
-    /// The store of the chain pinned at `chain` (its directory).
-    public init(pinRoot: PinRoot, chain: String) {
+    /// The store of the chain pinned at `chain`.
+    public init(pinRoot: PinRoot, chain: ChainPins) {
         self.pinRoot = pinRoot
-        directory = chain + "/config"
+        directory = chain.config
     }
 
     /// Pins each config (digest -> canonical JSON) that is not pinned whole yet; one
@@ -37,7 +37,7 @@ public struct ConfigStore: Sendable {
         guard !configs.isEmpty else { return }
         try pinRoot.makeDirectory(directory)
         for (digest, json) in configs.sorted(by: { $0.key < $1.key }) where read(digest) != .json(json) {
-            if pinRoot.exists(directory + "/" + digest) { try pinRoot.unpin(directory + "/" + digest) }
+            if pinRoot.exists(pin(digest)) { try pinRoot.unpin(pin(digest)) }
             var bytes = withUnsafeBytes(of: UInt32(json.count).littleEndian, Array.init) + json
             let size = min(Self.elementLimit, (bytes.count + 7) & ~7)
             let count = (bytes.count + size - 1) / size
@@ -45,7 +45,7 @@ public struct ConfigStore: Sendable {
             let map = try BPFMap.create(.array, name: Self.mapName, keySize: 4, valueSize: size, maxEntries: count)
             try map.writeAll(FlatEntries(keys: (0..<UInt32(count)).flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) },
                                          values: bytes, keySize: 4, valueSize: size))
-            try map.pin(at: directory + "/" + digest)
+            try map.pin(at: pin(digest))
         }
     }
 
@@ -53,9 +53,12 @@ public struct ConfigStore: Sendable {
     @discardableResult
     func trim(to record: ChainRecord) throws -> [String] {
         let unreferenced = unreferenced(by: record)
-        for name in unreferenced { try pinRoot.unpin(directory + "/" + name) }
+        for name in unreferenced { try pinRoot.unpin(pin(name)) }
         return unreferenced
     }
+
+    /// Where config `digest` is pinned.
+    private func pin(_ digest: String) -> String { directory + "/" + digest }
 
     /// The digests of the configs pinned.
     func pinned() -> [String] {
@@ -73,7 +76,7 @@ public struct ConfigStore: Sendable {
     /// The JSON of config `digest`, checked against the digest; why not, when it is
     /// missing, unreadable, or does not match (changed outside tailor).
     public func read(_ digest: String) -> RecordedConfig {
-        let pin = directory + "/" + digest
+        let pin = pin(digest)
         guard pinRoot.exists(pin) else {
             return .unavailable("its recorded config is missing (no pin \(pin))")
         }

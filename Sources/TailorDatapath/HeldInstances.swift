@@ -30,20 +30,20 @@ public final class HeldInstances {
     public func refresh(pinRoot: PinRoot) {
         var next: [Key: Held] = [:]
         for (chain, record) in MetaRecordReader.live(under: pinRoot) {
-            let directory = pinRoot.appending(chain)
+            let chainPins = ChainPins(chain, under: pinRoot)
             for (cube, cubeRecord) in record.cubes {
                 let key = Key(chain: chain, cube: cube)
-                let pins = directory + "/cubes/" + cube
+                let pins = chainPins.cube(cube)
                 var instance: Held
                 if let before = held[key], before.id == cubeRecord.program {
                     instance = before
                 } else {
-                    guard let program = try? Program(pinnedAt: pins + "/prog"),
+                    guard let program = try? Program(pinnedAt: pins.program),
                           (try? program.info().id.rawValue) == cubeRecord.program else { continue }
                     instance = Held(program: program, id: cubeRecord.program, maps: [:])
                 }
                 for name in cubeRecord.maps.keys where instance.maps[name] == nil {
-                    instance.maps[name] = try? BPFMap(pinnedAt: pins + "/maps/" + name)
+                    instance.maps[name] = try? BPFMap(pinnedAt: pins.map(name))
                 }
                 next[key] = instance
             }

@@ -52,10 +52,10 @@ public final class StateZones {
     private func scan() throws -> [Key: Shared] {
         var found: [Key: Shared] = [:]
         for (chain, record) in MetaRecordReader.live(under: pinRoot) {
-            let directory = pinRoot.appending(chain)
+            let pins = ChainPins(chain, under: pinRoot)
             for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) {
                 for (name, zone) in (cubeRecord.zones ?? [:]).sorted(by: { $0.key < $1.key }) {
-                    let pin = directory + "/cubes/\(cube)/maps/\(name)"
+                    let pin = pins.cube(cube).map(name)
                     guard found[Key(zone: zone, map: name)] == nil, pinRoot.exists(pin) else { continue }
                     found[Key(zone: zone, map: name)] = Shared(
                         map: try BPFMap(pinnedAt: pin), layout: record.layouts?[cubeRecord.objectDigest]?[name])

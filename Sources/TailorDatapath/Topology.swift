@@ -10,14 +10,9 @@ public enum Verdict: String, Sendable, Hashable, Codable {
 /// Where a chain's root is attached.
 public struct ChainHook: Sendable, Hashable, Codable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable, Codable {
-        case xdp(XDPModeName)
+        case xdp(XDPMode)
         case tcIngress
         case tcEgress
-    }
-
-    /// XDP mode by name, so the hook is a plain value (TailorKernel's XDPMode maps 1:1).
-    public enum XDPModeName: String, Sendable, Hashable, Codable {
-        case native, generic
     }
 
     public var interface: String
@@ -31,18 +26,20 @@ public struct ChainHook: Sendable, Hashable, Codable, CustomStringConvertible {
         self.kind = kind
     }
 
-    /// Cube programs for this hook are loaded as XDP or as TC programs.
-    public var isXDP: Bool {
-        if case .xdp = kind { true } else { false }
+    /// Where on the interface the root runs: the one switch over the hook's kind.
+    public var attachPoint: AttachPoint {
+        switch kind {
+        case .xdp(let mode): .xdp(mode)
+        case .tcIngress: .tc(.ingress)
+        case .tcEgress: .tc(.egress)
+        }
     }
 
+    /// Cube programs for this hook are loaded as XDP or as TC programs.
+    public var isXDP: Bool { attachPoint.isXDP }
+
     public var description: String {
-        let hook = switch kind {
-        case .xdp(let mode): "xdp (\(mode.rawValue))"
-        case .tcIngress: "tc-ingress"
-        case .tcEgress: "tc-egress"
-        }
-        return "\(hook) on \(interface)" + (namespace.map { " in netns \($0)" } ?? "")
+        "\(attachPoint) on \(interface)" + (namespace.map { " in netns \($0)" } ?? "")
     }
 }
 
@@ -53,11 +50,7 @@ extension ChainHook {
     }
 
     func attachedProgram(on interface: NetworkInterface) throws -> ProgramID? {
-        switch kind {
-        case .xdp(let mode): try XDP.query(interface)[mode == .native ? .native : .generic]
-        case .tcIngress: try TC.query(interface, direction: .ingress)
-        case .tcEgress: try TC.query(interface, direction: .egress)
-        }
+        try attachPoint.attached(on: interface)
     }
 }
 

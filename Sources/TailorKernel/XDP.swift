@@ -3,7 +3,7 @@ import Glibc
 
 /// How an XDP program runs: in the driver (native) or after the skb is built (generic).
 /// tailor never falls back from one to the other silently.
-public enum XDPMode: String, Sendable, Hashable, CaseIterable {
+public enum XDPMode: String, Sendable, Hashable, CaseIterable, Codable {
     case native, generic
 
     var flags: UInt32 {

@@ -48,9 +48,10 @@ public struct Executor {
             guard let chain = byName[change.name] else { continue }
             // An interrupted commit is undone or finished first; until then, check every program.
             let interrupted = try change.action == .update
-                && MetaRecordReader.read(pinRoot.appending(change.name, "meta"))?.pending != nil
+                && MetaRecordReader.read(ChainPins(change.name, under: pinRoot)[.meta])?.pending != nil
             // Pins removed by hand are put back only by the apply: until then, check every program too.
-            let damaged = Chain.chainPins.contains { !pinRoot.exists(pinRoot.appending(change.name, $0)) }
+            let pins = ChainPins(change.name, under: pinRoot)
+            let damaged = ChainPins.Pin.allCases.contains { !pinRoot.exists(pins[$0]) }
             switch change.action {
             case .update where interrupted || damaged:
                 fallthrough
@@ -85,7 +86,7 @@ public struct Executor {
         var done: [String] = []
         let open = pinRoot.exists(marker)
         for chain in observed where chain.isLeftover {
-            done.append(try Chain.recoverLeftover(pinRoot.appending(chain.name), pinRoot: pinRoot, transactionOpen: open))
+            done.append(try Chain.recoverLeftover(ChainPins(chain.name, under: pinRoot).directory, pinRoot: pinRoot, transactionOpen: open))
         }
         for chain in observed where !chain.isLeftover && chain.drift.contains(where: \.isRecovered) {
             done += try Chain.recover(chain.name, pinRoot: pinRoot).map { "chain \(chain.name): \($0)" }
@@ -97,9 +98,8 @@ public struct Executor {
         return done
     }
 
-    /// Pinned while an apply's chains are being switched and finished, so that
-    /// recovery after a crash knows the transaction never completed.
-    var marker: String { pinRoot.appending("_transaction") }
+    /// Pinned while an apply's chains are being switched and finished.
+    var marker: String { ChainPins.transactionMarker(under: pinRoot) }
 
     /// Carries out `plan`: all of it, or (when a step fails) none of it. `observed`,
     /// the state the plan was made from, tells what the live tables hold, so a change
@@ -152,8 +152,8 @@ public struct Executor {
                          zones: StateZones) throws -> ChainTask? {
         let fail = failpoint.map { hook in { (step: String) throws in try hook("\(change.name): \(step)") } }
         // A leftover the plan removes (one without tailor's record inside is skipped, left alone).
-        if Chain.isLeftover(change.name) && change.action == .destroy {
-            return ChainTask(name: change.name, work: .leftover(pinRoot.appending(change.name), pinRoot))
+        if ChainPins.isLeftover(change.name) && change.action == .destroy {
+            return ChainTask(name: change.name, work: .leftover(ChainPins(change.name, under: pinRoot).directory, pinRoot))
         }
         let build = { (chain: DesiredChain) in
             try Chain.build(chain.settings, topology: chain.topology, pinRoot: pinRoot, zones: zones, failpoint: fail)

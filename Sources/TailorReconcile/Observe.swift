@@ -141,7 +141,7 @@ public struct ObservedChain: Sendable {
 
     /// Pins an interrupted apply left outside any chain, to be removed: named so,
     /// and holding tailor's record (a look-alike without one is left alone).
-    public var isLeftover: Bool { Chain.isLeftover(name) && record != nil }
+    public var isLeftover: Bool { ChainPins.isLeftover(name) && record != nil }
 
     /// Whether the chain is provably tailor's: its record reads, or its root's identity names it.
     public var isTailors: Bool { record != nil || identity != nil }
@@ -176,7 +176,8 @@ public enum Observer {
         // Chains are directories; the pin root also holds the transaction marker.
         let directories = names.filter { name in
             var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: pinRoot.appending(name), isDirectory: &isDirectory)
+            return FileManager.default.fileExists(atPath: ChainPins(name, under: pinRoot).directory,
+                                                  isDirectory: &isDirectory)
                 && isDirectory.boolValue
         }
         let pinned = directories.map { observe($0, pinRoot: pinRoot, hook: hooks[$0], deep: deep) }
@@ -225,18 +226,18 @@ public enum Observer {
 
     public static func observe(_ name: String, pinRoot: PinRoot, hook: ChainHook? = nil, deep: Bool = false)
         -> ObservedChain {
-        let directory = pinRoot.appending(name)
+        let pins = ChainPins(name, under: pinRoot)
         var chain = ObservedChain(name: name, record: nil, slots: [:], drift: [])
-        if Chain.isLeftover(name) {
-            chain.record = (try? MetaRecordReader.read(directory + "/meta")) ?? nil
+        if ChainPins.isLeftover(name) {
+            chain.record = (try? MetaRecordReader.read(pins[.meta])) ?? nil
             chain.drift = [chain.record == nil ? .foreign : .leftover]
             return chain
         }
         var why = "empty"
         do {
-            chain.record = try MetaRecordReader.read(directory + "/meta")
+            chain.record = try MetaRecordReader.read(pins[.meta])
         } catch {
-            why = pinRoot.exists(directory + "/meta") ? "\(error)" : "no meta pin"
+            why = pinRoot.exists(pins[.meta]) ? "\(error)" : "no meta pin"
         }
         if chain.record == nil {
             // Without its record, the chain is still tailor's when its root says so.
@@ -251,29 +252,29 @@ public enum Observer {
             return chain
         }
         guard let record = chain.record else { return chain }
-        let root = try? Program(pinnedAt: directory + "/root").info().id
+        let root = try? Program(pinnedAt: pins[.root]).info().id
         let attached = try? record.settings.hook.attachedProgram()
         if root == nil {
             // The root's pin is gone: its program may still run on the hook.
             if let attached, let identity = identity(of: { try Program(id: attached) }),
                identity.names(name, under: pinRoot) {
-                chain.drift.append(.chainPinMissing("root"))
+                chain.drift.append(.chainPinMissing(ChainPins.Pin.root.rawValue))
             } else {
                 chain.drift.append(.rootGone)
                 if let attached { chain.drift.append(.hookTaken(by: attached)) }
                 return chain
             }
         }
-        for pin in ["packet_meta", "root_counters"] where !pinRoot.exists(directory + "/" + pin) {
-            chain.drift.append(.chainPinMissing(pin))
+        for pin in [ChainPins.Pin.packetMeta, .rootCounters] where !pinRoot.exists(pins[pin]) {
+            chain.drift.append(.chainPinMissing(pin.rawValue))
         }
-        let slots = try? ProgramArray(pinnedAt: directory + "/progs").occupiedSlots()
-        if slots == nil { chain.drift.append(.chainPinMissing("progs")) }
+        let slots = try? ProgramArray(pinnedAt: pins[.progs]).occupiedSlots()
+        if slots == nil { chain.drift.append(.chainPinMissing(ChainPins.Pin.progs.rawValue)) }
         chain.slots = slots ?? [:]
         // Mid-commit, slots and pins are between two records: recovery sorts them out.
-        let interrupted = record.pending != nil || pinRoot.exists(directory + "/staging")
+        let interrupted = record.pending != nil || pinRoot.exists(pins.staging)
         if interrupted { chain.drift.append(.interruptedApply) }
-        let configs = ConfigStore(pinRoot: pinRoot, chain: directory)
+        let configs = ConfigStore(pinRoot: pinRoot, chain: pins)
         let unreferenced = configs.unreferenced(by: record)
         if !interrupted && !unreferenced.isEmpty { chain.drift.append(.configsUnreferenced(unreferenced)) }
         for (cube, cubeRecord) in record.cubes.sorted(by: { $0.key < $1.key }) where !interrupted {
@@ -283,15 +284,17 @@ public enum Observer {
             let missing = { (pin: String) -> Drift in
                 running ? .cubePinMissing(cube: cube, pin: pin) : .pinMissing(pin)
             }
-            if !pinRoot.exists(directory + "/cubes/\(cube)/prog") { chain.drift.append(missing("cubes/\(cube)/prog")) }
+            let cubePins = pins.cube(cube)
+            if !pinRoot.exists(cubePins.program) {
+                chain.drift.append(missing(ChainPins.relative.cube(cube).program))
+            }
             var tables: [String: BPFMap] = [:]
             for (map, role) in cubeRecord.maps.sorted(by: { $0.key < $1.key }) {
-                let pin = "cubes/\(cube)/maps/\(map)"
-                guard pinRoot.exists(directory + "/" + pin) else {
-                    chain.drift.append(missing(pin))
+                guard pinRoot.exists(cubePins.map(map)) else {
+                    chain.drift.append(missing(ChainPins.relative.cube(cube).map(map)))
                     continue
                 }
-                if role.isTable && deep || role == .generation { tables[map] = try? BPFMap(pinnedAt: directory + "/" + pin) }
+                if role.isTable && deep || role == .generation { tables[map] = try? BPFMap(pinnedAt: cubePins.map(map)) }
             }
             if deep, let entries = try? liveTables(tables, roles: cubeRecord.maps), !entries.isEmpty {
                 chain.tables[cube] = entries

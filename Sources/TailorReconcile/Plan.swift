@@ -217,7 +217,7 @@ public struct ChainChange: Sendable, Equatable, Codable {
 
     /// A chain tailor made goes away; the removal of an interrupted apply's leftovers
     /// does not count (nothing that carried packets is lost).
-    public var destroysChain: Bool { action == .destroy && !Chain.isLeftover(name) }
+    public var destroysChain: Bool { action == .destroy && !ChainPins.isLeftover(name) }
 }
 
 /// What becomes of the chains tailor owns that the specs no longer hold.

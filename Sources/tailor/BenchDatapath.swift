@@ -101,20 +101,9 @@ struct BenchDatapath: ParsableCommand {
     /// here and would flatter the chain.
     func whileAttached<R>(_ program: Program, _ hook: ChainHook, _ body: () throws -> R) throws -> R {
         let interface = try NetworkInterface.lookup(hook.interface, in: hook.namespace.map(NetworkNamespace.named))
-        let id = try program.info().id
-        switch hook.kind {
-        case .xdp(let mode):
-            let mode: XDPMode = mode == .native ? .native : .generic
-            try XDP.attach(program, to: interface, mode: mode, replacing: nil)
-            defer { try? XDP.detach(from: interface, mode: mode, expected: program) }
-            return try body()
-        case .tcIngress, .tcEgress:
-            let direction: TCDirection = hook.kind == .tcIngress ? .ingress : .egress
-            try TC.createHook(on: interface)
-            try TC.attach(program, to: interface, direction: direction, replacing: nil)
-            defer { try? TC.detach(from: interface, direction: direction, expected: id) }
-            return try body()
-        }
+        try hook.attachPoint.attach(program, to: interface, replacing: nil)
+        defer { try? hook.attachPoint.detach(program, from: interface) }
+        return try body()
     }
 
     /// Times a single-slot change (one cube replaced in place) and a path copy

@@ -329,8 +329,8 @@ struct StatusCommand: ParsableCommand {
         var chains = observedChains.map { observed -> ChainStatus in
             let record = observed.record
             let cubes = (record?.cubes ?? [:]).sorted { $0.value.slot < $1.value.slot }.map { name, cube in
-                let counters = try? CubeCounters(pinnedAt: pinRoot.appending(observed.name, "cubes", name, "maps",
-                                                                              "tailor_counters"))
+                let counters = try? CubeCounters(
+                    pinnedAt: ChainPins(observed.name, under: pinRoot).cube(name).map("tailor_counters"))
                 return CubeStatus(name: name, type: cube.type, slot: cube.slot, program: cube.program,
                                   packets: counters?.packets, passed: counters?.passed, dropped: counters?.dropped,
                                   missed: counters?.missed)

@@ -133,7 +133,7 @@ struct TransactionTests {
     /// Whether the pin root holds anything but live chains (builds, removals, staged instances).
     static func leftovers(_ root: PinRoot) -> [String] {
         let all = FileManager.default.enumerator(atPath: root.path)?.allObjects as? [String] ?? []
-        return all.filter { $0.hasPrefix(Chain.buildingPrefix) || $0.hasPrefix(Chain.removingPrefix) || $0.contains("/staging") }
+        return all.filter { $0.hasPrefix(ChainPins.buildingPrefix) || $0.hasPrefix(ChainPins.removingPrefix) || $0.contains("/staging") }
     }
 
     @Test("a failure at any step leaves every chain exactly as it was; a kill at any step is undone or finished by the next apply")

@@ -34,7 +34,7 @@ struct ConfigStoreTests {
 
     /// The digests pinned under the chain's config directory.
     static func pinned(_ root: PinRoot) -> [String] {
-        ConfigStore(pinRoot: root, chain: root.appending("rl")).pinned()
+        ConfigStore(pinRoot: root, chain: ChainPins("rl", under: root)).pinned()
     }
 
     @Test("every commit records its cubes' configs, once per distinct config, and removes those no record names")
@@ -141,7 +141,7 @@ struct ConfigStoreTests {
             }
             let json = ConfigDocument.attributes(["policy": .string("drop"), "rules": .list(rules)]).canonicalJSON
             let digest = ConfigDocument.digest(of: json)
-            let store = ConfigStore(pinRoot: root, chain: root.appending("big"))
+            let store = ConfigStore(pinRoot: root, chain: ChainPins("big", under: root))
             try store.write([digest: json])
             let map = try BPFMap(pinnedAt: store.directory + "/" + digest)
             #expect(json.count > 500_000 && map.info.maxEntries == (json.count + 4 + (1 << 16) - 1) >> 16)
