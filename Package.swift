@@ -65,6 +65,7 @@ let package = Package(
             dependencies: [
                 "TailorDatapath", "TailorKernel", "TailorSpec", "TailorCubes",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -131,8 +131,9 @@ public final class Chain {
         do {
             try chain.attach(replacing: takeover ? chain.attachedProgram().map { try Program(id: $0) } : nil)
         } catch {
-            try? chain.pinRoot.removeTree(chain.directory)
-            throw error
+            let undo = Undo(settings.name, logger: chain.logger, failpoint: chain.failpoint)
+            undo.attempt("remove the chain built") { try chain.pinRoot.removeTree(chain.directory) }
+            throw undo.error(after: error)
         }
         return chain
     }
@@ -180,8 +181,9 @@ public final class Chain {
             if let refusal = prepared.refusals.first { throw DatapathError(refusal) }
             _ = try chain.commit(prepared)
         } catch {
-            try? pinRoot.removeTree(directory)
-            throw error
+            let undo = Undo(settings.name, logger: chain.logger, failpoint: failpoint)
+            undo.attempt("remove the chain built") { try pinRoot.removeTree(directory) }
+            throw undo.error(after: error)
         }
         return chain
     }

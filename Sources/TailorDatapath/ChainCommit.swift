@@ -211,8 +211,8 @@ extension Chain {
                 try step("empty slot 0") { try progs.clear(0) }
             }
         } catch {
-            rollBack(to: before, prepared: prepared, tables: tablesBefore, generations: generations)
-            throw error
+            let undo = rollBack(to: before, prepared: prepared, tables: tablesBefore, generations: generations)
+            throw undo.error(after: error)
         }
         return SwitchedCommit(prepared: prepared, before: before, tablesBefore: tablesBefore, generations: generations,
                               copied: copied, started: start, committed: clock.now)
@@ -260,9 +260,7 @@ extension Chain {
             try step("write record") { try meta.write(record) }
             try step("remove unused configs") { try configs.trim(to: record) }
         } catch {
-            rollBack(to: switched.before, prepared: prepared, tables: switched.tablesBefore,
-                     generations: switched.generations)
-            throw error
+            throw revert(switched).error(after: error)
         }
         logger.debug("chain commit", metadata: [
             "chain": "\(settings.name)", "loaded": "\(prepared.instances.keys.sorted())",
@@ -270,8 +268,9 @@ extension Chain {
         ])
     }
 
-    /// Puts the chain back as it was before `switched`, whether or not it was finished.
-    public func revert(_ switched: SwitchedCommit) {
+    /// Puts the chain back as it was before `switched`, whether or not it was
+    /// finished; the undo says which of its steps failed.
+    public func revert(_ switched: SwitchedCommit) -> Undo {
         rollBack(to: switched.before, prepared: switched.prepared, tables: switched.tablesBefore,
                  generations: switched.generations)
     }
@@ -283,8 +282,7 @@ extension Chain {
             do {
                 try step("wait for a grace period") { try waitForGracePeriod() }
             } catch {
-                revert(switched)
-                throw error
+                throw revert(switched).error(after: error)
             }
         }
         let graceDone = ContinuousClock.now
@@ -308,17 +306,14 @@ extension Chain {
     /// Puts the chain back exactly as it was before a change: old instances into
     /// their slots (the commit slot last, so the old path is whole when packets
     /// return to it), fresh slots emptied after a grace period, pins and record as
-    /// they were. Best effort: a step that fails here is logged, the rest goes on.
+    /// they were. A step that fails is logged and kept in the returned undo, and the
+    /// rest goes on.
     func rollBack(
         to before: (instances: [String: CubeInstance], record: ChainRecord),
         prepared: PreparedCommit, tables: [String: [String: [TableEntry]]], generations: [String: GenerationSwitch]
-    ) {
-        let attempt = { (what: String, body: () throws -> Void) in
-            do { try body() } catch {
-                self.logger.error("rollback step failed", metadata: ["chain": "\(self.settings.name)",
-                                                                     "step": "\(what)", "error": "\(error)"])
-            }
-        }
+    ) -> Undo {
+        let undo = Undo(settings.name, logger: logger, failpoint: failpoint)
+        let attempt = undo.attempt
         let oldBySlot = Dictionary(before.instances.values.map { ($0.record.slot, $0) }, uniquingKeysWith: { a, _ in a })
         let commitSlot = prepared.plan.commitSlot
         // A change of table entries alone wrote no slot.
@@ -358,6 +353,7 @@ extension Chain {
         attempt("remove staged pins") { try self.pinRoot.removeTree(self.pins.staging) }
         attempt("restore record") { try self.meta.write(before.record) }
         attempt("remove configs of the change") { try self.configs.trim(to: before.record) }
+        return undo
     }
 
     /// Undoes or finishes a commit a controller did not complete (its record still

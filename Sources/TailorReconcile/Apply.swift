@@ -1,3 +1,4 @@
+import Logging
 import TailorDatapath
 import TailorKernel
 
@@ -117,8 +118,9 @@ public struct Executor {
                 }
             }
         } catch {
-            for task in tasks { task.discard() }
-            throw error
+            let undo = Undo("apply", logger: ChainTask.logger)
+            for task in tasks { undo.include(task.discard()) }
+            throw undo.error(after: error)
         }
         var switched: [ChainTask] = []
         do {
@@ -134,10 +136,11 @@ public struct Executor {
             for task in tasks { try task.finish() }
             try pinRoot.unpin(marker)
         } catch {
-            for task in switched.reversed() { task.revert() }
-            for task in tasks.dropFirst(switched.count) { task.discard() }
-            try? pinRoot.unpin(marker)
-            throw error
+            let undo = Undo("apply", logger: ChainTask.logger, failpoint: failpoint)
+            for task in switched.reversed() { undo.include(task.revert()) }
+            for task in tasks.dropFirst(switched.count) { undo.include(task.discard()) }
+            undo.attempt("close the transaction") { try pinRoot.unpin(marker) }
+            throw undo.error(after: error)
         }
         // Everything is live as planned; what follows removes what is no longer used.
         for task in tasks { try task.removeOld() }
@@ -243,6 +246,8 @@ private final class ChainTask {
         case none
     }
 
+    static let logger = Logger(label: "tailor.apply")
+
     let name: String
     let work: Work
     private var switched: SwitchedCommit?
@@ -263,11 +268,15 @@ private final class ChainTask {
         }
     }
 
-    /// Drops what the prepare phase built (nothing of it is live).
-    func discard() {
+    /// Drops what the prepare phase built (nothing of it is live); returns the steps that failed.
+    func discard() -> [Undo.Failure] {
         switch work {
-        case .create(let chain, _), .replace(_, let chain): try? chain.remove()
-        case .update, .destroy, .leftover, .remains, .none: break
+        case .create(let chain, _), .replace(_, let chain):
+            let undo = Undo(name, logger: Self.logger, failpoint: chain.failpoint)
+            undo.attempt("remove the chain built") { try chain.remove() }
+            return undo.failures
+        case .update, .destroy, .leftover, .remains, .none:
+            return []
         }
     }
 
@@ -301,34 +310,47 @@ private final class ChainTask {
         }
     }
 
-    /// Undoes `switchOver` (and `finish`), best effort.
-    func revert() {
+    /// Undoes `switchOver` (and `finish`). Every step is tried; returns those that failed.
+    func revert() -> [Undo.Failure] {
         switch work {
         case .create(let chain, let foreign):
+            let undo = Undo(name, logger: Self.logger, failpoint: chain.failpoint)
             if let foreign, let program = try? Program(id: foreign) {
-                try? chain.attachToHook(program, replacing: chain.rootProgram)
+                undo.attempt("give the hook back to \(foreign)") {
+                    try chain.attachToHook(program, replacing: chain.rootProgram)
+                }
             } else {
-                try? chain.detach()
+                undo.attempt("detach the new chain") { try chain.detach() }
             }
             // Packets that entered the chain while it was attached finish before its slots empty.
-            try? chain.waitForGracePeriod()
-            try? chain.remove()
+            undo.attempt("wait for a grace period") { try chain.waitForGracePeriod() }
+            undo.attempt("remove the new chain") { try chain.remove() }
+            return undo.failures
         case .update(let chain, _):
-            if let switched { chain.revert(switched) }
+            return switched.map { chain.revert($0).failures } ?? []
         case .replace(let old, let new):
-            if progress == 3 && swapped {
-                try? old.attachToHook(old.rootProgram, replacing: new.rootProgram)
-            } else if progress >= 2 {
-                try? new.detach()
-                if progress == 3 && oldAttached { try? old.attachToHook(old.rootProgram, replacing: nil) }
+            let undo = Undo(name, logger: Self.logger, failpoint: new.failpoint)
+            let reattach = { (replacing: Program?) in
+                undo.attempt("attach the old root again") { try old.attachToHook(old.rootProgram, replacing: replacing) }
             }
-            if progress >= 2 { try? new.waitForGracePeriod() }
-            try? new.remove()
-            if progress >= 1 { try? old.restoreName() }
+            if progress == 3 && swapped {
+                reattach(new.rootProgram)
+            } else if progress >= 2 {
+                undo.attempt("detach the new root") { try new.detach() }
+                if progress == 3 && oldAttached { reattach(nil) }
+            }
+            if progress >= 2 { undo.attempt("wait for a grace period") { try new.waitForGracePeriod() } }
+            undo.attempt("remove the new chain") { try new.remove() }
+            if progress >= 1 { undo.attempt("give the old chain its name back") { try old.restoreName() } }
+            return undo.failures
         case .destroy(let chain):
-            if (try? chain.isAttached) == false { try? chain.attachToHook(chain.rootProgram, replacing: nil) }
+            let undo = Undo(name, logger: Self.logger, failpoint: chain.failpoint)
+            undo.attempt("attach the root again") {
+                if try !chain.isAttached { try chain.attachToHook(chain.rootProgram, replacing: nil) }
+            }
+            return undo.failures
         case .leftover, .remains, .none:
-            break
+            return []
         }
     }
 

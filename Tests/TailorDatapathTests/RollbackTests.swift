@@ -79,4 +79,31 @@ struct RollbackTests {
             }
         }
     }
+
+    @Test("an undo step that fails is reported beside the failure it undid, and the next open finishes the undo")
+    func failedUndo() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let chain = try Chain.create(ChainSettings(name: "ru", hook: lab.hook(.xdp(.native))),
+                                             topology: Self.topology([1, 2, 3, 4]), pinRoot: root)
+                let before = try ChainSnapshot(chain, root: root)
+                chain.failpoint = { step in
+                    if step == "write record" || step == "undo: restore record" { throw InjectedFault(step: step) }
+                }
+                let error = #expect(throws: IncompleteUndo.self) { try chain.apply(Self.topology([1, 2, 5, 3, 4])) }
+                #expect((error?.cause as? InjectedFault)?.step == "write record")
+                #expect(error?.failures.map(\.step) == ["restore record"])
+                #expect(error.map { "\($0)" }?.contains("putting the change back did not finish: restore record") == true)
+                // Every other step of the undo ran: the old path is whole, the new instance's slot empty.
+                #expect(try ProgramArray(pinnedAt: chain.directory + "/progs").occupiedSlots() == before.slots)
+                // The record was left pending: reopening the chain recovers from its pins.
+                #expect(try MetaRecordReader.read(chain.directory + "/meta")?.pending != nil)
+                let reopened = try Chain.open("ru", pinRoot: root, recovering: true)
+                defer { try? reopened.destroy() }
+                let after = try ChainSnapshot(reopened, root: root)
+                #expect(after.slots == before.slots && after.pins == before.pins && after.attached == before.attached)
+                #expect(after.record?.pending == nil && after.record?.cubes == before.record?.cubes)
+            }
+        }
+    }
 }
