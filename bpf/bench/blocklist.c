@@ -14,7 +14,9 @@ struct {
 
 TAILOR_CUBE(blocklist) {
     struct tailor_meta *meta = tailor_meta_get();
-    if (!meta || !(tailor_parse(pkt, meta) & TAILOR_META_L4))
+    if (!meta)
+        return tailor_chain_failure();
+    if (!(tailor_parse(pkt, meta) & TAILOR_META_L4))
         return tailor_next(pkt);
     __u16 port = bpf_ntohs(meta->dport);
     __u8 *drop = bpf_map_lookup_elem(&blocked, &port);

@@ -10,7 +10,7 @@ const volatile __u8 default_output = 0;
 TAILOR_CUBE(classifier) {
     struct tailor_meta *meta = tailor_meta_get();
     if (!meta)
-        return TAILOR_DROP;
+        return tailor_chain_failure();
     tailor_parse(pkt, meta);
     __u32 output = default_output;
     TAILOR_FIRST_MATCH(meta, output);

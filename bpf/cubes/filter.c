@@ -14,7 +14,7 @@ const volatile __u8 default_action = FILTER_PASS;
 TAILOR_CUBE(filter) {
     struct tailor_meta *meta = tailor_meta_get();
     if (!meta)
-        return TAILOR_DROP;
+        return tailor_chain_failure();
     tailor_parse(pkt, meta);
     __u8 action = default_action;
     TAILOR_FIRST_MATCH(meta, action);

@@ -158,7 +158,7 @@ static __always_inline const struct fw_vector *fw_port(void *index, __u32 gen, _
 TAILOR_CUBE(firewall) {
     struct tailor_meta *meta = tailor_meta_get();
     if (!meta)
-        return TAILOR_DROP;
+        return tailor_chain_failure();
     __u32 parsed = tailor_parse(pkt, meta);
     if (!(parsed & TAILOR_META_L3)) {
         fw_count(FW_NOT_IP);

@@ -73,7 +73,9 @@ static __always_inline void mask(__u8 *addr, __u8 len) {
 
 TAILOR_CUBE(ratelimit) {
     struct tailor_meta *meta = tailor_meta_get();
-    if (!meta || !(tailor_parse(pkt, meta) & TAILOR_META_L3))
+    if (!meta)
+        return tailor_chain_failure();
+    if (!(tailor_parse(pkt, meta) & TAILOR_META_L3))
         return tailor_next(pkt);
     int v6 = meta->eth_proto == ETH_P_IPV6;
 

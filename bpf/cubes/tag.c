@@ -22,7 +22,7 @@ struct {
 TAILOR_CUBE(tag) {
     struct tailor_meta *meta = tailor_meta_get();
     if (!meta)
-        return tailor_next(pkt);
+        return tailor_chain_failure();
     __u8 hops = meta->hops;
     if (hops < TAILOR_PATH_MAX) {
         meta->path[hops] = tag_id;

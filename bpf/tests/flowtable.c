@@ -34,7 +34,9 @@ const volatile enum flow_action unknown_flow = FLOW_PASS;
 
 TAILOR_CUBE(flowtable) {
     struct tailor_meta *meta = tailor_meta_get();
-    if (!meta || !(tailor_parse(pkt, meta) & TAILOR_META_L4))
+    if (!meta)
+        return tailor_chain_failure();
+    if (!(tailor_parse(pkt, meta) & TAILOR_META_L4))
         return tailor_next(pkt);
     struct flow_key key = {.port = bpf_ntohs(meta->dport), .proto = meta->ip_proto};
     __builtin_memcpy(&key.addr, meta->daddr, 4);

@@ -24,7 +24,9 @@ struct {
 
 TAILOR_CUBE(migrate) {
     struct tailor_meta *meta = tailor_meta_get();
-    if (!meta || !(tailor_parse(pkt, meta) & TAILOR_META_L4))
+    if (!meta)
+        return tailor_chain_failure();
+    if (!(tailor_parse(pkt, meta) & TAILOR_META_L4))
         return tailor_next(pkt);
     __u16 port = bpf_ntohs(meta->dport);
     flow_key_t key = FLOW_KEY(port, meta->ip_proto);

@@ -15,7 +15,9 @@ struct {
 
 TAILOR_CUBE(portcount) {
     struct tailor_meta *meta = tailor_meta_get();
-    if (!meta || !(tailor_parse(pkt, meta) & TAILOR_META_L4))
+    if (!meta)
+        return tailor_chain_failure();
+    if (!(tailor_parse(pkt, meta) & TAILOR_META_L4))
         return tailor_next(pkt);           /* not TCP/UDP: not ours to judge */
     __u16 port = bpf_ntohs(meta->dport);
     __u64 one = 1, *count = bpf_map_lookup_elem(&per_port, &port);

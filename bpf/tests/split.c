@@ -6,7 +6,7 @@
 TAILOR_CUBE(split) {
     struct tailor_meta *meta = tailor_meta_get();
     if (!meta)
-        return TAILOR_DROP;
+        return tailor_chain_failure();
     tailor_parse(pkt, meta);
     return tailor_next_port(pkt, bpf_ntohs(meta->sport) & 1);
 }

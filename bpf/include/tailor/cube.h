@@ -150,16 +150,24 @@ struct tailor_pkt {
     struct tailor_counters *counters; /* this cube's, for this CPU */
 };
 
-/* This packet's metadata (never NULL in practice: a one-entry per-CPU array). */
+/* This packet's metadata. NULL only in theory (a one-entry per-CPU array), but the
+ * verifier wants the check: a cube that gets NULL returns tailor_chain_failure(). */
 static __always_inline struct tailor_meta *tailor_meta_get(void) {
     __u32 zero = 0;
     return bpf_map_lookup_elem(&tailor_meta, &zero);
 }
 
+/* The verdict for a packet the chain itself fails (an empty next slot, no metadata):
+ * the chain's onMissingCube, fail-closed dropping and fail-open passing. One rule for
+ * every cube, so no cube lets through what another would drop. */
+static __always_inline int tailor_chain_failure(void) {
+    return tailor_fail_open ? TAILOR_PASS : TAILOR_DROP;
+}
+
 static __always_inline int tailor_fail_verdict(struct tailor_pkt *pkt) {
     if (pkt->counters)
         pkt->counters->missed += 1;
-    return tailor_fail_open ? TAILOR_PASS : TAILOR_DROP;
+    return tailor_chain_failure();
 }
 
 /* One constant call site for output `i`. */
