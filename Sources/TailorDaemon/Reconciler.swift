@@ -225,12 +225,11 @@ public final class Reconciler {
         let now = ContinuousClock.now
         let deep = lastDeep.map { now - $0 >= configuration.deepInterval } ?? true
         if deep { lastDeep = now }
-        var observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
-        let recovered = try executor.recover(observed)
-        if !recovered.isEmpty {
-            for line in recovered { log.notice("interrupted apply recovered", metadata: ["what": "\(line)"]) }
-            observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
+        var reconciliation = Reconciliation(desired: desired, executor: executor, prune: prune, deep: deep)
+        for line in try reconciliation.recover() {
+            log.notice("interrupted apply recovered", metadata: ["what": "\(line)"])
         }
+        let observed = reconciliation.observed
         let foreign = Set(observed.filter { !$0.isTailors && !$0.drift.isEmpty && pinRoot.exists(ChainPins($0.name, under: pinRoot).directory) }
             .map(\.name))
         for name in foreign.subtracting(reportedForeign).sorted() {
@@ -238,7 +237,7 @@ public final class Reconciler {
         }
         reportedForeign = foreign
         outcome.cubes = LiveCube.all(in: observed)
-        let plan = Planner.plan(desired: desired, observed: observed, prune: prune)
+        let plan = reconciliation.plan()
         for change in plan.chains {
             for (kind, drift) in zip(change.driftKinds, change.drift) {
                 log.warning("drift found", metadata: ["chain": "\(change.name)", "drift_kind": "\(kind)",
@@ -296,9 +295,9 @@ public final class Reconciler {
             }
             let chainStart = ContinuousClock.now
             do {
-                let single = try executor.verify(Plan(chains: [change]), desired: desired)
+                let single = try reconciliation.verified(Plan(chains: [change]))
                 guard single.refusals.isEmpty else { throw ReconcileRefusal(reasons: single.refusals) }
-                _ = try executor.apply(single, desired: desired, observed: observed)
+                _ = try reconciliation.apply(single)
                 failures[change.name] = nil
                 // The verified plan's cubes: path copies show as the new instances they are.
                 for cube in single.chains.first?.cubes ?? [] where cube.action != .keep {
@@ -326,18 +325,13 @@ public final class Reconciler {
                 outcome.failed += 1
             }
         }
-        let after = Observer.observe(pinRoot: pinRoot, desired: desired)
-        outcome.cubes = LiveCube.all(in: after)
-        if let revision {
-            for name in try executor.record(revision: revision.description, chains: Set(byName.keys), observed: after) {
-                log.info("revision recorded", metadata: ["chain": "\(name)"])
-            }
+        for name in try reconciliation.finish() {
+            log.info("revision recorded", metadata: ["chain": "\(name)"])
         }
+        outcome.cubes = LiveCube.all(in: reconciliation.observed)
         outcome.chains = desired.count
-        let afterPlan = Planner.plan(desired: desired, observed: after, prune: prune)
-        for change in afterPlan.chains where byName[change.name] != nil && !waiting.contains(change.name)
-            && !blocked.contains(change.name) {
-            if !change.drift.isEmpty { outcome.drifted += 1 } else if change.action == .none { outcome.synced += 1 }
+        for (name, state) in reconciliation.states() where !waiting.contains(name) && !blocked.contains(name) {
+            if state == .drifted { outcome.drifted += 1 } else if state == .synced { outcome.synced += 1 }
         }
         return outcome
     }

@@ -111,15 +111,15 @@ struct PlanCommand: ParsableCommand {
         let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
-        let observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: options.deep)
         let prune = options.pruning.prune
-        let plan = try Executor(pinRoot: pinRoot).verify(
-            Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
+        let reconciliation = Reconciliation(desired: desired, executor: Executor(pinRoot: pinRoot), prune: prune,
+                                            deep: options.deep)
+        let plan = try reconciliation.verified(reconciliation.plan())
         try options.show(plan)
         try PlanOptions.refuse(plan)
         if let out {
             let file = PlanFile(paths: options.paths, prune: prune, deep: options.deep, desired: desired,
-                                observed: observed, plan: plan)
+                                observed: reconciliation.observed, plan: plan)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(file).write(to: URL(fileURLWithPath: out))
@@ -157,21 +157,21 @@ struct ApplyCommand: ParsableCommand {
         let desired = try loadDesired(options.paths)
         let (pinRoot, lock) = try kernel.lockedPinRoot()
         defer { withExtendedLifetime(lock) {} }
+        var executor = Executor(pinRoot: pinRoot, takeover: takeover)
+        if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
+        // Specs from one directory of a git work tree: its revision goes into each chain's record.
+        let revision = options.paths.count == 1 ? GitRevision.of(options.paths[0]) : nil
+        executor.gitRevision = revision?.description
         // A saved plan is applied against the state observed the way it was made.
-        let deep = saved?.deep ?? options.deep
-        var observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
-        if let saved, let why = saved.staleness(desired: desired, observed: observed) {
+        var reconciliation = Reconciliation(desired: desired, executor: executor, prune: prune,
+                                            deep: saved?.deep ?? options.deep)
+        if let saved, let why = saved.staleness(desired: desired, observed: reconciliation.observed) {
             throw CommandError("refusing the saved plan: \(why)")
         }
         // An apply killed half-way is sorted out first; the plan starts from what is left.
-        let recovered = try Executor(pinRoot: pinRoot).recover(observed)
-        if !recovered.isEmpty {
-            for line in recovered { FileHandle.standardError.write(Data("Recovered: \(line)\n".utf8)) }
-            observed = Observer.observe(pinRoot: pinRoot, desired: desired, deep: deep)
-        }
-        var executor = Executor(pinRoot: pinRoot, takeover: takeover)
-        if let failpoints = try failpoints() { executor.failpoint = failpoints.hit }
-        var plan = try executor.verify(Planner.plan(desired: desired, observed: observed, prune: prune), desired: desired)
+        let recovered = try reconciliation.recover()
+        for line in recovered { FileHandle.standardError.write(Data("Recovered: \(line)\n".utf8)) }
+        var plan = try reconciliation.verified(reconciliation.plan())
         // A blocked hook stops the whole apply (one transaction), unless it is taken over or skipped.
         let blocked = takeover ? [] : plan.chains.filter { $0.blocked != nil }
         if skipBlocked && !blocked.isEmpty {
@@ -191,18 +191,12 @@ struct ApplyCommand: ParsableCommand {
             // Nothing below this line runs for a refused plan: the kernel stays as recovery left it.
             return try PlanOptions.refuse(plan)
         }
-        // Specs from one directory of a git work tree: its revision goes into each chain's record.
-        let revision = options.paths.count == 1 ? GitRevision.of(options.paths[0]) : nil
-        executor.gitRevision = revision?.description
-        let report = plan.isEmpty ? nil : try executor.apply(plan, desired: desired, observed: observed)
+        let report = try reconciliation.apply(plan)
         if let report, options.output == .text {
             print("\nApply complete: \(report.added) added, \(report.changed) changed, \(report.replaced) replaced, "
                   + "\(report.removed) removed" + (report.repaired > 0 ? ", \(report.repaired) repaired." : "."))
         }
-        if let revision {
-            _ = try executor.record(revision: revision.description, chains: Set(desired.map(\.settings.name)),
-                                    observed: Observer.observe(pinRoot: pinRoot, desired: desired))
-        }
+        try reconciliation.finish()
         if options.output == .json { try printJSON(ApplyResult(recovered: recovered, plan: plan, applied: report)) }
     }
 }
@@ -276,31 +270,6 @@ struct StatusCommand: ParsableCommand {
                                  valueName: "spec-or-chain"))
     var arguments: [String] = []
 
-    /// How a chain compares with its own record and with the specs.
-    enum SyncState: String, Encodable, CaseIterable {
-        /// As recorded, and (with specs) as the specs want it.
-        case synced = "Synced"
-        /// The specs want it otherwise: apply would change it.
-        case outOfSync = "OutOfSync"
-        /// In the specs, not in the kernel: apply would create it.
-        case missing = "Missing"
-        /// In the kernel, not in the specs: apply would destroy it.
-        case notInSpecs = "NotInSpecs"
-        /// The kernel differs from the chain's record: observe found drift.
-        case drifted = "Drifted"
-
-        /// The `state` label of `tailor_chains`: Prometheus label values are snake_case.
-        var metricLabel: String {
-            switch self {
-            case .synced: "synced"
-            case .outOfSync: "out_of_sync"
-            case .missing: "missing"
-            case .notInSpecs: "not_in_specs"
-            case .drifted: "drifted"
-            }
-        }
-    }
-
     struct CubeStatus: Encodable {
         var name: String, type: String, slot: Int, program: UInt32
         var packets: UInt64?, passed: UInt64?, dropped: UInt64?, missed: UInt64?
@@ -322,10 +291,13 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let pinRoot = try kernel.pinRoot()
         let (paths, names) = selection
-        // Per chain, the digest the specs want; nil when no specs were given.
         let specs = paths.isEmpty ? nil : try loadDesired(paths)
-        let desired = specs.map { Dictionary($0.map { ($0.settings.name, $0.digest) }, uniquingKeysWith: { a, _ in a }) }
         let observedChains = Observer.observe(pinRoot: pinRoot, desired: specs ?? [])
+        // With specs, each chain stands as its plan says; without, only drift tells.
+        let states = specs.map { specs in
+            Dictionary(Planner.plan(desired: specs, observed: observedChains, prune: .prune).chains
+                .map { ($0.name, $0.syncState) }, uniquingKeysWith: { a, _ in a })
+        }
         var chains = observedChains.map { observed -> ChainStatus in
             let record = observed.record
             let cubes = (record?.cubes ?? [:]).sorted { $0.value.slot < $1.value.slot }.map { name, cube in
@@ -335,27 +307,21 @@ struct StatusCommand: ParsableCommand {
                                   packets: counters?.packets, passed: counters?.passed, dropped: counters?.dropped,
                                   missed: counters?.missed)
             }
-            let state: SyncState = if !observed.drift.isEmpty {
-                .drifted
-            } else if let desired, desired[observed.name] != record?.specDigest {
-                desired[observed.name] == nil ? .notInSpecs : .outOfSync
-            } else {
-                .synced
-            }
+            let state = states?[observed.name] ?? (observed.drift.isEmpty ? .synced : .drifted)
             let hook = (record?.settings ?? observed.identity?.settings)?.hook.description ?? "?"
             return ChainStatus(name: observed.name, hook: hook, state: state,
                                specDigest: record?.specDigest, gitRevision: record?.gitRevision, cubes: cubes,
                                drift: observed.drift.map(\.description))
         }
         let present = Set(observedChains.map(\.name))
-        for name in (desired?.keys.sorted() ?? []) where !present.contains(name) {
+        for name in (specs?.map(\.settings.name).sorted() ?? []) where !present.contains(name) {
             chains.append(ChainStatus(name: name, hook: "-", state: .missing, specDigest: nil, gitRevision: nil,
                                       cubes: [], drift: []))
         }
         let unknown = names.filter { name in !chains.contains { $0.name == name } }
         guard unknown.isEmpty else {
             throw CommandError("no chain named \(unknown.map { "'\($0)'" }.joined(separator: ", ")) under \(pinRoot.path)"
-                               + (desired == nil ? "" : " or in the specs"))
+                               + (specs == nil ? "" : " or in the specs"))
         }
         if !names.isEmpty { chains = chains.filter { names.contains($0.name) } }
         try show(chains, pinRoot: pinRoot)
