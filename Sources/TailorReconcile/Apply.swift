@@ -248,10 +248,21 @@ private final class ChainTask {
 
     static let logger = Logger(label: "tailor.apply")
 
+    /// How far a replacement's switch got, in the order of its writes.
+    enum ReplaceProgress: Comparable {
+        case notStarted
+        /// The old chain moved aside (to `_removing-`), its name free.
+        case movedAside
+        /// The new root attached to a free hook; the old one still attached elsewhere.
+        case newAttached
+        /// Packets reach the new chain only: the old root replaced on the hook, or detached.
+        case switched
+    }
+
     let name: String
     let work: Work
     private var switched: SwitchedCommit?
-    private var progress = 0
+    private var progress = ReplaceProgress.notStarted
     /// Whether the old root of a replacement was attached, and whether the new one
     /// took the hook over from it in one write.
     private var oldAttached = false, swapped = false
@@ -280,8 +291,8 @@ private final class ChainTask {
         }
     }
 
-    /// The visible write(s) of this chain's change. `progress` counts the writes
-    /// done, so `revert` undoes exactly those.
+    /// The visible write(s) of this chain's change. `progress` says how far a
+    /// replacement got, so `revert` undoes exactly that.
     func switchOver() throws {
         switch work {
         case .create(let chain, let foreign):
@@ -293,15 +304,15 @@ private final class ChainTask {
             oldAttached = try old.isAttached
             swapped = new.settings.hook == old.settings.hook && oldAttached
             try old.moveAside()
-            progress = 1
+            progress = .movedAside
             if swapped {
                 try new.attach(replacing: old.rootProgram)
-                progress = 3
+                progress = .switched
             } else {
                 try new.attach()
-                progress = 2
+                progress = .newAttached
                 try old.detach()
-                progress = 3
+                progress = .switched
             }
         case .destroy(let chain):
             try chain.detach()
@@ -333,15 +344,15 @@ private final class ChainTask {
             let reattach = { (replacing: Program?) in
                 undo.attempt("attach the old root again") { try old.attachToHook(old.rootProgram, replacing: replacing) }
             }
-            if progress == 3 && swapped {
+            if progress == .switched && swapped {
                 reattach(new.rootProgram)
-            } else if progress >= 2 {
+            } else if progress >= .newAttached {
                 undo.attempt("detach the new root") { try new.detach() }
-                if progress == 3 && oldAttached { reattach(nil) }
+                if progress == .switched && oldAttached { reattach(nil) }
             }
-            if progress >= 2 { undo.attempt("wait for a grace period") { try new.waitForGracePeriod() } }
+            if progress >= .newAttached { undo.attempt("wait for a grace period") { try new.waitForGracePeriod() } }
             undo.attempt("remove the new chain") { try new.remove() }
-            if progress >= 1 { undo.attempt("give the old chain its name back") { try old.restoreName() } }
+            if progress >= .movedAside { undo.attempt("give the old chain its name back") { try old.restoreName() } }
             return undo.failures
         case .destroy(let chain):
             let undo = Undo(name, logger: Self.logger, failpoint: chain.failpoint)
