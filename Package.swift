@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tailor", targets: ["tailor"]),
+        .executable(name: "tailor-bench", targets: ["tailor-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -85,17 +86,46 @@ let package = Package(
             ]
         ),
 
-        // The built-in lab: network namespaces joined by veth pairs, packets, and
-        // random firewall rule sets with their iptables and nftables forms.
-        .target(name: "TailorLab", dependencies: ["CShims", "TailorKernel", "TailorDatapath", "TailorCubes", "TailorSpec"]),
+        // The built-in lab: network namespaces joined by veth pairs or through a router
+        // namespace, and packets to send through them.
+        .target(name: "TailorLab", dependencies: ["CShims", "TailorKernel", "TailorSpec"]),
+
+        // What the commands of tailor and tailor-bench share: --output text|json, JSON
+        // on stdout, plain tables, a failure reported as `Error: message`.
+        .target(
+            name: "TailorCommandLine",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
 
         .executableTarget(
             name: "tailor",
             dependencies: [
                 "TailorKernel", "TailorObjects", "TailorSpec", "TailorDatapath", "TailorCubes", "TailorLab",
-                "TailorReconcile", "TailorDaemon",
+                "TailorReconcile", "TailorDaemon", "TailorCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // What the tests and the benchmarks check tailor against, kept out of the tailor
+        // binary: random firewall rule sets, a model of the firewall's verdict, and the
+        // same rules as iptables and nftables input.
+        .target(
+            name: "TailorReference",
+            dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorSpec"],
+            path: "Tests/TailorReference"
+        ),
+
+        // The benchmarks of docs/benchmarks.md (`tailor-bench datapath`, ...): tailor
+        // against its baselines in one run. Those that time tailor as a process run the
+        // `tailor` built beside it.
+        .executableTarget(
+            name: "tailor-bench",
+            dependencies: [
+                "TailorKernel", "TailorObjects", "TailorSpec", "TailorDatapath", "TailorCubes", "TailorLab",
+                "TailorReconcile", "TailorDaemon", "TailorCommandLine", "TailorReference",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -126,7 +156,9 @@ let package = Package(
         ),
         .testTarget(
             name: "TailorCubesTests",
-            dependencies: ["TailorCubes", "TailorDatapath", "TailorLab", "TailorSpec", "TailorTestKit"],
+            dependencies: [
+                "TailorCubes", "TailorDatapath", "TailorLab", "TailorReference", "TailorSpec", "TailorTestKit",
+            ],
             // Read from the source tree (#filePath), so a kept seed needs no rebuild.
             exclude: ["Fixtures"]
         ),

@@ -124,7 +124,7 @@ public enum Firewall {
 
     /// With `zone`, the conntrack map is the zone's (shared with every firewall of that zone).
     /// `specialised: false` keeps every lookup stage and conntrack in the program even
-    /// where no rule needs them (what the specialisation saves, for `tailor bench firewall`).
+    /// where no rule needs them (what the specialisation saves, for `tailor-bench firewall`).
     public static func blueprint(rules: [Rule], policy: Action, acceptEstablished: Bool = true,
                                  zone: String? = nil, specialised: Bool = true) throws -> CubeBlueprint {
         guard rules.count <= maxRules else {

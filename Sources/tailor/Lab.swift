@@ -1,4 +1,5 @@
 import ArgumentParser
+import TailorCommandLine
 import TailorLab
 
 /// `tailor lab up|down`: the built-in lab the example specs attach to: namespaces

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorDaemon
 import TailorDatapath
@@ -399,10 +400,4 @@ struct DestroyCommand: ParsableCommand {
         }
         if text && names.isEmpty { print("No chains to destroy.") }
     }
-}
-
-/// A failure to report as `Error: message` with exit status 1 (not a usage error).
-struct CommandError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

@@ -12,7 +12,7 @@ struct Tailor: AsyncParsableCommand {
         version: versionText,
         subcommands: [
             Validate.self, PlanCommand.self, ApplyCommand.self, StatusCommand.self, DestroyCommand.self, Lab.self,
-            Schema.self, Bench.self, Run.self,
+            Schema.self, Run.self,
         ]
     )
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorSpec
 

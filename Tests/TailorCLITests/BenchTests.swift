@@ -35,12 +35,12 @@ struct BenchTests {
         return Set((namespaces + pins + temporary).filter { $0.hasPrefix("tailor-bench-bfu") || $0.hasPrefix("tailor-bfu-") })
     }
 
-    @Test("bench firewall-update times every tool and operation and leaves nothing behind")
+    @Test("tailor-bench firewall-update times every tool and operation and leaves nothing behind")
     func firewallUpdate() throws {
         try KernelEnvironment.require()
         let before = try Self.leftovers()
-        let (status, stdout, stderr) = try CLI.run(["bench", "firewall-update", "--rules", "50", "--edits", "2",
-                                                    "--output", "json"])
+        let (status, stdout, stderr) = try CLI.run(["firewall-update", "--rules", "50", "--edits", "2",
+                                                    "--output", "json"], executable: Golden.tailorBench.path)
         #expect(status == 0, "exit \(status): \(stderr)")
         let report = try JSONDecoder().decode(FirewallUpdateReport.self, from: Data(stdout.utf8))
         let pairs = Set(report.rows.map { "\($0.operation) / \($0.tool)" })

@@ -15,6 +15,8 @@ enum Golden {
     /// The `tailor` built beside this test binary.
     static let tailor = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         .appendingPathComponent("tailor")
+    /// The `tailor-bench` built beside it.
+    static let tailorBench = tailor.deletingLastPathComponent().appendingPathComponent("tailor-bench")
     static let recording = ProcessInfo.processInfo.environment["TAILOR_RECORD_GOLDENS"] == "1"
 
     /// Runs tailor with `arguments` from the repository root; `replacing` maps

@@ -1,7 +1,7 @@
 import Testing
 @testable import TailorCubes
 import TailorDatapath
-import TailorLab
+import TailorReference
 import TailorSpec
 
 /// What each cube type records as its config (normalised, for the plan's values) and

@@ -4,7 +4,7 @@ import Testing
 import TailorCubes
 import TailorDatapath
 import TailorKernel
-import TailorLab
+import TailorReference
 import TailorSpec
 import TailorTestKit
 

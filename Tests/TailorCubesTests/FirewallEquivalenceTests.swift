@@ -4,6 +4,7 @@ import TailorCubes
 import TailorDatapath
 import TailorKernel
 import TailorLab
+import TailorReference
 import TailorTestKit
 
 /// The firewall cube against real iptables and nftables: random ordered rule sets

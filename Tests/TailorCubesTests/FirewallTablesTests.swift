@@ -2,7 +2,7 @@ import Synchronization
 import Testing
 @testable import TailorCubes
 import TailorDatapath
-import TailorLab
+import TailorReference
 import TailorSpec
 
 /// Tables built when needed (`LazyTables`), and what the firewall builds them from.

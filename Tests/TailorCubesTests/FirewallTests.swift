@@ -4,6 +4,7 @@ import TailorCubes
 import TailorDatapath
 import TailorKernel
 import TailorLab
+import TailorReference
 import TailorSpec
 import TailorTestKit
 

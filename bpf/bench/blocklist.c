@@ -1,7 +1,7 @@
 /* A cube with an entry-safe table: drops packets to the destination ports listed
  * in `blocked`. Each entry means the same on its own, so the controller changes
  * entries in place instead of replacing the instance. Tested in
- * Tests/TailorReconcileTests/TableUpdateTests.swift and measured by `tailor bench plan`. */
+ * Tests/TailorReconcileTests/TableUpdateTests.swift and measured by `tailor-bench plan`. */
 #include <tailor/cube.h>
 #include <tailor/parse.h>
 

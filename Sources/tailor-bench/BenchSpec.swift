@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorSpec
 
-/// `tailor bench spec`: how long parsing and validating hostile or large inputs
+/// `tailor-bench spec`: how long parsing and validating hostile or large inputs
 /// takes (goal: any input up to 1 MiB accepted or rejected within 100 ms), against
 /// libyaml building the node tree alone as the baseline.
 struct BenchSpec: ParsableCommand {

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorDatapath
 import TailorKernel
 import TailorLab
 import TailorReconcile
 
-/// `tailor bench reconcile`: how long an edit of a spec file takes to be live with
+/// `tailor-bench reconcile`: how long an edit of a spec file takes to be live with
 /// `tailor run` watching the directory, against running `tailor apply` by hand.
 struct BenchReconcile: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,7 +42,7 @@ struct BenchReconcile: ParsableCommand {
             let live = { (digest: String) in
                 ((try? MetaRecordReader.read(pinRoot.appending("edge", "meta"))) ?? nil)?.specDigest == digest
             }
-            let tailor = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+            let tailor = try tailorExecutable()
 
             // Baseline: each edit applied by a tailor apply process.
             var applied: [Double] = []

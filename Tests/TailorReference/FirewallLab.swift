@@ -1,5 +1,6 @@
 import TailorCubes
 import TailorDatapath
+import TailorLab
 import TailorSpec
 
 /// A seeded random number generator (SplitMix64), so a failing rule set can be

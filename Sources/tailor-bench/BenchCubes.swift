@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorDatapath
 import TailorKernel
 import TailorLab
 import TailorSpec
 
-/// `tailor bench cubes`: what each built-in cube type costs per packet, alone in an
+/// `tailor-bench cubes`: what each built-in cube type costs per packet, alone in an
 /// XDP chain, against the counter cube (the cheapest cube that does something).
 struct BenchCubes: ParsableCommand {
     static let configuration = CommandConfiguration(

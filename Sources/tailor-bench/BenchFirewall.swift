@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorDatapath
 import TailorKernel
 import TailorLab
+import TailorReference
 
-/// `tailor bench firewall`: the firewall cube's cost per packet as rule sets grow
+/// `tailor-bench firewall`: the firewall cube's cost per packet as rule sets grow
 /// (BPF_PROG_TEST_RUN), and its throughput against iptables and nftables with the
 /// same rules on the same veth path (real packets through a router namespace).
 struct BenchFirewall: ParsableCommand {

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorDatapath
 import TailorKernel
 import TailorLab
 
-/// `tailor bench migration`: what carrying state into a replacement costs.
+/// `tailor-bench migration`: what carrying state into a replacement costs.
 struct BenchMigration: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migration",

@@ -1,15 +1,30 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorKernel
 import TailorLab
 
-/// `tailor bench`: the benchmarks behind docs/benchmarks.md. Each prints a table
-/// with its baseline measured in the same run, or JSON with `--output json`.
-struct Bench: ParsableCommand {
+/// `tailor-bench`: the benchmarks behind docs/benchmarks.md, an executable of their
+/// own so that the `tailor` binary carries none of them. Each prints a table with its
+/// baseline measured in the same run, or JSON with `--output json`.
+@main
+struct TailorBench: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "tailor-bench",
         abstract: "Measure tailor against its baselines (needs root for kernel benchmarks).",
         subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self, BenchReconcile.self, BenchCubes.self, BenchFirewall.self, BenchFirewallUpdate.self]
     )
+}
+
+/// The `tailor` built beside this executable (`swift build` puts both in one
+/// directory), for the benchmarks that time it as an operator runs it: as a process.
+func tailorExecutable() throws -> String {
+    let bench = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    let tailor = URL(fileURLWithPath: bench).deletingLastPathComponent().appendingPathComponent("tailor").path
+    guard FileManager.default.isExecutableFile(atPath: tailor) else {
+        throw CommandError("no tailor executable beside \(bench): build both (swift build) or copy tailor there")
+    }
+    return tailor
 }
 
 /// Runs `body` with a lab `create` makes from a namespace prefix and an interface
@@ -48,11 +63,6 @@ func nsPerPacket(_ programs: [Program], _ packet: [UInt8], repeats: Int, rounds:
     return samples.map(median)
 }
 
-/// How a command prints its data.
-enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case text, json
-}
-
 /// The median of `values`.
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
@@ -63,23 +73,4 @@ func median(_ values: [Double]) -> Double {
 extension Duration {
     var microseconds: Double { Double(components.seconds) * 1e6 + Double(components.attoseconds) / 1e12 }
     var nanoseconds: Double { Double(components.seconds) * 1e9 + Double(components.attoseconds) / 1e9 }
-}
-
-/// Writes `value` as pretty JSON with sorted keys on stdout.
-func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
-}
-
-/// Formats rows as a plain table with right-aligned numeric columns.
-func table(_ header: [String], _ rows: [[String]]) -> String {
-    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
-    let line = { (row: [String]) in
-        row.enumerated().map { index, cell in
-            index == 0 ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[index] - cell.count) + cell
-        }.joined(separator: "  ")
-    }
-    return ([line(header)] + rows.map(line)).joined(separator: "\n")
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorDatapath
 import TailorKernel
@@ -7,7 +8,7 @@ import TailorLab
 import TailorObjects
 import TailorReconcile
 
-/// `tailor bench plan`: planning cost at scale (pure: desired digests + plan), and
+/// `tailor-bench plan`: planning cost at scale (pure: desired digests + plan), and
 /// apply latency per action class on a lab.
 struct BenchPlan: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -129,7 +130,7 @@ struct BenchPlan: ParsableCommand {
             }
             // An entry-safe table of 1,000 ports (bpf/bench/blocklist.c) in front of the tags.
             guard let blocklist = DatapathObjects.all.bytes(named: "blocklist") else {
-                throw CommandError("this tailor binary was built without bpf/bench/blocklist.c")
+                throw CommandError("this tailor-bench binary was built without bpf/bench/blocklist.c")
             }
             let ports = { (shift: Int) in
                 CubeBlueprint(type: "object", object: blocklist, tables: ["blocked": (0..<1000).map {

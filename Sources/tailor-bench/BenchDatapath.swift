@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import TailorCommandLine
 import TailorCubes
 import TailorDatapath
 import TailorKernel
 import TailorLab
 import TailorObjects
 
-/// `tailor bench datapath`: the cost of chaining, against one program doing the
+/// `tailor-bench datapath`: the cost of chaining, against one program doing the
 /// same work, and the cost of changing a chain.
 struct BenchDatapath: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -134,7 +135,7 @@ struct BenchDatapath: ParsableCommand {
 
     static func monolithic(cubes: Int, xdp: Bool) throws -> Program {
         guard let bytes = DatapathObjects.all.bytes(named: "monolithic") else {
-            throw ValidationError("this tailor binary was built without the monolithic benchmark object")
+            throw ValidationError("this tailor-bench binary was built without the monolithic benchmark object")
         }
         var object = try BPFObject(bytes: bytes, name: "monolithic")
         let program = xdp ? "monolithic_xdp" : "monolithic_tc"

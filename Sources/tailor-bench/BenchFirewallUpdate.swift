@@ -1,14 +1,16 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TailorCommandLine
 import TailorCubes
 import TailorDaemon
 import TailorDatapath
 import TailorKernel
 import TailorLab
+import TailorReference
 import TailorSpec
 
-/// `tailor bench firewall-update`: how long a firewall rule edit takes to be live,
+/// `tailor-bench firewall-update`: how long a firewall rule edit takes to be live,
 /// as an operator gets it (`tailor apply` and `tailor plan` as processes on an edited
 /// spec directory; the daemon's reconcile in this process), against iptables-nft,
 /// iptables-legacy and nft making the same edits to the same rules in a namespace,
@@ -78,7 +80,7 @@ struct BenchFirewallUpdate: ParsableCommand {
     }
 
     func run() throws {
-        let tailor = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let tailor = try tailorExecutable()
         var report = Report(rows: [], memory: [], goals: [])
         try withBenchLab("bfu") { lab, pinRoot in
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-bfu-\(UUID())").path
