@@ -120,6 +120,118 @@ public struct CommitReport: Sendable {
 /// A controller that dies half-way leaves the pending record and the staged pins,
 /// from which `Chain.recover` undoes or finishes the change.
 extension Chain {
+    /// Loads every cube of a chain that does not exist yet, so the kernel verifier
+    /// checks them all, against throwaway chain maps: nothing is pinned, attached or
+    /// kept. Tables are checked to be the objects' own, not built or filled (the apply
+    /// fills them before anything is switched: a 10,000-rule firewall's take a third of
+    /// a first load). A rejected program throws with the verifier's log. Returns the refusals
+    /// of state maps the cubes would share with a zone of another layout.
+    public static func verify(_ settings: ChainSettings, topology: Topology, zones: StateZones) throws -> [String] {
+        let shared = try LoadedRoot(settings, identity: ChainIdentity(settings: settings, pinRoot: zones.pinRoot)).shared
+        let plan = try SlotPlan.make(live: [:], desired: topology, capacity: ABI.progSlots)
+        var refusals: [String] = []
+        for (cube, wiring) in plan.load.sorted(by: { $0.key < $1.key }) {
+            guard let node = topology.nodes[cube] else { continue }
+            var joined = StatePlan()
+            try joined.join(zones, cube: cube, blueprint: node.blueprint)
+            refusals += joined.refusals
+            _ = try CubeInstance.load(node.blueprint, as: cube, hook: settings.hook, wiring: wiring,
+                                      settings: settings, shared: shared, carry: joined.carry, fillingTables: false)
+        }
+        return refusals
+    }
+
+    /// Loads every instance the move to `topology` needs; the kernel verifies each.
+    /// Nothing is reachable by packets until `commit`.
+    /// A cube whose blueprint differs only in entries of entry-safe tables keeps its
+    /// instance; its entries are changed in place by `switchOver`.
+    /// `specDigest` and `gitRevision`, when given, go into the record the commit
+    /// writes; `digests` are the cubes' blueprint digests when the caller has them;
+    /// `liveTables`, the entries of the cubes' tables as observed (what the kept
+    /// instances' tables hold, so a change writes only the entries that differ).
+    public func prepare(_ topology: Topology, specDigest: String? = nil, gitRevision: String? = nil,
+                        digests: [String: String] = [:], zones: StateZones? = nil,
+                        liveTables: [String: [String: [TableEntry]]] = [:]) throws -> PreparedCommit {
+        let zones = zones ?? StateZones(pinRoot: pinRoot)
+        var live = layout
+        var inPlace: [String: TableUpdate] = [:]
+        // The config of each cube that gets a new record: encoded when committed.
+        var configs: [String: ConfigDocument] = [:]
+        for (cube, instance) in instances {
+            guard let blueprint = topology.nodes[cube]?.blueprint else { continue }
+            let digest = digests[cube] ?? blueprint.digest
+            guard instance.record.differsOnlyInEntries(from: blueprint, digest: digest) else { continue }
+            live[cube]?.digest = digest
+            inPlace[cube] = TableUpdate(
+                digest: digest, blueprint: blueprint, record: instance.record,
+                settled: !tableGenerationsUnsettled(instance.maps, roles: instance.record.maps),
+                before: liveTables[cube] ?? instance.knownTables)
+            configs[cube] = blueprint.config
+        }
+        let plan = try SlotPlan.make(live: live, desired: topology, capacity: progs.capacity, digests: digests)
+        var loaded: [String: CubeInstance] = [:]
+        var state: [String: [String: StateCarry]] = [:], migrations: [StateMigration] = [], refusals: [String] = []
+        for (cube, record) in plan.load.sorted(by: { $0.key < $1.key }) {
+            guard let node = topology.nodes[cube] else { continue }
+            guard node.next.count == node.blueprint.outputs else {
+                throw DatapathError("cube \(cube) has \(node.blueprint.outputs) outputs but \(node.next.count) "
+                    + "next cubes are given")
+            }
+            var carried = try statePlan(cube, to: node.blueprint, digest: record.digest)
+            try carried.join(zones, cube: cube, blueprint: node.blueprint)
+            let instance = try CubeInstance.load(
+                node.blueprint, as: cube, hook: settings.hook, wiring: record, settings: settings,
+                shared: shared, carry: carried.carry)
+            try zones.register(instance)
+            loaded[cube] = instance
+            configs[cube] = node.blueprint.config
+            if !carried.carries.isEmpty { state[cube] = carried.carries }
+            refusals += carried.refusals
+            for (name, (old, translation)) in carried.migrate.sorted(by: { $0.key < $1.key }) {
+                guard let new = instance.maps[name] else { continue }
+                migrations.append(StateMigration(cube: cube, map: name, old: old, new: new, translation: translation))
+            }
+        }
+        // A cube the path copy loads anew gets its new tables with its new instance.
+        return PreparedCommit(plan: plan, instances: loaded, tables: inPlace.filter { loaded[$0.key] == nil },
+                              provenance: specDigest.map { ($0, gitRevision) }, state: state, migrations: migrations,
+                              refusals: refusals, configs: configs)
+    }
+
+    /// How the state maps of `cube`'s live instance reach a new instance of
+    /// `blueprint`: all maps are taken over when the blueprint is the same (a path
+    /// copy); else each state map is reused, migrated, reset or refused by comparing
+    /// the live map's layout with the new object's declaration. A map the new object
+    /// no longer declares is dropped.
+    func statePlan(_ cube: String, to blueprint: CubeBlueprint, digest: String) throws -> StatePlan {
+        guard let old = instances[cube] else { return StatePlan() }
+        if old.record.digest == digest { return StatePlan(carry: old.maps) }
+        let declared = try MapLayout.declared(in: BPFObject(bytes: blueprint.object, name: cube))
+        var plan = StatePlan()
+        for (name, map) in old.maps.sorted(by: { $0.key < $1.key }) where old.record.maps[name] == .state {
+            guard let layout = declared[name] else { continue }
+            let carry = StateCarry.between(try MapLayout(of: map, recorded: old.stateLayouts[name]), layout,
+                                           reset: blueprint.resetState.contains(name))
+            plan.carries[name] = carry
+            switch carry {
+            case .reuse:
+                plan.carry[name] = map
+            case .migrate(let translation):
+                if let limit = translation.shrinksTo, try map.count() > limit {
+                    plan.refusals.append("cube \(cube): state map \(name) holds \(try map.count()) entries, more than "
+                        + "the \(limit) the new object's map holds; add `migration: {\(name): reset}` to start it empty")
+                }
+                plan.migrate[name] = (map, translation)
+            case .reset:
+                break
+            case .refuse(let reason):
+                plan.refusals.append("cube \(cube): state map \(name) cannot be carried over: \(reason); add "
+                    + "`migration: {\(name): reset}` to the cube to start it empty")
+            }
+        }
+        return plan
+    }
+
     /// Makes a prepared change live: tables of kept instances first (entry-safe ones
     /// entry by entry, versioned ones by a switch of generations), then the new
     /// instances. On failure the chain is put back as it was.
@@ -354,85 +466,5 @@ extension Chain {
         attempt("restore record") { try self.meta.write(before.record) }
         attempt("remove configs of the change") { try self.configs.trim(to: before.record) }
         return undo
-    }
-
-    /// Undoes or finishes a commit a controller did not complete (its record still
-    /// says `pending`), from the pins alone. While every old instance is still
-    /// pinned, the change is undone: each slot gets back the instance the record
-    /// names (the commit slot last) and the new instances go. Once the old pins
-    /// started to go, the switch had happened and only retiring was left: the staged
-    /// instances are promoted. Either way, slots no instance owns are emptied after
-    /// a grace period. Without a pending record, only staged leftovers and configs no
-    /// record names are removed.
-    /// Returns what it did.
-    public static func recover(_ name: String, pinRoot: PinRoot) throws -> [String] {
-        let pins = ChainPins(name, under: pinRoot)
-        let meta = MetaMap(map: try BPFMap(pinnedAt: pins[.meta]))
-        guard var record = try meta.read() else {
-            throw DatapathError("chain \(name): its meta record at \(pins[.meta]) is empty")
-        }
-        let configs = ConfigStore(pinRoot: pinRoot, chain: pins)
-        guard let pending = record.pending else {
-            var done: [String] = []
-            if pinRoot.exists(pins.staging) {
-                try pinRoot.removeTree(pins.staging)
-                done.append("removed the instances an apply staged and never committed")
-            }
-            let removed = try configs.trim(to: record)
-            if !removed.isEmpty { done.append("removed \(removed.count) config pin(s) no record names") }
-            return done
-        }
-        let progs = try ProgramArray(pinnedAt: pins[.progs])
-        let pinned = { (cube: CubePins) -> (Program, UInt32)? in
-            guard let program = try? Program(pinnedAt: cube.program), let id = try? program.info().id else { return nil }
-            return (program, id.rawValue)
-        }
-        var done: [String] = []
-        let target: [String: CubeRecord]
-        let oldIntact = record.cubes.allSatisfy { cube, old in pinned(pins.cube(cube))?.1 == old.program }
-        if oldIntact {
-            var bySlot: [Int: Program] = [:]
-            for (cube, old) in record.cubes { bySlot[old.slot] = pinned(pins.cube(cube))?.0 }
-            for (slot, program) in bySlot.sorted(by: { $0.key < $1.key }) where slot != pending.commitSlot {
-                try progs.set(slot, to: program)
-            }
-            if let slot = pending.commitSlot {
-                if let program = bySlot[slot] { try progs.set(slot, to: program) } else { try progs.clear(slot) }
-            }
-            target = record.cubes
-            done.append("undid the interrupted commit: every slot holds the instance committed before it")
-        } else {
-            for (cube, new) in pending.cubes.sorted(by: { $0.key < $1.key }) {
-                if pinned(pins.cube(cube))?.1 != new.program {
-                    guard pinned(pins.staged(cube))?.1 == new.program else {
-                        throw DatapathError("chain \(name): the interrupted commit cannot be undone or finished: "
-                            + "cube \(cube)'s instance \(new.program) is neither pinned nor staged; "
-                            + "destroy the chain and apply again")
-                    }
-                    try pinRoot.removeTree(pins.cube(cube).directory)
-                    try pinRoot.rename(pins.staged(cube).directory, to: pins.cube(cube).directory)
-                }
-                if let (program, id) = pinned(pins.cube(cube)), try progs.program(at: new.slot)?.rawValue != id {
-                    try progs.set(new.slot, to: program)
-                }
-            }
-            for cube in record.cubes.keys where pending.cubes[cube] == nil {
-                try pinRoot.removeTree(pins.cube(cube).directory)
-            }
-            target = pending.cubes
-            done.append("finished the interrupted commit from its staged instances")
-        }
-        let owned = Set(target.values.map(\.slot))
-        let stray = try progs.occupiedSlots().keys.filter { !owned.contains($0) }.sorted()
-        if !stray.isEmpty {
-            try GracePeriod().wait()
-            for slot in stray { try progs.clear(slot) }
-        }
-        try pinRoot.removeTree(pins.staging)
-        record.cubes = target
-        record.pending = nil
-        try meta.write(record)
-        try configs.trim(to: record)
-        return done
     }
 }
