@@ -127,7 +127,9 @@ let package = Package(
                 "TailorReconcile", "TailorDaemon", "TailorCommandLine", "TailorReference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // bpf/bench/: the objects only the benchmarks load, kept out of tailor.
+            plugins: ["BPFCompiler"]
         ),
 
         // libFuzzer target for the spec parser and decoder (docs/spec.md); a corpus

@@ -3,19 +3,26 @@ import PackagePlugin
 
 /// Compiles C sources under `bpf/` with clang's BPF target, then embeds the objects
 /// in the target that uses the plugin, so the built `tailor` carries its datapath
-/// and needs no search path at run time. `bpf/include/` holds headers only;
-/// `bpf/tests/` holds fixtures for the kernel tests, compiled only for targets
-/// whose name ends in "TestKit"; every other target gets the rest of `bpf/`, and
-/// the git commit the package was built from (`BuildInfo.commit`, for `tailor --version`).
+/// and needs no search path at run time. `bpf/include/` holds headers only. Which
+/// objects a target gets: one whose name ends in "TestKit" the fixtures of the kernel
+/// tests (`bpf/tests/`) and the benchmarks' objects (`bpf/bench/`, `testObjects`);
+/// `tailor-bench` the benchmarks' objects (`benchObjects`); every other target the
+/// rest of `bpf/` (`datapathObjects`) and the git commit the package was built from
+/// (`BuildInfo.commit`, for `tailor --version`). So the `tailor` binary carries no
+/// object only tests or benchmarks load.
 @main
 struct BPFCompiler: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) async throws -> [Command] {
         let bpf = context.package.directoryURL.appending(path: "bpf")
         let include = bpf.appending(path: "include")
-        let fixtures = bpf.appending(path: "tests").path + "/"
-        let wantsFixtures = target.name.hasSuffix("TestKit")
-        let sources = files(under: bpf, withExtension: "c").filter {
-            !$0.path.hasPrefix(include.path + "/") && $0.path.hasPrefix(fixtures) == wantsFixtures
+        let under = { (directory: String) in { (source: URL) in source.path.hasPrefix(bpf.appending(path: directory).path + "/") } }
+        let (fixtures, bench) = (under("tests"), under("bench"))
+        let (isTestKit, isBench) = (target.name.hasSuffix("TestKit"), target.name == "tailor-bench")
+        let sources = files(under: bpf, withExtension: "c").filter { source in
+            if under("include")(source) { return false }
+            if isTestKit { return fixtures(source) || bench(source) }
+            if isBench { return bench(source) }
+            return !fixtures(source) && !bench(source)
         }
         let headers = files(under: include, withExtension: "h")
         let clang = try context.tool(named: "clang").url
@@ -45,7 +52,7 @@ struct BPFCompiler: BuildToolPlugin {
                 outputFiles: [object]
             ))
         }
-        if !wantsFixtures {
+        if !isTestKit && !isBench {
             let package = context.package.directoryURL
             let info = work.appending(path: "BuildInfo.swift")
             commands.append(.buildCommand(
@@ -61,7 +68,8 @@ struct BPFCompiler: BuildToolPlugin {
             displayName: "Embedding \(objects.count) BPF objects",
             executable: URL(fileURLWithPath: "/bin/sh"),
             arguments: ["-c", Self.embedScript, "embed", generated.path]
-                + (wantsFixtures ? ["testObjects", "TailorObjects"] : ["datapathObjects", "-"])
+                + (isTestKit ? ["testObjects", "TailorObjects"] : isBench ? ["benchObjects", "TailorObjects"]
+                    : ["datapathObjects", "-"])
                 + objects.map(\.path),
             inputFiles: objects,
             outputFiles: [generated]

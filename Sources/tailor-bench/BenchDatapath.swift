@@ -134,7 +134,7 @@ struct BenchDatapath: ParsableCommand {
     }
 
     static func monolithic(cubes: Int, xdp: Bool) throws -> Program {
-        guard let bytes = DatapathObjects.all.bytes(named: "monolithic") else {
+        guard let bytes = benchObjects.bytes(named: "monolithic") else {
             throw ValidationError("this tailor-bench binary was built without the monolithic benchmark object")
         }
         var object = try BPFObject(bytes: bytes, name: "monolithic")

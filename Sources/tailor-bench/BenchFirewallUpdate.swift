@@ -472,7 +472,7 @@ struct Measurement {
             }
         }
         let memory = try self.memory(root)
-        let record = { () throws -> CubeRecord? in try MetaRecordReader.read(root.appending("fw", "meta"))?.cubes["fw"] }
+        let record = { () throws -> CubeRecord? in try MetaRecordReader.read(ChainPins("fw", under: root)[.meta])?.cubes["fw"] }
         guard let loaded = try record() else { throw CommandError("tailor apply left no firewall under \(root.path)") }
 
         var times: [Operation: [Double]] = [:]
@@ -539,7 +539,7 @@ struct Measurement {
     /// The firewall's maps under `root` as the kernel counts them (`bpftool`'s
     /// `bytes_memlock`), by the role the chain's record gives each.
     func memory(_ root: PinRoot) throws -> BenchFirewallUpdate.Memory {
-        guard let cube = try MetaRecordReader.read(root.appending("fw", "meta"))?.cubes["fw"] else {
+        guard let cube = try MetaRecordReader.read(ChainPins("fw", under: root)[.meta])?.cubes["fw"] else {
             throw CommandError("no firewall under \(root.path)")
         }
         struct Program: Decodable { var map_ids: [Int] }

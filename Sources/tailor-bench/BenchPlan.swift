@@ -129,7 +129,7 @@ struct BenchPlan: ParsableCommand {
                 return try ContinuousClock().measure { _ = try executor.apply(plan, desired: desired) }.microseconds / 1000
             }
             // An entry-safe table of 1,000 ports (bpf/bench/blocklist.c) in front of the tags.
-            guard let blocklist = DatapathObjects.all.bytes(named: "blocklist") else {
+            guard let blocklist = benchObjects.bytes(named: "blocklist") else {
                 throw CommandError("this tailor-bench binary was built without bpf/bench/blocklist.c")
             }
             let ports = { (shift: Int) in

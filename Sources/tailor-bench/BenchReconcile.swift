@@ -40,7 +40,7 @@ struct BenchReconcile: ParsableCommand {
                 return DesiredChain.load([directory]).chains.first?.digest ?? ""
             }
             let live = { (digest: String) in
-                ((try? MetaRecordReader.read(pinRoot.appending("edge", "meta"))) ?? nil)?.specDigest == digest
+                ((try? MetaRecordReader.read(ChainPins("edge", under: pinRoot)[.meta])) ?? nil)?.specDigest == digest
             }
             let tailor = try tailorExecutable()
 

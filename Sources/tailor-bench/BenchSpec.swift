@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TailorCommandLine
 import TailorCubes
+import TailorReference
 import TailorSpec
 
 /// `tailor-bench spec`: how long parsing and validating hostile or large inputs
@@ -110,10 +111,18 @@ struct BenchSpec: ParsableCommand {
             guard fullFilters.utf8.count + document.utf8.count <= mib else { break }
             fullFilters += document
         }
+        // The largest single cube an operator writes: `tailor-bench firewall-update`'s
+        // 10,000 rules, one a line (about 0.97 MB).
+        let firewall = "apiVersion: tailor/v1\nkind: Chain\nmetadata: {name: fw}\nspec:\n"
+            + "  attach: {interface: e, hook: tc-ingress}\n  cubes:\n    - name: fw\n      type: firewall\n"
+            + "      config:\n        policy: drop\n        acceptEstablished: false\n        rules:\n"
+            + FirewallBenchmarkSet(count: 10_000).set.rules.compactMap(FirewallRuleSet.specLine)
+                .map { "          - \($0)\n" }.joined()
         var random = SystemRandomNumberGenerator()
         return [
             ("1,000 valid chains", Array(chains.utf8)),
             ("64-rule filters", Array(fullFilters.utf8)),
+            ("10,000-rule firewall", Array(firewall.utf8)),
             ("one huge label map", fill({ "    l\($0): value\n" },
                                         header: "apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: x\n  labels:\n")),
             ("49,000 labels", Array(("apiVersion: tailor/v1\nkind: Chain\nmetadata:\n  name: x\n  labels:\n"

@@ -267,7 +267,7 @@ struct PlanValueGoldenTests {
             try await TestPinRoot.with { root in
                 try await GoldenTests.withDirectory { directory in
                     let (v1, v2) = (directory + "/v1", directory + "/v2")
-                    let object = try Fixtures.datapathObject("blocklist")
+                    let object = try Fixtures.testObject("blocklist")
                     let digest = CubeBlueprint(type: "object", object: object).objectDigest
                     for (path, edit) in [(v1, false), (v2, true)] {
                         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

@@ -11,9 +11,9 @@ import TailorTestKit
 /// made in place, on the live instance, and planned as `~ update`.
 @Suite("table entries changed in place", .kernel)
 struct TableUpdateTests {
-    /// The blocklist fixture (bpf/tests/blocklist.c) dropping UDP/TCP to `ports`.
+    /// The blocklist object (bpf/bench/blocklist.c) dropping UDP/TCP to `ports`.
     static func blocklist(_ ports: [UInt16], tag: UInt8 = 1) throws -> CubeBlueprint {
-        CubeBlueprint(type: "object", object: try Fixtures.datapathObject("blocklist"),
+        CubeBlueprint(type: "object", object: try Fixtures.testObject("blocklist"),
                       tables: ["blocked": ports.map { TableEntry(key: withUnsafeBytes(of: $0.littleEndian, Array.init), value: [tag]) }])
     }
 
@@ -65,7 +65,7 @@ struct TableUpdateTests {
                 #expect(try Traffic.udp(in: lab, count: 3, port: 7003) == 3)
                 var rodata = try Self.desired(lab, [7002])
                 rodata[0] = DesiredChain(settings: rodata[0].settings, topology: .line([("block", CubeBlueprint(
-                    type: "object", object: try Fixtures.datapathObject("blocklist"), rodata: ["tailor_fail_open": [1]]))]))
+                    type: "object", object: try Fixtures.testObject("blocklist"), rodata: ["tailor_fail_open": [1]]))]))
                 let replaced = Planner.plan(desired: rodata, observed: Observer.observe(pinRoot: root))
                 #expect(replaced.chains.first?.cubes.first?.action == .replace)
                 try Chain.open("bl", pinRoot: root).destroy()

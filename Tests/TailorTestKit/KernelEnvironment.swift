@@ -49,9 +49,9 @@ extension Trait where Self == ConditionTrait {
     public static var kernel: ConditionTrait { KernelEnvironment.trait }
 }
 
-/// Loads test fixture objects (`bpf/tests/`) and datapath objects by name.
+/// Loads test fixture objects (`bpf/tests/`, `bpf/bench/`) and datapath objects by name.
 public enum Fixtures {
-    /// The ELF bytes of `bpf/tests/<name>.c`, compiled for the tests.
+    /// The ELF bytes of `bpf/tests/<name>.c` or `bpf/bench/<name>.c`, compiled for the tests.
     public static func testObject(_ name: String) throws -> [UInt8] {
         guard let bytes = testObjects.bytes(named: name) else { throw MissingObject(name: name) }
         return bytes
