@@ -104,7 +104,9 @@ final class CubeInstance {
     /// the chain's maps and taking over the maps in `carry` instead of creating them.
     /// The kernel verifies the program here; nothing is reachable by packets yet.
     /// Without `fillingTables` (a plan's check of the program) the tables are only
-    /// checked to be the object's, not built or written.
+    /// checked to be the object's, not built or written. Tables in `carry` (a path
+    /// copy takes over every map) hold the live instance's entries: they are not
+    /// built either.
     static func load(
         _ blueprint: CubeBlueprint, as cube: String, hook: ChainHook, wiring: LiveInstance,
         settings: ChainSettings, shared: SharedMaps, carry: [String: BPFMap], fillingTables: Bool = true
@@ -136,8 +138,9 @@ final class CubeInstance {
                     + "tables: \(roles.filter(\.value.isTable).keys.sorted())")
             }
         }
-        let tables = fillingTables ? blueprint.tables : [:]
-        for (name, entries) in tables where carry[name] == nil {
+        let filled: Set<String> = fillingTables ? blueprint.tableNames.filter { carry[$0] == nil } : []
+        let tables = blueprint.tables(filled)
+        for (name, entries) in tables {
             guard let role = roles[name], let map = maps[name], role != .versionedTable && role != .contentKeyedTable else {
                 continue
             }
@@ -156,7 +159,8 @@ final class CubeInstance {
             zones: blueprint.sharedState.isEmpty ? nil : blueprint.sharedState)
         if !record.inPlaceTables.isEmpty { record.tableDigests = record.inPlaceDigests(of: blueprint) }
         return CubeInstance(cube: cube, program: loaded, maps: maps, record: record, stateLayouts: stateLayouts,
-                            knownTables: fillingTables ? tables.filter { roles[$0.key]?.changesInPlace == true } : nil)
+                            knownTables: fillingTables && filled == blueprint.tableNames
+                                ? tables.filter { roles[$0.key]?.changesInPlace == true } : nil)
     }
 
     /// The object's program for `hook`, found by section ("xdp"; "tc" or "classifier").

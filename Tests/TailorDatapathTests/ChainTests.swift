@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import TailorDatapath
 import TailorKernel
@@ -183,6 +184,33 @@ func recordedPaths(_ chain: Chain, cube: String = "rec") throws -> [[UInt16]: UI
 
 @Suite("chain adoption from pins", .kernel)
 struct AdoptionTests {
+    @Test("a path copy takes its cube's tables over without building them again")
+    func pathCopyBuildsNoTables() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let builds = Mutex(0)
+                // A fresh blueprint each time, as a new plan makes one: equal inputs, its own tables.
+                let block = {
+                    CubeBlueprint(type: "object", object: try Fixtures.testObject("blocklist"),
+                                  tables: LazyTables(inputs: ["blocked": [80]]) { _ in
+                                      builds.withLock { $0 += 1 }
+                                      return ["blocked": [TableEntry(key: [80, 0], value: [1])]]
+                                  })
+                }
+                let chain = try Chain.create(ChainSettings(name: "copy", hook: lab.hook(.tcIngress)),
+                                             topology: .line([("block", try block())]), pinRoot: root)
+                defer { try? chain.destroy() }
+                #expect(builds.withLock { $0 } == 1)
+                // A cube after it changes its next: it gets a new instance with every map of the old one.
+                let before = chain.record.cubes["block"]?.program
+                try chain.apply(.line([("block", try block()), ("after", try Blueprints.tag(1))]))
+                #expect(chain.record.cubes["block"]?.program != before)
+                #expect(builds.withLock { $0 } == 1)
+                #expect(try chain.map("blocked", of: "block")?.lookup([80, 0]) == [1])
+            }
+        }
+    }
+
     @Test("a second controller adopts the chain from its pins and meta record and changes it")
     func adopt() async throws {
         try await Lab.with { lab in
