@@ -114,7 +114,7 @@ public final class Chain {
     ) throws -> Chain {
         let final = ChainPins(settings.name, under: pinRoot)
         guard !pinRoot.exists(final.directory) else {
-            throw DatapathError("chain \(settings.name) already exists at \(final.directory)")
+            throw DatapathError.chainExists(settings.name, at: final.directory)
         }
         let chain = try build(settings, topology: topology, pinRoot: pinRoot)
         do {
@@ -141,7 +141,8 @@ public final class Chain {
         // It is known by the record pinned first thing; a directory without one is not tailor's.
         if pinRoot.exists(directory) {
             guard try hasRecord(directory) || pinRoot.removeIfEmpty(directory) else {
-                throw DatapathError("\(directory) holds no record of tailor's, so it is not a build tailor left "
+                throw DatapathError(.notTailors, chain: settings.name, sentence:
+                    "\(directory) holds no record of tailor's, so it is not a build tailor left "
                     + "behind and is left alone; move it away to create chain \(settings.name)")
             }
             try pinRoot.removeTree(directory)
@@ -167,7 +168,7 @@ public final class Chain {
                 try pinRoot.makeDirectory(pins.config)
             }
             let prepared = try chain.prepare(topology, zones: zones)
-            if let refusal = prepared.refusals.first { throw DatapathError(refusal) }
+            if let refusal = prepared.refusals.first { throw DatapathError.refused([refusal], chain: settings.name) }
             _ = try chain.commit(prepared)
         } catch {
             let undo = Undo(settings.name, logger: chain.logger, failpoint: failpoint)
@@ -184,7 +185,7 @@ public final class Chain {
         let final = ChainPins(settings.name, under: pinRoot)
         if pins != final {
             guard !pinRoot.exists(final.directory) else {
-                throw DatapathError("chain \(settings.name) already exists at \(final.directory)")
+                throw DatapathError.chainExists(settings.name, at: final.directory)
             }
             try step("move chain \(settings.name) into place") { try pinRoot.rename(directory, to: final.directory) }
             pins = final
@@ -270,7 +271,7 @@ public final class Chain {
         var hook: ChainHook?
         if !pinRoot.exists(directory) {
             guard let root = unpinnedRoots(pinRoot: pinRoot).first(where: { $0.identity.settings.name == name }) else {
-                throw DatapathError("no chain \(name) under \(pinRoot.path)")
+                throw DatapathError.noChain(name, under: pinRoot.path)
             }
             hook = root.identity.settings.hook
         }
@@ -291,10 +292,10 @@ public final class Chain {
         let pins = ChainPins(name, under: pinRoot)
         let meta = MetaMap(map: try BPFMap(pinnedAt: pins[.meta]))
         guard let record = try meta.read() else {
-            throw DatapathError("chain \(name): its meta record at \(pins[.meta]) is empty")
+            throw DatapathError(.recordUnreadable, chain: name, "its meta record at \(pins[.meta]) is empty")
         }
         guard record.version == ChainRecord.currentVersion else {
-            throw DatapathError("chain \(name): its meta record has version \(record.version); "
+            throw DatapathError(.recordVersion, chain: name, "its meta record has version \(record.version); "
                 + "this tailor reads version \(ChainRecord.currentVersion)")
         }
         if recovering && (record.pending != nil || pinRoot.exists(pins.staging)) {
@@ -368,7 +369,7 @@ public final class Chain {
     /// The counters of `cube`'s instance.
     public func counters(of cube: String) throws -> CubeCounters {
         guard let map = instances[cube]?.maps[ABI.counters] else {
-            throw DatapathError("chain \(settings.name) has no cube \(cube)")
+            throw DatapathError.noSuchCube(cube, in: settings.name)
         }
         return try CubeCounters(reading: map)
     }
@@ -392,7 +393,7 @@ struct LoadedRoot {
 
     init(_ settings: ChainSettings, identity: ChainIdentity) throws {
         guard let bytes = DatapathObjects.all.bytes(named: "root") else {
-            throw DatapathError("this tailor binary was built without the chain root object")
+            throw DatapathError(.objectMissing, "this tailor binary was built without the chain root object")
         }
         var object = try BPFObject(bytes: bytes, name: "root of \(settings.name)")
         let name = try CubeInstance.hookProgram(in: object, for: settings.hook, cube: "root")

@@ -174,8 +174,8 @@ extension Chain {
         for (cube, record) in plan.load.sorted(by: { $0.key < $1.key }) {
             guard let node = topology.nodes[cube] else { continue }
             guard node.next.count == node.blueprint.outputs else {
-                throw DatapathError("cube \(cube) has \(node.blueprint.outputs) outputs but \(node.next.count) "
-                    + "next cubes are given")
+                throw DatapathError(.outputsMismatch, chain: settings.name, cube: cube, sentence:
+                    "cube \(cube) has \(node.blueprint.outputs) outputs but \(node.next.count) next cubes are given")
             }
             var carried = try statePlan(cube, to: node.blueprint, digest: record.digest)
             try carried.join(zones, cube: cube, blueprint: node.blueprint)
@@ -243,7 +243,7 @@ extension Chain {
         var tablesBefore: [String: [String: [TableEntry]]] = [:]
         var generations: [String: GenerationSwitch] = [:]
         var copied: [FlatEntries] = []
-        guard prepared.refusals.isEmpty else { throw DatapathError(prepared.refusals.joined(separator: "\n")) }
+        guard prepared.refusals.isEmpty else { throw DatapathError.refused(prepared.refusals, chain: settings.name) }
         if let new = prepared.provenance { provenance = (new.specDigest, new.gitRevision) }
         var recorded: [String: [UInt8]] = [:], digests: [String: String] = [:]
         for (cube, config) in prepared.configs {

@@ -31,8 +31,8 @@ public struct ChainIdentity: Sendable, Equatable, Codable {
         encoder.outputFormatting = .sortedKeys
         let json = [UInt8](try encoder.encode(self))
         guard json.count < Self.capacity else {
-            throw DatapathError("chain \(settings.name): its identity takes \(json.count) bytes, more than the root's "
-                + "\(Self.capacity - 1); shorten the chain, interface or namespace name")
+            throw DatapathError(.identityTooLarge, chain: settings.name, "its identity takes \(json.count) bytes, "
+                + "more than the root's \(Self.capacity - 1); shorten the chain, interface or namespace name")
         }
         return json + [UInt8](repeating: 0, count: Self.capacity - json.count)
     }

@@ -145,8 +145,8 @@ struct MetaMap {
         encoder.outputFormatting = .sortedKeys
         let json = [UInt8](try encoder.encode(record.trimmed))
         guard json.count + 4 <= Self.capacity else {
-            throw DatapathError("chain \(record.settings.name): its meta record is \(json.count) bytes, "
-                + "more than the \(Self.capacity - 4) the meta map holds")
+            throw DatapathError(.recordTooLarge, chain: record.settings.name,
+                "its meta record is \(json.count) bytes, more than the \(Self.capacity - 4) the meta map holds")
         }
         var value = withUnsafeBytes(of: UInt32(json.count).littleEndian, Array.init) + json
         value += [UInt8](repeating: 0, count: Self.capacity - value.count)

@@ -108,7 +108,7 @@ extension Chain {
         let pins = ChainPins(name, under: pinRoot)
         let meta = MetaMap(map: try BPFMap(pinnedAt: pins[.meta]))
         guard var record = try meta.read() else {
-            throw DatapathError("chain \(name): its meta record at \(pins[.meta]) is empty")
+            throw DatapathError(.recordUnreadable, chain: name, "its meta record at \(pins[.meta]) is empty")
         }
         let configs = ConfigStore(pinRoot: pinRoot, chain: pins)
         guard let pending = record.pending else {
@@ -144,7 +144,8 @@ extension Chain {
             for (cube, new) in pending.cubes.sorted(by: { $0.key < $1.key }) {
                 if pinned(pins.cube(cube))?.1 != new.program {
                     guard pinned(pins.staged(cube))?.1 == new.program else {
-                        throw DatapathError("chain \(name): the interrupted commit cannot be undone or finished: "
+                        throw DatapathError(.interruptedCommit, chain: name, cube: cube, sentence:
+                            "chain \(name): the interrupted commit cannot be undone or finished: "
                             + "cube \(cube)'s instance \(new.program) is neither pinned nor staged; "
                             + "destroy the chain and apply again")
                     }
@@ -187,8 +188,8 @@ extension Chain {
             let missing = cubeRecord.maps.keys.filter { !pinRoot.exists(pins.map($0)) }.sorted()
             guard !pinRoot.exists(pins.program) || !missing.isEmpty else { continue }
             guard try progs.program(at: cubeRecord.slot)?.rawValue == cubeRecord.program else {
-                throw DatapathError("cube \(cube): its pins are gone and its slot no longer holds its instance; "
-                    + "destroy the chain and apply again")
+                throw DatapathError(.instanceGone, chain: chain, cube: cube,
+                    "its pins are gone and its slot no longer holds its instance; destroy the chain and apply again")
             }
             let kept = held?.instance(chain: chain, cube: cube, program: cubeRecord.program)
             let program = try kept?.program ?? Program(id: ProgramID(rawValue: cubeRecord.program))
@@ -204,8 +205,9 @@ extension Chain {
                 if used == nil { used = try usedIDs.sorted().map { try BPFMap(id: $0) } }
                 let candidates = (used ?? []).filter { $0.info.name == String(name.prefix(15)) }
                 guard candidates.count == 1, let map = candidates.first else {
-                    throw DatapathError("cube \(cube): cannot tell which map of its program is \(name) "
-                        + "(\(candidates.count) candidates); destroy the chain and apply again")
+                    throw DatapathError(.ambiguousMap, chain: chain, cube: cube, map: name,
+                        "cannot tell which map of its program is \(name) (\(candidates.count) candidates); "
+                        + "destroy the chain and apply again")
                 }
                 try map.pin(at: pins.map(name))
             }
@@ -234,8 +236,8 @@ extension Chain {
             done.append("root re-attached to \(settings.hook)")
         } else if let attached, attached != rootID {
             guard takeover else {
-                throw DatapathError("chain \(settings.name): \(settings.hook) is held by \(attached), not tailor's "
-                    + "root; use --takeover to replace it")
+                throw DatapathError(.hookHeldByOther, chain: settings.name,
+                    "\(settings.hook) is held by \(attached), not tailor's root; use --takeover to replace it")
             }
             try attachRoot(replacing: Program(id: attached))
             done.append("root took \(settings.hook) over from \(attached)")
@@ -247,7 +249,7 @@ extension Chain {
     /// changed by hand: entries the spec does not name are removed (zeroed in array
     /// maps), the others rewritten. Entry by entry: the table was already wrong.
     public func restoreTables(of cube: String, to tables: [String: [TableEntry]]) throws {
-        guard let instance = instances[cube] else { throw DatapathError("chain \(settings.name) has no cube \(cube)") }
+        guard let instance = instances[cube] else { throw DatapathError.noSuchCube(cube, in: settings.name) }
         let generations = try instance.generations
         for (name, role) in instance.record.maps where role.isTable && role != .versionedTable && role != .contentKeyedTable {
             guard let map = instance.maps[name] else { continue }
@@ -289,7 +291,8 @@ extension Chain {
         guard let id = try hook.attachedProgram() else { return nil }
         let program = try Program(id: id)
         guard let identity = try ChainIdentity.of(program), identity.names(name, under: pinRoot) else {
-            throw DatapathError("chain \(name): its root pin is gone and \(hook) holds \(id), which is not its root "
+            throw DatapathError(.hookHeldByOther, chain: name,
+                "its root pin is gone and \(hook) holds \(id), which is not its root "
                 + "(no identity of chain \(name) under \(pinRoot.path) in its data); it is left alone")
         }
         return program
@@ -357,12 +360,14 @@ extension Chain {
         let missing = ChainPins.Pin.allCases.filter { !pinRoot.exists(pins[$0]) }
         if recorded && missing.isEmpty { return [] }
         guard let root = try findRoot(name, pinRoot: pinRoot, hook: hook) else {
-            throw DatapathError("chain \(name): its root program is gone (neither pinned nor on its hook), so "
-                + "nothing of it runs; what is left of it can only be removed")
+            throw DatapathError(.rootGone, chain: name,
+                "its root program is gone (neither pinned nor on its hook), so nothing of it runs; "
+                + "what is left of it can only be removed")
         }
         guard let identity = try ChainIdentity.of(root), identity.names(name, under: pinRoot) else {
-            throw DatapathError("chain \(name): \(pins[.root]) is not the root of chain \(name) under "
-                + "\(pinRoot.path) (no identity of it in the program's data); it is left alone")
+            throw DatapathError(.notTailors, chain: name,
+                "\(pins[.root]) is not the root of chain \(name) under \(pinRoot.path) "
+                + "(no identity of it in the program's data); it is left alone")
         }
         var done: [String] = []
         if !pinRoot.exists(directory) { done.append("made \(directory) again") }
@@ -376,8 +381,8 @@ extension Chain {
         for (pin, mapName) in ChainPins.Pin.rootMaps where missing.contains(pin) {
             let found = maps.filter { $0.info.name == mapName }
             guard found.count == 1, let map = found.first else {
-                throw DatapathError("chain \(name): its root uses \(found.count) maps named \(mapName), so "
-                    + "\(pin.rawValue) cannot be pinned again")
+                throw DatapathError(.ambiguousMap, chain: name, map: mapName,
+                    "its root uses \(found.count) maps named \(mapName), so \(pin.rawValue) cannot be pinned again")
             }
             try map.pin(at: pins[pin])
             done.append("pinned \(pin.rawValue) again from the root's maps")

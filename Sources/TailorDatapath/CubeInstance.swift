@@ -118,8 +118,9 @@ final class CubeInstance {
         // Read before any map is reused: libbpf then renames it to the kernel's 15 characters.
         let stateLayouts = try MapLayout.declared(in: object).filter { roles[$0.key] == .state }.mapValues(\.shape)
         guard roles[ABI.progs] == .chain, roles[ABI.meta] == .chain else {
-            throw DatapathError("cube \(cube): its object does not include <tailor/cube.h> "
-                + "(no \(ABI.progs)/\(ABI.meta) maps), so it cannot be chained")
+            throw DatapathError(.notACubeObject, chain: settings.name, cube: cube,
+                "its object does not include <tailor/cube.h> (no \(ABI.progs)/\(ABI.meta) maps), "
+                + "so it cannot be chained")
         }
         try wire(&object, next: wiring.next, settings: settings)
         for (name, bytes) in blueprint.rodata { try object.setRodata(name, to: bytes) }
@@ -134,8 +135,8 @@ final class CubeInstance {
         }
         for name in blueprint.tableNames where carry[name] == nil {
             guard let role = roles[name], role.isTable, maps[name] != nil else {
-                throw DatapathError("cube \(cube): \(name) is not a table of its object; "
-                    + "tables: \(roles.filter(\.value.isTable).keys.sorted())")
+                throw DatapathError(.noSuchTable, chain: settings.name, cube: cube, map: name,
+                    "\(name) is not a table of its object; tables: \(roles.filter(\.value.isTable).keys.sorted())")
             }
         }
         let filled: Set<String> = fillingTables ? blueprint.tableNames.filter { carry[$0] == nil } : []
@@ -169,7 +170,8 @@ final class CubeInstance {
             hook.isXDP ? section.hasPrefix("xdp") : (section.hasPrefix("tc") || section.hasPrefix("classifier"))
         }.keys.sorted()
         guard wanted.count == 1, let program = wanted.first else {
-            throw DatapathError("cube \(cube): its object needs exactly one \(hook.isXDP ? "XDP" : "TC") program, "
+            throw DatapathError(.notOneHookProgram, cube: cube,
+                "its object needs exactly one \(hook.isXDP ? "XDP" : "TC") program, "
                 + "found \(wanted.isEmpty ? "none" : wanted.joined(separator: ", "))")
         }
         return program
@@ -178,7 +180,7 @@ final class CubeInstance {
     /// Sets the ABI's wiring rodata: next slots, default verdict, fail-open.
     static func wire(_ object: inout BPFObject, next: [Int?], settings: ChainSettings) throws {
         guard next.count <= ABI.maxPorts else {
-            throw DatapathError("a cube may have at most \(ABI.maxPorts) outputs, not \(next.count)")
+            throw DatapathError(.tooManyOutputs, "a cube may have at most \(ABI.maxPorts) outputs, not \(next.count)")
         }
         var slots = [UInt32](repeating: ABI.slotEnd, count: ABI.maxPorts)
         for (port, slot) in next.enumerated() { slots[port] = slot.map(UInt32.init) ?? ABI.slotEnd }
@@ -192,11 +194,4 @@ final class CubeInstance {
 struct SharedMaps {
     let progs: BPFMap
     let meta: BPFMap
-}
-
-/// A datapath operation that cannot go ahead, said so an operator can act on it.
-public struct DatapathError: Error, Sendable, CustomStringConvertible {
-    public let message: String
-    init(_ message: String) { self.message = message }
-    public var description: String { message }
 }

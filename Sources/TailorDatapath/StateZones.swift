@@ -75,7 +75,8 @@ extension StatePlan {
         let declared = try MapLayout.declared(in: BPFObject(bytes: blueprint.object, name: cube))
         for (name, zone) in blueprint.sharedState.sorted(by: { $0.key < $1.key }) {
             guard let layout = declared[name] else {
-                throw DatapathError("cube \(cube): its object declares no map \(name) to share in zone \(zone)")
+                throw DatapathError(.sharedMapMissing, cube: cube, map: name,
+                    "its object declares no map \(name) to share in zone \(zone)")
             }
             guard let shared = try zones.map(zone: zone, name: name) else { continue }
             migrate[name] = nil

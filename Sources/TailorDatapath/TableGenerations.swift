@@ -11,7 +11,8 @@ struct GenerationWord: Equatable {
 
     static func read(_ map: BPFMap) throws -> GenerationWord {
         guard let bytes = try map.lookup(key), bytes.count >= 8 else {
-            throw DatapathError("\(map.label) is not a generation word (struct tailor_generation)")
+            throw DatapathError(.versionedTableLayout, map: map.label,
+                "\(map.label) is not a generation word (struct tailor_generation)")
         }
         return GenerationWord(active: Int(bytes[0] & 1), settled: bytes[4...7].contains { $0 != 0 })
     }
@@ -35,10 +36,12 @@ struct VersionedKeys {
     init(_ map: BPFMap) throws {
         let info = map.info
         guard [.array, .lpmTrie, .hash].contains(info.type) else {
-            throw DatapathError("\(map.label): a versioned table must be an array, LPM trie or hash map, not \(info.type)")
+            throw DatapathError(.versionedTableLayout, map: map.label,
+                "\(map.label): a versioned table must be an array, LPM trie or hash map, not \(info.type)")
         }
         guard info.type != .array || (info.maxEntries % 2 == 0 && info.keySize == 4) else {
-            throw DatapathError("\(map.label): a versioned array needs an even max_entries (two generations)")
+            throw DatapathError(.versionedTableLayout, map: map.label,
+                "\(map.label): a versioned array needs an even max_entries (two generations)")
         }
         type = info.type
         perGeneration = info.maxEntries / 2
@@ -92,7 +95,8 @@ struct TableGenerations {
         let versionedNames = roles.filter { $0.value == .versionedTable }.keys
         guard !versionedNames.isEmpty else { return nil }
         guard let word = maps[ABI.generation] else {
-            throw DatapathError("a cube with versioned tables needs the \(ABI.generation) map (<tailor/versioned.h>)")
+            throw DatapathError(.versionedTableLayout, map: ABI.generation,
+                "a cube with versioned tables needs the \(ABI.generation) map (<tailor/versioned.h>)")
         }
         self.word = word
         var versioned: [String: (BPFMap, VersionedKeys)] = [:]
@@ -184,8 +188,9 @@ struct TableGenerations {
             let have = Dictionary(before[name, default: []].map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
             for entry in tables[name] ?? [] {
                 if let value = have[entry.key], value != entry.value {
-                    throw DatapathError("content-keyed table \(name): key \(hexDigest(entry.key)) already holds "
-                        + "another value; its keys must be derived from the values")
+                    throw DatapathError(.contentKeyConflict, map: name,
+                        "content-keyed table \(name): key \(hexDigest(entry.key)) already holds another value; "
+                        + "its keys must be derived from the values")
                 }
             }
             try map.updateBatch((tables[name] ?? []).filter { have[$0.key] == nil }.map { ($0.key, $0.value) })

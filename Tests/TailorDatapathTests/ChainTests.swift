@@ -141,7 +141,8 @@ struct ChainTests {
                 let again = #expect(throws: DatapathError.self) {
                     try Chain.create(ChainSettings(name: "p", hook: hook), topology: .line([]), pinRoot: root)
                 }
-                #expect(again?.message.contains("already exists") == true)
+                #expect(again?.code == .chainExists && again?.chain == "p")
+                #expect(again?.description == "chain p already exists at \(chain.directory)")
                 try chain.destroy()
                 #expect(!root.exists(chain.directory))
                 #expect(try XDP.query(interface) == XDPAttachments())
@@ -158,12 +159,14 @@ struct ChainTests {
                     try Chain.create(ChainSettings(name: "x", hook: lab.hook(.xdp(.native))),
                                      topology: .line([("probe", foreign)]), pinRoot: root)
                 }
-                #expect(noABI?.message.contains("does not include <tailor/cube.h>") == true)
+                #expect(noABI?.code == .notACubeObject && noABI?.chain == "x" && noABI?.cube == "probe")
+                #expect(noABI?.description.hasPrefix("cube probe: its object does not include <tailor/cube.h>") == true)
                 let tcOnly = #expect(throws: DatapathError.self) {
                     try Chain.create(ChainSettings(name: "y", hook: lab.hook(.tcIngress)),
                                      topology: .line([("probe", foreign)]), pinRoot: root)
                 }
-                #expect(tcOnly?.message.contains("needs exactly one TC program, found none") == true)
+                #expect(tcOnly?.code == .notOneHookProgram && tcOnly?.cube == "probe")
+                #expect(tcOnly?.description == "cube probe: its object needs exactly one TC program, found none")
                 #expect(!root.exists(root.appending("x")) && !root.exists(root.appending("y")))
             }
         }

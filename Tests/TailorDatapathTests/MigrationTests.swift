@@ -175,7 +175,8 @@ struct MigrationTests {
             #expect(prepared.refusals.count == 1)
             #expect(prepared.refusals.first?.contains(reason) == true, "\(prepared.refusals)")
             #expect(prepared.refusals.first?.contains("migration: {flows: reset}") == true)
-            #expect(throws: DatapathError.self) { _ = try chain.commit(prepared) }
+            let refused = #expect(throws: DatapathError.self) { _ = try chain.commit(prepared) }
+            #expect(refused?.code == .refused && refused?.description == prepared.refusals.first)
             #expect(try KernelSnapshot(root, hooks: [hook]) == before)
 
             // Asked to start empty, the same change goes ahead and flows starts over.

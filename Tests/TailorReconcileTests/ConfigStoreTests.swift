@@ -12,6 +12,11 @@ import TailorTestKit
 /// each commit and read by observe: what the plan's old values come from.
 @Suite("recorded configs", .kernel)
 struct ConfigStoreTests {
+    /// What a failpoint throws.
+    struct InjectedFault: Error {
+        let step: String
+    }
+
     /// A chain on the lab's TC ingress: a ratelimit whose rate and drop list are
     /// given, and with `twin` a second one with the same drop list and that rate.
     static func chain(_ lab: Lab, rate: Int = 1000, drop: [String] = [], twin: Int? = nil) throws -> DesiredChain {
@@ -74,9 +79,9 @@ struct ConfigStoreTests {
                 try Self.apply(try Self.chain(lab), root)
                 let before = Self.pinned(root)
                 let failing = { (name: String) throws in
-                    if name.contains(step) { throw DatapathError("failpoint \(step)") }
+                    if name.contains(step) { throw InjectedFault(step: step) }
                 }
-                #expect(throws: DatapathError.self) { try Self.apply(try Self.chain(lab, rate: 7), root, failpoint: failing) }
+                #expect(throws: InjectedFault.self) { try Self.apply(try Self.chain(lab, rate: 7), root, failpoint: failing) }
                 #expect(Self.pinned(root) == before)
                 #expect(Observer.observe("rl", pinRoot: root).configs.values.allSatisfy { $0.isJSON })
                 try Chain.open("rl", pinRoot: root).destroy()
