@@ -15,23 +15,54 @@ public enum Classifier {
     public static let schema = CubeTypeSchema(
         name: "classifier",
         doc: "Sends each packet to one of its named outputs by ordered match rules (first match wins).",
-        config: [
-            ConfigField("outputs", .list(.string, maxItems: maxOutputs), required: true,
-                        doc: "The output names, in order; the cube's `outputs:` maps each to a next cube."),
-            ConfigField("rules", .list(.object([
-                ConfigField("match", .object(Match.fields), doc: "What the rule matches; omitted fields match anything."),
-                ConfigField("output", .string, required: true, doc: "The output a matching packet takes."),
-            ]), maxItems: maxRules), doc: "Rules in order; the first that matches decides."),
-            ConfigField("default", .string, doc: "The output of packets no rule matches (default: the first)."),
-        ],
-        outputNames: { config in config["outputs"]?.listValue?.compactMap(\.stringValue) })
+        config: Config.fields,
+        outputNames: { config in try? Config.read(config).outputs })
 
-    /// The blueprint for a validated `classifier` config.
-    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let outputs = config["outputs"]?.listValue?.compactMap(\.stringValue) ?? []
+    /// A `classifier` config as the spec writes it.
+    struct Config: ConfigObject {
+        static let outputs = ConfigKey("outputs", .list(.string, maxItems: maxOutputs))
+        static let rules = ConfigKey("rules", .list(.object as ConfigElement<Rule>, maxItems: maxRules))
+        static let defaultOutput = ConfigKey("default", .string)
+        static let fields = [
+            ConfigField(outputs, required: true,
+                        doc: "The output names, in order; the cube's `outputs:` maps each to a next cube."),
+            ConfigField(rules, doc: "Rules in order; the first that matches decides."),
+            ConfigField(defaultOutput, doc: "The output of packets no rule matches (default: the first)."),
+        ]
+
+        var outputs: [String]
+        var rules: [Rule]
+        var defaultOutput: String?
+
+        init(_ config: ConfigReader) throws {
+            outputs = try config.required(Self.outputs)
+            rules = try config[Self.rules] ?? []
+            defaultOutput = try config[Self.defaultOutput]
+        }
+
+        struct Rule: ConfigObject {
+            static let output = ConfigKey("output", .string)
+            static let fields = [
+                ConfigField(Match.Config.key, doc: Match.Config.doc),
+                ConfigField(output, required: true, doc: "The output a matching packet takes."),
+            ]
+
+            var match: Match.Config?
+            var output: String
+
+            init(_ config: ConfigReader) throws {
+                match = try config[Match.Config.key]
+                output = try config.required(Self.output)
+            }
+        }
+    }
+
+    /// The blueprint for a `classifier` config.
+    static func blueprint(config: Config) throws -> CubeBlueprint {
+        let outputs = config.outputs
         if let twice = outputs.indices.first(where: { outputs[..<$0].contains(outputs[$0]) }) {
             throw CubeConfigError("output names must be distinct: '\(outputs[twice])' is named twice",
-                                  at: ["outputs", .item(twice)])
+                                  at: [.key(Config.outputs), .item(twice)])
         }
         let index = { (name: String, context: String, path: ConfigPath) throws -> Int in
             guard let index = outputs.firstIndex(of: name) else {
@@ -40,23 +71,24 @@ public enum Classifier {
             }
             return index
         }
-        let rules = try Match.rules(of: config) { number, rule in
-            (try Match.rule(rule["match"] ?? .object([:]), ofRule: number),
-             try index(rule["output"]?.stringValue ?? "", "rule \(number + 1)", ["rules", .item(number), "output"]))
+        let rules = try Match.rules(config.rules) { number, rule in
+            (try Match.rule(rule.match, ofRule: number),
+             try index(rule.output, "rule \(number + 1)",
+                       [.key(Config.rules), .item(number), .key(Config.Rule.output)]))
         }
-        let fallback = try config["default"]?.stringValue.map { try index($0, "default", ["default"]) } ?? 0
+        let fallback = try config.defaultOutput.map { try index($0, "default", [.key(Config.defaultOutput)]) } ?? 0
         var blueprint = try blueprint(rules: rules, defaultOutput: fallback, outputs: outputs.count)
         blueprint.config = .attributes([
-            "outputs": .list(outputs.map(ConfigDocument.string)),
-            "rules": .list(rules.map { document($0.0, output: outputs[$0.1]) }),
-            "default": .string(outputs[fallback]),
+            Config.outputs.name: .list(outputs.map(ConfigDocument.string)),
+            Config.rules.name: .list(rules.map { document($0.0, output: outputs[$0.1]) }),
+            Config.defaultOutput.name: .string(outputs[fallback]),
         ])
         return blueprint
     }
 
     /// A rule in the config's words: `{match: {proto: udp, dport: 53}, output: dns}`.
     static func document(_ rule: Filter.Rule, output: String) -> ConfigDocument {
-        .attributes(["match": Match.document(rule), "output": .string(output)])
+        .attributes([Match.Config.key.name: Match.document(rule), Config.Rule.output.name: .string(output)])
     }
 
     /// The `rules` table's entries as the rules they encode, outputs by the names

@@ -9,16 +9,49 @@ public struct CubeType: Sendable {
     /// How plans show its config changes and its tables' entries.
     public let words: CubeWords
 
+    /// A cube type whose control plane takes its config decoded into `Config`, the
+    /// typed mirror of its schema.
+    init<Config: ConfigObject>(schema: CubeTypeSchema, config: Config.Type, words: CubeWords = .none,
+                               blueprint: @escaping @Sendable (Config, CubeSource) throws -> CubeBlueprint) {
+        self.schema = schema
+        self.words = words
+        self.blueprint = { source in try blueprint(try Self.read(Config.self, source.config), source) }
+        unreadFields = { try Config.unreadFields($0) }
+    }
+
+    /// The fields of a config that the type's typed config does not read (a test
+    /// requires none, for a config with every field of the schema).
+    let unreadFields: @Sendable (ConfigValue) throws -> [ConfigPath]
+
     public static let builtIn: [CubeType] = [
-        CubeType(schema: Counter.schema, blueprint: { _ in try Counter.blueprint() }, words: .none),
-        CubeType(schema: Tag.schema, blueprint: { try Tag.blueprint(config: $0.config) }, words: .none),
-        CubeType(schema: Filter.schema, blueprint: { try Filter.blueprint(config: $0.config) }, words: Filter.words),
-        CubeType(schema: RateLimit.schema, blueprint: { try RateLimit.blueprint(config: $0.config) }, words: RateLimit.words),
-        CubeType(schema: Classifier.schema, blueprint: { try Classifier.blueprint(config: $0.config) },
-                 words: Classifier.words),
-        CubeType(schema: Firewall.schema, blueprint: { try Firewall.blueprint(config: $0.config) }, words: Firewall.words),
-        CubeType(schema: ObjectCube.schema, blueprint: ObjectCube.blueprint(source:), words: ObjectCube.words),
+        CubeType(schema: Counter.schema, config: Counter.Config.self) { _, _ in try Counter.blueprint() },
+        CubeType(schema: Tag.schema, config: Tag.Config.self) { config, _ in try Tag.blueprint(config: config) },
+        CubeType(schema: Filter.schema, config: Filter.Config.self, words: Filter.words) { config, _ in
+            try Filter.blueprint(config: config)
+        },
+        CubeType(schema: RateLimit.schema, config: RateLimit.Config.self, words: RateLimit.words) { config, _ in
+            try RateLimit.blueprint(config: config)
+        },
+        CubeType(schema: Classifier.schema, config: Classifier.Config.self, words: Classifier.words) { config, _ in
+            try Classifier.blueprint(config: config)
+        },
+        CubeType(schema: Firewall.schema, config: Firewall.Config.self, words: Firewall.words) { config, _ in
+            try Firewall.blueprint(config: config)
+        },
+        CubeType(schema: ObjectCube.schema, config: ObjectCube.Config.self, words: ObjectCube.words,
+                 blueprint: ObjectCube.blueprint(config:source:)),
     ]
+
+    /// A validated config as `Config`; one that does not read (a schema and typed
+    /// config out of step) is an error at the cube.
+    private static func read<Config: ConfigObject>(_ type: Config.Type, _ value: ConfigValue) throws -> Config {
+        do {
+            return try Config.read(value)
+        } catch let error as ConfigReadError {
+            throw CubeConfigError("the cube type cannot read its config (\(error.message)); "
+                                  + "its schema and typed config are out of step")
+        }
+    }
 
     public static var schemas: [CubeTypeSchema] { builtIn.map(\.schema) }
 

@@ -9,7 +9,7 @@ public enum Filter {
     /// The most rules one filter holds (TAILOR_MAX_RULES in bpf/include/tailor/rules.h).
     public static let maxRules = 64
 
-    public enum Action: Sendable, Hashable { case pass, drop }
+    public enum Action: String, Sendable, Hashable, CaseIterable { case pass, drop }
 
     /// One rule; nil fields match anything.
     public struct Rule: Sendable, Hashable {
@@ -69,33 +69,62 @@ public enum Filter {
     public static let schema = CubeTypeSchema(
         name: "filter",
         doc: "Passes or drops packets by an ordered rule list (first match wins); passed packets go on.",
-        config: [
-            ConfigField("rules", .list(.object([
-                ConfigField("match", .object(Match.fields), doc: "What the rule matches; omitted fields match anything."),
-                ConfigField("action", .choice(["pass", "drop"]), required: true, doc: "What a matching packet gets."),
-            ]), maxItems: maxRules), doc: "Rules in order; the first that matches decides."),
-            ConfigField("defaultAction", .choice(["pass", "drop"]), doc: "For packets no rule matches (default pass)."),
-        ])
+        config: Config.fields)
 
-    /// The blueprint for a validated `filter` config.
-    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let rules = try Match.rules(of: config) { index, rule in
-            var decoded = try Match.rule(rule["match"] ?? .object([:]), ofRule: index)
-            decoded.action = rule["action"]?.stringValue == "drop" ? .drop : .pass
+    /// A `filter` config as the spec writes it.
+    struct Config: ConfigObject {
+        static let rules = ConfigKey("rules", .list(.object as ConfigElement<Rule>, maxItems: maxRules))
+        static let defaultAction = ConfigKey("defaultAction", .choice as ConfigElement<Action>)
+        static let fields = [
+            ConfigField(rules, doc: "Rules in order; the first that matches decides."),
+            ConfigField(defaultAction, doc: "For packets no rule matches (default pass)."),
+        ]
+
+        var rules: [Rule]
+        var defaultAction: Action
+
+        init(_ config: ConfigReader) throws {
+            rules = try config[Self.rules] ?? []
+            defaultAction = try config[Self.defaultAction] ?? .pass
+        }
+
+        struct Rule: ConfigObject {
+            static let action = ConfigKey("action", .choice as ConfigElement<Action>)
+            static let fields = [
+                ConfigField(Match.Config.key, doc: Match.Config.doc),
+                ConfigField(action, required: true, doc: "What a matching packet gets."),
+            ]
+
+            var match: Match.Config?
+            var action: Action
+
+            init(_ config: ConfigReader) throws {
+                match = try config[Match.Config.key]
+                action = try config.required(Self.action)
+            }
+        }
+    }
+
+    /// The blueprint for a `filter` config.
+    static func blueprint(config: Config) throws -> CubeBlueprint {
+        let rules = try Match.rules(config.rules) { index, rule in
+            var decoded = try Match.rule(rule.match, ofRule: index)
+            decoded.action = rule.action
             return decoded
         }
-        let defaultAction: Action = config["defaultAction"]?.stringValue == "drop" ? .drop : .pass
+        let defaultAction = config.defaultAction
         var blueprint = try blueprint(rules: rules, defaultAction: defaultAction)
-        blueprint.config = .attributes(["rules": .list(rules.map(document)), "defaultAction": document(defaultAction)])
+        blueprint.config = .attributes([Config.rules.name: .list(rules.map(document)),
+                                        Config.defaultAction.name: document(defaultAction)])
         return blueprint
     }
 
     /// A rule in the config's words: `{match: {proto: tcp, dport: 23}, action: drop}`.
     static func document(_ rule: Rule) -> ConfigDocument {
-        .attributes(["match": Match.document(rule), "action": document(rule.action)])
+        .attributes([Match.Config.key.name: Match.document(rule), Config.Rule.action.name: document(rule.action)])
     }
 
-    static func document(_ action: Action) -> ConfigDocument { .string(action == .drop ? "drop" : "pass") }
+    static func document(_ action: Action) -> ConfigDocument { .string(action.rawValue) }
 
     /// The `rules` table's entries as the rules they encode.
     static let words = CubeWords(entry: { map, change, _ in
@@ -107,7 +136,7 @@ public enum Filter {
     public static func blueprint(rules: [Rule], defaultAction: Action) throws -> CubeBlueprint {
         guard rules.count <= maxRules else {
             throw CubeConfigError("a filter holds at most \(maxRules) rules, not \(rules.count); "
-                + "use the firewall cube for large rule sets", at: ["rules"])
+                + "use the firewall cube for large rule sets", at: [.key(Config.rules)])
         }
         let entries = rules.enumerated().map { TableEntry(key: littleEndian(UInt32($0.offset)), value: $0.element.encoded) }
         return try BuiltIn.blueprint(

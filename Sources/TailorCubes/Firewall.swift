@@ -16,7 +16,7 @@ public enum Firewall {
     static let maxWords = 160
     static let summaryWords = 3
 
-    public enum Action: Sendable, Hashable { case accept, drop }
+    public enum Action: String, Sendable, Hashable, CaseIterable { case accept, drop }
 
     /// Conntrack states, as iptables' `--ctstate` names them (enum tailor_ct_state).
     public enum ConnectionState: Int, Sendable, Hashable, CaseIterable {
@@ -24,10 +24,16 @@ public enum Firewall {
         /// Never tracked: IPv6 neighbour discovery and MLD, as Linux leaves them.
         case untracked
 
-        static let names: [String: ConnectionState] = [
-            "new": .new, "established": .established, "related": .related, "invalid": .invalid,
-            "untracked": .untracked,
-        ]
+        /// The state's name in a spec.
+        var name: String {
+            switch self {
+            case .new: "new"
+            case .established: "established"
+            case .related: "related"
+            case .invalid: "invalid"
+            case .untracked: "untracked"
+            }
+        }
     }
 
     /// One rule: the filter's match fields, the conntrack states it matches (nil:
@@ -48,49 +54,98 @@ public enum Firewall {
     public static let schema = CubeTypeSchema(
         name: "firewall",
         doc: "Stateful firewall: ordered rules (first match wins) with conntrack, classified in near-constant time.",
-        config: [
-            ConfigField("policy", .choice(["accept", "drop"]), required: true,
-                        doc: "What packets no rule matches get."),
-            ConfigField("acceptEstablished", .boolean,
+        config: Config.fields)
+
+    /// A `firewall` config as the spec writes it.
+    struct Config: ConfigObject {
+        static let policy = ConfigKey("policy", .choice as ConfigElement<Action>)
+        static let acceptEstablished = ConfigKey("acceptEstablished", .boolean)
+        static let zone = ConfigKey("zone", .string)
+        static let rules = ConfigKey("rules", .list(.object as ConfigElement<Rule>, maxItems: maxRules))
+        static let fields = [
+            ConfigField(policy, required: true, doc: "What packets no rule matches get."),
+            ConfigField(acceptEstablished,
                         doc: "Accept packets of established and related connections before the rules (default true)."),
-            ConfigField("zone", .string,
+            ConfigField(zone,
                         doc: "Firewalls with the same zone share one connection table, in any chain: e.g. XDP ingress "
                             + "and TC egress of a host, so replies to what one lets through are established for the other."),
-            ConfigField("rules", .list(.object([
-                ConfigField("match", .object(Match.fields + [
-                    ConfigField("state", .list(.choice(ConnectionState.names.keys.sorted()), maxItems: 5),
-                                doc: "Conntrack states matched (iptables --ctstate): new, established, related, invalid, untracked."),
-                ]), doc: "What the rule matches; omitted fields match anything."),
-                ConfigField("action", .choice(["accept", "drop"]), required: true, doc: "What a matching packet gets."),
-            ]), maxItems: maxRules), doc: "Rules in order; the first that matches decides."),
-        ])
+            ConfigField(rules, doc: "Rules in order; the first that matches decides."),
+        ]
 
-    /// The blueprint for a validated `firewall` config.
-    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let rules = try Match.rules(of: config) { index, rule in
-            let match = rule["match"] ?? .object([:])
-            let states = match["state"]?.listValue.map { Set($0.compactMap { $0.stringValue.flatMap { ConnectionState.names[$0] } }) }
-            return Rule(try Match.rule(match, ofRule: index), states: states,
-                        action: rule["action"]?.stringValue == "drop" ? .drop : .accept)
+        var policy: Action
+        var acceptEstablished: Bool
+        var zone: String?
+        var rules: [Rule]
+
+        init(_ config: ConfigReader) throws {
+            policy = try config.required(Self.policy)
+            acceptEstablished = try config[Self.acceptEstablished] ?? true
+            zone = try config[Self.zone]
+            rules = try config[Self.rules] ?? []
         }
-        let policy: Action = config["policy"]?.stringValue == "drop" ? .drop : .accept
-        let acceptEstablished = config["acceptEstablished"]?.booleanValue ?? true
-        let zone = config["zone"]?.stringValue
-        var blueprint = try blueprint(rules: rules, policy: policy, acceptEstablished: acceptEstablished, zone: zone)
+
+        struct Rule: ConfigObject {
+            static let match = ConfigKey("match", .object as ConfigElement<Match>)
+            static let action = ConfigKey("action", .choice as ConfigElement<Action>)
+            static let fields = [
+                ConfigField(match, doc: TailorCubes.Match.Config.doc),
+                ConfigField(action, required: true, doc: "What a matching packet gets."),
+            ]
+
+            var match: Match?
+            var action: Action
+
+            init(_ config: ConfigReader) throws {
+                match = try config[Self.match]
+                action = try config.required(Self.action)
+            }
+        }
+
+        /// The filter's match fields and the conntrack states.
+        struct Match: ConfigObject {
+            static let state = ConfigKey("state", .list(.choice(ConnectionState.allCases.map { ($0.name, $0) }
+                .sorted { $0.0 < $1.0 }), maxItems: 5))
+            static let fields = TailorCubes.Match.Config.fields + [
+                ConfigField(state, doc: "Conntrack states matched (iptables --ctstate): new, established, related, "
+                            + "invalid, untracked."),
+            ]
+
+            var common: TailorCubes.Match.Config
+            var state: [ConnectionState]?
+
+            init(_ config: ConfigReader) throws {
+                common = try TailorCubes.Match.Config(config)
+                state = try config[Self.state]
+            }
+        }
+    }
+
+    /// The blueprint for a `firewall` config.
+    static func blueprint(config: Config) throws -> CubeBlueprint {
+        let rules = try Match.rules(config.rules) { index, rule in
+            Rule(try Match.rule(rule.match?.common, ofRule: index), states: rule.match?.state.map(Set.init),
+                 action: rule.action)
+        }
+        var blueprint = try blueprint(rules: rules, policy: config.policy, acceptEstablished: config.acceptEstablished,
+                                      zone: config.zone)
         blueprint.config = .attributes([
-            "policy": document(policy), "acceptEstablished": .bool(acceptEstablished), "zone": zone.map(ConfigDocument.string),
-            "rules": .list(rules.map { .attributes(["match": Match.document($0.match, states: $0.states), "action": document($0.action)]) }),
+            Config.policy.name: document(config.policy), Config.acceptEstablished.name: .bool(config.acceptEstablished),
+            Config.zone.name: config.zone.map(ConfigDocument.string),
+            Config.rules.name: .list(rules.map {
+                .attributes([Config.Rule.match.name: Match.document($0.match, states: $0.states),
+                             Config.Rule.action.name: document($0.action)])
+            }),
         ])
         return blueprint
     }
 
-    static func document(_ action: Action) -> ConfigDocument { .string(action == .drop ? "drop" : "accept") }
+    static func document(_ action: Action) -> ConfigDocument { .string(action.rawValue) }
 
     /// Rules and the policy change on the live instance (versioned tables); keys of
     /// the classification tables read as the field values they stand for, the bit
     /// vectors as the rules whose bits differ (a vector holds thousands).
     static let words = CubeWords(inPlace: { path, inPlace in
-        (path.first == "rules" || path.first == "policy") && inPlace.contains("actions")
+        (path.first == Config.rules.name || path.first == Config.policy.name) && inPlace.contains("actions")
     }, entry: { map, change, _ in
         let key = littleEndianValue(change.key, as: UInt32.self).map(Int.init)
         let vectorKey: String?
@@ -100,7 +155,7 @@ public enum Firewall {
         case "proto_vectors": vectorKey = key.map { "proto " + (IPProtocolNames.name(UInt8(truncatingIfNeeded: $0)) ?? "\($0)") }
         case "flag_vectors": vectorKey = key.map { "tcp flags " + hexDigest([UInt8(truncatingIfNeeded: $0)]) }
         case "state_vectors":
-            vectorKey = key.map { value in "state " + (ConnectionState.names.first { $0.value.rawValue == value }?.key ?? "\(value)") }
+            vectorKey = key.map { value in "state " + (ConnectionState(rawValue: value)?.name ?? "\(value)") }
         case "all_rules": vectorKey = "all rules"
         case "sport_index", "dport_index":
             guard let key else { return nil }

@@ -3,64 +3,121 @@ import TailorSpec
 
 /// The match fields filters (and later the firewall and classifier) share.
 enum Match {
-    static let tcpFlagNames: [String: UInt8] = ["fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20]
+    /// The TCP flags a rule names, with their bits in the TCP header; cases in the
+    /// order the schema lists them.
+    enum TCPFlag: String, Sendable, CaseIterable {
+        case ack, fin, psh, rst, syn, urg
 
-    static let fields: [ConfigField] = [
-        ConfigField("src", .cidr, doc: "Source prefix (IPv4 or IPv6), e.g. 10.0.0.0/8."),
-        ConfigField("dst", .cidr, doc: "Destination prefix (IPv4 or IPv6)."),
-        ConfigField("proto", .ipProtocol, doc: "tcp, udp, icmp, icmpv6 or a protocol number."),
-        ConfigField("sport", .portRange, doc: "Source port or range (tcp/udp only), e.g. 1024-65535."),
-        ConfigField("dport", .portRange, doc: "Destination port or range (tcp/udp only)."),
-        ConfigField("tcpFlags", .object([
-            ConfigField("mask", .list(.choice(tcpFlagNames.keys.sorted()), maxItems: 6), required: true,
-                        doc: "Flags examined."),
-            ConfigField("set", .list(.choice(tcpFlagNames.keys.sorted()), maxItems: 6), required: true,
-                        doc: "Of those, the flags that must be set; the rest must be clear."),
-        ]), doc: "TCP flags, as iptables --tcp-flags MASK SET (proto tcp only)."),
-    ]
-
-    /// What `make` makes of each item of the config's `rules`, with its index; the
-    /// errors of every rule that fails are thrown together (CubeConfigErrors).
-    static func rules<Rule>(of config: ConfigValue, _ make: (Int, ConfigValue) throws -> Rule) throws -> [Rule] {
-        var rules: [Rule] = [], errors: [CubeConfigError] = []
-        for (index, item) in (config["rules"]?.listValue ?? []).enumerated() {
-            do { rules.append(try make(index, item)) } catch let error as CubeConfigError { errors.append(error) }
+        var bit: UInt8 {
+            switch self {
+            case .fin: 0x01
+            case .syn: 0x02
+            case .rst: 0x04
+            case .psh: 0x08
+            case .ack: 0x10
+            case .urg: 0x20
+            }
         }
-        guard errors.isEmpty else { throw CubeConfigErrors(errors: errors) }
-        return rules
     }
 
-    /// A filter rule (action pass until the caller sets it) from the validated match
-    /// of rule `index` of the cube's `rules`. Fields that contradict each other are
-    /// an error at the field that makes the rule impossible.
-    static func rule(_ match: ConfigValue, ofRule index: Int) throws -> Filter.Rule {
+    /// A rule's `match` as the spec writes it.
+    struct Config: ConfigObject {
+        /// The `match` field of a filter's or classifier's rule.
+        static let key = ConfigKey("match", .object as ConfigElement<Config>)
+        static let doc = "What the rule matches; omitted fields match anything."
+
+        static let src = ConfigKey("src", .cidr)
+        static let dst = ConfigKey("dst", .cidr)
+        static let proto = ConfigKey("proto", .ipProtocol)
+        static let sport = ConfigKey("sport", .portRange)
+        static let dport = ConfigKey("dport", .portRange)
+        static let tcpFlags = ConfigKey("tcpFlags", .object as ConfigElement<TCPFlags>)
+
+        static let fields = [
+            ConfigField(src, doc: "Source prefix (IPv4 or IPv6), e.g. 10.0.0.0/8."),
+            ConfigField(dst, doc: "Destination prefix (IPv4 or IPv6)."),
+            ConfigField(proto, doc: "tcp, udp, icmp, icmpv6 or a protocol number."),
+            ConfigField(sport, doc: "Source port or range (tcp/udp only), e.g. 1024-65535."),
+            ConfigField(dport, doc: "Destination port or range (tcp/udp only)."),
+            ConfigField(tcpFlags, doc: "TCP flags, as iptables --tcp-flags MASK SET (proto tcp only)."),
+        ]
+
+        var src: IPPrefix?
+        var dst: IPPrefix?
+        var proto: UInt8?
+        var sport: PortRange?
+        var dport: PortRange?
+        var tcpFlags: TCPFlags?
+
+        init(_ config: ConfigReader) throws {
+            src = try config[Self.src]
+            dst = try config[Self.dst]
+            proto = try config[Self.proto]
+            sport = try config[Self.sport]
+            dport = try config[Self.dport]
+            tcpFlags = try config[Self.tcpFlags]
+        }
+
+        struct TCPFlags: ConfigObject {
+            static let flags = ConfigElement<[TCPFlag]>.list(.choice, maxItems: 6)
+            static let mask = ConfigKey("mask", flags)
+            static let set = ConfigKey("set", flags)
+            static let fields = [
+                ConfigField(mask, required: true, doc: "Flags examined."),
+                ConfigField(set, required: true, doc: "Of those, the flags that must be set; the rest must be clear."),
+            ]
+
+            var mask: [TCPFlag]
+            var set: [TCPFlag]
+
+            init(_ config: ConfigReader) throws {
+                mask = try config.required(Self.mask)
+                set = try config.required(Self.set)
+            }
+        }
+    }
+
+    /// What `make` makes of each of `rules` with its index; the errors of every rule
+    /// that fails are thrown together (CubeConfigErrors).
+    static func rules<Item, Rule>(_ rules: [Item], _ make: (Int, Item) throws -> Rule) throws -> [Rule] {
+        var made: [Rule] = [], errors: [CubeConfigError] = []
+        made.reserveCapacity(rules.count)
+        for (index, item) in rules.enumerated() {
+            do { made.append(try make(index, item)) } catch let error as CubeConfigError { errors.append(error) }
+        }
+        guard errors.isEmpty else { throw CubeConfigErrors(errors: errors) }
+        return made
+    }
+
+    /// A filter rule (action pass until the caller sets it) from the match of rule
+    /// `index` of the cube's `rules`. Fields that contradict each other are an error
+    /// at the field that makes the rule impossible.
+    static func rule(_ match: Config?, ofRule index: Int) throws -> Filter.Rule {
+        guard let match else { return Filter.Rule(action: .pass) }
         let problem = { (field: [ConfigPath.Step], message: String) in
-            CubeConfigError("rule \(index + 1): \(message)", at: ConfigPath(["rules", .item(index), "match"] + field))
+            CubeConfigError("rule \(index + 1): \(message)",
+                            at: ConfigPath([.field("rules"), .item(index), .key(Config.key)] + field))
         }
-        let source = match["src"]?.prefixValue, destination = match["dst"]?.prefixValue
-        if let source, let destination, source.isIPv6 != destination.isIPv6 {
-            throw problem(["dst"], "src \(source) and dst \(destination) are of different IP versions")
+        if let source = match.src, let destination = match.dst, source.isIPv6 != destination.isIPv6 {
+            throw problem([.key(Config.dst)], "src \(source) and dst \(destination) are of different IP versions")
         }
-        let proto = match["proto"]?.protocolValue
-        if let port = ["sport", "dport"].first(where: { match[$0]?.portsValue != nil }), proto != 6 && proto != 17 {
-            throw problem([.field(port)], "\(port) needs proto tcp or udp"
+        let proto = match.proto
+        if let port = match.sport != nil ? Config.sport : match.dport != nil ? Config.dport : nil, proto != 6 && proto != 17 {
+            throw problem([.key(port)], "\(port.name) needs proto tcp or udp"
                           + (proto.map { ", not \(IPProtocolNames.name($0) ?? "\($0)")" } ?? ""))
         }
         var flags: (mask: UInt8, value: UInt8)?
-        if let tcpFlags = match["tcpFlags"] {
-            guard proto == 6 else { throw problem(["tcpFlags"], "tcpFlags needs proto tcp") }
-            let bits = { (list: ConfigValue?) in
-                (list?.listValue ?? []).compactMap { $0.stringValue.flatMap { tcpFlagNames[$0] } }.reduce(0, |)
-            }
-            let mask = bits(tcpFlags["mask"]), set = bits(tcpFlags["set"])
+        if let tcpFlags = match.tcpFlags {
+            guard proto == 6 else { throw problem([.key(Config.tcpFlags)], "tcpFlags needs proto tcp") }
+            let bits = { (flags: [TCPFlag]) in flags.reduce(0) { $0 | $1.bit } }
+            let mask = bits(tcpFlags.mask), set = bits(tcpFlags.set)
             guard set & ~mask == 0 else {
-                throw problem(["tcpFlags", "set"], "tcpFlags.set may only name flags listed in tcpFlags.mask")
+                throw problem([.key(Config.tcpFlags), .key(Config.TCPFlags.set)], "tcpFlags.set may only name flags listed in tcpFlags.mask")
             }
             flags = (mask, set)
         }
-        return Filter.Rule(proto: proto, source: source, destination: destination,
-                           sourcePorts: match["sport"]?.portsValue, destinationPorts: match["dport"]?.portsValue,
-                           tcpFlags: flags, action: .pass)
+        return Filter.Rule(proto: proto, source: match.src, destination: match.dst, sourcePorts: match.sport,
+                           destinationPorts: match.dport, tcpFlags: flags, action: .pass)
     }
 }
 
@@ -73,8 +130,8 @@ extension Match {
             guard let range else { return nil }
             return range.count == 1 ? .int(Int(range.lowerBound)) : .string("\(range.lowerBound)-\(range.upperBound)")
         }
-        func names<Value>(_ table: [String: Value], _ included: (Value) -> Bool) -> ConfigDocument {
-            .set(table.filter { included($0.value) }.keys.sorted().map(ConfigDocument.string))
+        func names<Value>(_ values: [Value], _ name: (Value) -> String, _ included: (Value) -> Bool) -> ConfigDocument {
+            .set(values.filter(included).map(name).sorted().map(ConfigDocument.string))
         }
         var family: ConfigDocument?
         // A version the prefixes do not already say (rules made outside a spec).
@@ -83,14 +140,15 @@ extension Match {
         if let number = rule.proto { proto = IPProtocolNames.name(number).map(ConfigDocument.string) ?? .int(Int(number)) }
         var flags: ConfigDocument?
         if let (mask, value) = rule.tcpFlags {
-            flags = .fields([.init("mask", names(tcpFlagNames) { mask & $0 != 0 }),
-                             .init("set", names(tcpFlagNames) { value & $0 != 0 })])
+            flags = .fields([.init(Config.TCPFlags.mask.name, names(TCPFlag.allCases, \.rawValue) { mask & $0.bit != 0 }),
+                             .init(Config.TCPFlags.set.name, names(TCPFlag.allCases, \.rawValue) { value & $0.bit != 0 })])
         }
-        let state = states.map { states in names(Firewall.ConnectionState.names) { states.contains($0) } }
+        let state = states.map { states in names(Firewall.ConnectionState.allCases, \.name) { states.contains($0) } }
         return .attributes([
-            "family": family, "src": rule.source.map { .string($0.description) },
-            "dst": rule.destination.map { .string($0.description) }, "proto": proto,
-            "sport": ports(rule.sourcePorts), "dport": ports(rule.destinationPorts), "tcpFlags": flags, "state": state,
+            "family": family, Config.src.name: rule.source.map { .string($0.description) },
+            Config.dst.name: rule.destination.map { .string($0.description) }, Config.proto.name: proto,
+            Config.sport.name: ports(rule.sourcePorts), Config.dport.name: ports(rule.destinationPorts),
+            Config.tcpFlags.name: flags, Firewall.Config.Match.state.name: state,
         ])
     }
 }

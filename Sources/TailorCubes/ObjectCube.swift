@@ -11,27 +11,46 @@ public enum ObjectCube {
     public static let schema = CubeTypeSchema(
         name: "object",
         doc: "A BPF object file (with BTF, built against tailor/cube.h) given by path and sha256.",
-        config: [
-            ConfigField("path", .string, required: true,
-                        doc: "The object file, relative to the spec file; it must lie inside the spec directory."),
-            ConfigField("sha256", .string, required: true, doc: "sha256 of the file, 64 hex digits."),
-            ConfigField("rodata", .yaml(description: "`const volatile` globals by name, encoded through BTF."),
-                        doc: "`const volatile` globals by name."),
-            ConfigField("tables", .yaml(description: "Map name -> list of {key, value}, encoded through BTF."),
-                        doc: "Entries of the object's table maps (TAILOR_TABLE)."),
-        ])
+        config: Config.fields)
 
-    public static func blueprint(source: CubeSource) throws -> CubeBlueprint {
-        let config = source.config
-        let path = try resolve(config["path"]?.stringValue ?? "", source: source)
-        let declared = config["sha256"]?.stringValue?.lowercased() ?? ""
+    /// An `object` config as the spec writes it: rodata and tables stay YAML,
+    /// encoded through the object's BTF.
+    struct Config: ConfigObject {
+        static let path = ConfigKey("path", .string)
+        static let sha256 = ConfigKey("sha256", .string)
+        static let rodata = ConfigKey("rodata", .yaml(description: "`const volatile` globals by name, encoded through BTF."))
+        static let tables = ConfigKey("tables", .yaml(description: "Map name -> list of {key, value}, encoded through BTF."))
+        static let fields = [
+            ConfigField(path, required: true,
+                        doc: "The object file, relative to the spec file; it must lie inside the spec directory."),
+            ConfigField(sha256, required: true, doc: "sha256 of the file, 64 hex digits."),
+            ConfigField(rodata, doc: "`const volatile` globals by name."),
+            ConfigField(tables, doc: "Entries of the object's table maps (TAILOR_TABLE)."),
+        ]
+
+        var path: String
+        var sha256: String
+        var rodata: YAMLNode?
+        var tables: YAMLNode?
+
+        init(_ config: ConfigReader) throws {
+            path = try config.required(Self.path)
+            sha256 = try config.required(Self.sha256)
+            rodata = try config[Self.rodata]
+            tables = try config[Self.tables]
+        }
+    }
+
+    static func blueprint(config: Config, source: CubeSource) throws -> CubeBlueprint {
+        let path = try resolve(config.path, source: source)
+        let declared = config.sha256.lowercased()
         guard declared.count == 64, declared.allSatisfy(\.isHexDigit) else {
-            throw CubeConfigError("sha256 must be 64 hex digits", at: ["sha256"])
+            throw CubeConfigError("sha256 must be 64 hex digits", at: [.key(Config.sha256)])
         }
         let (bytes, digest) = try read(path)
         guard declared == digest else {
             throw CubeConfigError("the object file \(path) has sha256 \(digest), not the \(declared) the spec pins",
-                                  at: ["sha256"])
+                                  at: [.key(Config.sha256)])
         }
         let object = try objectFile { try BPFObject(bytes: bytes, name: path) }
         let btf = try objectFile { try object.btf() }
@@ -39,7 +58,7 @@ public enum ObjectCube {
         var rodata: [String: [UInt8]] = [:]
         // The config in the plan's words: names in the spec's order, entries by key.
         var rodataWords: [ConfigDocument.Field] = [], tableWords: [ConfigDocument.Field] = []
-        if let node = config["rodata"]?.nodeValue {
+        if let node = config.rodata {
             for (name, value) in try pairs(node, "rodata") {
                 rodataWords.append(ConfigDocument.Field(name, document(value)))
                 guard let type = btf.rodataVariableType(name) else {
@@ -49,7 +68,7 @@ public enum ObjectCube {
             }
         }
         var tables: [String: [TableEntry]] = [:]
-        if let node = config["tables"]?.nodeValue {
+        if let node = config.tables {
             let tags = btf.variableTags()
             let maps = object.maps
             for (name, list) in try pairs(node, "tables") {
@@ -88,9 +107,9 @@ public enum ObjectCube {
         }
         var blueprint = CubeBlueprint(type: "object", object: bytes, objectDigest: digest, rodata: rodata, tables: tables)
         blueprint.config = .attributes([
-            "path": config["path"].flatMap(\.stringValue).map(ConfigDocument.string), "sha256": .string(declared),
-            "rodata": rodataWords.isEmpty ? nil : .fields(rodataWords),
-            "tables": tableWords.isEmpty ? nil : .fields(tableWords),
+            Config.path.name: .string(config.path), Config.sha256.name: .string(declared),
+            Config.rodata.name: rodataWords.isEmpty ? nil : .fields(rodataWords),
+            Config.tables.name: tableWords.isEmpty ? nil : .fields(tableWords),
         ])
         return blueprint
     }
@@ -112,7 +131,7 @@ public enum ObjectCube {
 
     /// Tables marked entry-safe in the object change in place; entries show in hex.
     static let words = CubeWords(inPlace: { path, entrySafe in
-        path.count > 1 && path[0] == "tables" && entrySafe.contains(path[1])
+        path.count > 1 && path[0] == Config.tables.name && entrySafe.contains(path[1])
     })
 
     /// The largest object file read: the kernel verifies at most a million instructions
@@ -133,14 +152,14 @@ public enum ObjectCube {
             case .tooLarge(let size):
                 "the object file \(path) is \(size) bytes; object files may be at most \(maxObjectBytes) (16 MiB)"
             }
-            throw CubeConfigError(problem, at: ["path"])
+            throw CubeConfigError(problem, at: [.key(Config.path)])
         }
     }
 
     /// What `body` makes of the object file; what it throws (not an ELF object, no
     /// BTF) is an error at the spec's `path`.
     private static func objectFile<Result: ~Copyable>(_ body: () throws -> Result) throws -> Result {
-        do { return try body() } catch { throw CubeConfigError("\(error)", at: ["path"]) }
+        do { return try body() } catch { throw CubeConfigError("\(error)", at: [.key(Config.path)]) }
     }
 
     /// The object's path, relative to the spec file, refused when it leaves the spec directory.
@@ -150,7 +169,7 @@ public enum ObjectCube {
         let resolved = URL(fileURLWithPath: candidate).resolvingSymlinksInPath().standardizedFileURL.path
         let root = URL(fileURLWithPath: source.specRoot).resolvingSymlinksInPath().standardizedFileURL.path
         guard resolved.hasPrefix(root + "/") else {
-            throw CubeConfigError("object path '\(path)' leads outside the spec directory \(root)", at: ["path"])
+            throw CubeConfigError("object path '\(path)' leads outside the spec directory \(root)", at: [.key(Config.path)])
         }
         return resolved
     }

@@ -14,36 +14,74 @@ public enum RateLimit {
     public static let schema = CubeTypeSchema(
         name: "ratelimit",
         doc: "Drops packets over a per-source token bucket (rate, burst) and from listed source prefixes.",
-        config: [
-            ConfigField("rate", .integer(1...1_000_000_000), required: true,
-                        doc: "Packets per second each source may send on average."),
-            ConfigField("burst", .integer(1...maxBurst), required: true,
-                        doc: "Packets a source may send at once (the bucket's size); a new source starts full."),
-            ConfigField("per", .object([
-                ConfigField("ipv4", .integer(0...32), doc: "Prefix length one IPv4 bucket covers (default 32)."),
-                ConfigField("ipv6", .integer(0...128), doc: "Prefix length one IPv6 bucket covers (default 64)."),
-            ]), doc: "Sources that share a bucket: addresses in one prefix of this length."),
-            ConfigField("drop", .list(.cidr, maxItems: 2 * maxListed),
-                        doc: "Source prefixes whose packets are always dropped."),
-        ])
+        config: Config.fields)
 
-    /// The blueprint for a validated `ratelimit` config.
-    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let (rate, burst) = (config["rate"]?.integerValue ?? 1, config["burst"]?.integerValue ?? 1)
-        let (v4, v6) = (config["per"]?["ipv4"]?.integerValue ?? 32, config["per"]?["ipv6"]?.integerValue ?? 64)
-        let drop = (config["drop"]?.listValue ?? []).compactMap(\.prefixValue)
-        var blueprint = try blueprint(rate: UInt64(rate), burst: UInt64(burst), ipv4Prefix: UInt8(v4),
-                                      ipv6Prefix: UInt8(v6), drop: drop)
+    /// A `ratelimit` config as the spec writes it.
+    struct Config: ConfigObject {
+        static let rate = ConfigKey("rate", .integer(1...1_000_000_000) as ConfigElement<UInt64>)
+        static let burst = ConfigKey("burst", .integer(1...maxBurst) as ConfigElement<UInt64>)
+        static let per = ConfigKey("per", .object as ConfigElement<Per>)
+        static let drop = ConfigKey("drop", .list(.cidr, maxItems: 2 * maxListed))
+        static let fields = [
+            ConfigField(rate, required: true, doc: "Packets per second each source may send on average."),
+            ConfigField(burst, required: true,
+                        doc: "Packets a source may send at once (the bucket's size); a new source starts full."),
+            ConfigField(per, doc: "Sources that share a bucket: addresses in one prefix of this length."),
+            ConfigField(drop, doc: "Source prefixes whose packets are always dropped."),
+        ]
+
+        var rate: UInt64
+        var burst: UInt64
+        var per: Per
+        var drop: [IPPrefix]
+
+        init(rate: UInt64, burst: UInt64, per: Per = Per(), drop: [IPPrefix] = []) {
+            (self.rate, self.burst, self.per, self.drop) = (rate, burst, per, drop)
+        }
+
+        init(_ config: ConfigReader) throws {
+            rate = try config.required(Self.rate)
+            burst = try config.required(Self.burst)
+            per = try config[Self.per] ?? Per()
+            drop = try config[Self.drop] ?? []
+        }
+
+        /// Prefix lengths one bucket covers.
+        struct Per: ConfigObject {
+            static let ipv4 = ConfigKey("ipv4", .integer(0...32) as ConfigElement<UInt8>)
+            static let ipv6 = ConfigKey("ipv6", .integer(0...128) as ConfigElement<UInt8>)
+            static let fields = [
+                ConfigField(ipv4, doc: "Prefix length one IPv4 bucket covers (default 32)."),
+                ConfigField(ipv6, doc: "Prefix length one IPv6 bucket covers (default 64)."),
+            ]
+
+            var ipv4: UInt8 = 32
+            var ipv6: UInt8 = 64
+
+            init() {}
+
+            init(_ config: ConfigReader) throws {
+                ipv4 = try config[Self.ipv4] ?? ipv4
+                ipv6 = try config[Self.ipv6] ?? ipv6
+            }
+        }
+    }
+
+    /// The blueprint for a `ratelimit` config.
+    static func blueprint(config: Config) throws -> CubeBlueprint {
+        let (v4, v6, drop) = (config.per.ipv4, config.per.ipv6, config.drop)
+        var blueprint = try blueprint(rate: config.rate, burst: config.burst, ipv4Prefix: v4, ipv6Prefix: v6, drop: drop)
         blueprint.config = .attributes([
-            "rate": .int(rate), "burst": .int(burst), "per": .attributes(["ipv4": .int(v4), "ipv6": .int(v6)]),
-            "drop": .set(drop.map { .string($0.description) }),
+            Config.rate.name: .int(Int(config.rate)), Config.burst.name: .int(Int(config.burst)),
+            Config.per.name: .attributes([Config.Per.ipv4.name: .int(Int(v4)), Config.Per.ipv6.name: .int(Int(v6))]),
+            Config.drop.name: .set(drop.map { .string($0.description) }),
         ])
         return blueprint
     }
 
     /// `drop` changes in place (entry-safe LPM tries); its entries are the prefixes.
     static let words = CubeWords(
-        inPlace: { path, _ in path.first == "drop" },
+        inPlace: { path, _ in path.first == Config.drop.name },
         entry: { map, change, _ in
             guard map == "drop_v4" || map == "drop_v6", let prefix = IPPrefix(lpmKey: change.key) else { return nil }
             // The value is 1 for a listed prefix: only another value says something.
@@ -62,7 +100,7 @@ public enum RateLimit {
         let listed = (v4: drop.filter { !$0.isIPv6 }, v6: drop.filter(\.isIPv6))
         guard listed.v4.count <= maxListed, listed.v6.count <= maxListed else {
             throw CubeConfigError("a drop list holds at most \(maxListed) IPv4 and \(maxListed) IPv6 prefixes, not "
-                                  + "\(listed.v4.count) and \(listed.v6.count)", at: ["drop"])
+                                  + "\(listed.v4.count) and \(listed.v6.count)", at: [.key(Config.drop)])
         }
         let entries = { (prefixes: [IPPrefix]) in prefixes.map { TableEntry(key: $0.lpmKey, value: [1]) } }
         return try BuiltIn.blueprint(

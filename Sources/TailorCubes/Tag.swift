@@ -7,16 +7,30 @@ import TailorSpec
 public enum Tag {
     public static let schema = CubeTypeSchema(
         name: "tag", doc: "Appends its id to the packet's path; with record, counts each path seen.",
-        config: [
-            ConfigField("id", .integer(1...65535), required: true, doc: "The id written into the path."),
-            ConfigField("record", .boolean, doc: "Count each distinct path seen in the state map `paths`."),
-        ])
+        config: Config.fields)
 
-    /// The blueprint for a validated `tag` config.
-    public static func blueprint(config: ConfigValue) throws -> CubeBlueprint {
-        let (id, record) = (config["id"]?.integerValue ?? 0, config["record"]?.booleanValue ?? false)
-        var blueprint = try blueprint(id: UInt16(id), record: record)
-        blueprint.config = .attributes(["id": .int(id), "record": .bool(record)])
+    /// A `tag` config as the spec writes it.
+    struct Config: ConfigObject {
+        static let id = ConfigKey("id", .integer(1...65535) as ConfigElement<UInt16>)
+        static let record = ConfigKey("record", .boolean)
+        static let fields = [
+            ConfigField(id, required: true, doc: "The id written into the path."),
+            ConfigField(record, doc: "Count each distinct path seen in the state map `paths`."),
+        ]
+
+        var id: UInt16
+        var record: Bool
+
+        init(_ config: ConfigReader) throws {
+            id = try config.required(Self.id)
+            record = try config[Self.record] ?? false
+        }
+    }
+
+    /// The blueprint for a `tag` config.
+    static func blueprint(config: Config) throws -> CubeBlueprint {
+        var blueprint = try blueprint(id: config.id, record: config.record)
+        blueprint.config = .attributes([Config.id.name: .int(Int(config.id)), Config.record.name: .bool(config.record)])
         return blueprint
     }
 

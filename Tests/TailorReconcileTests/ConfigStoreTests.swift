@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TailorCubes
+@testable import TailorCubes
 @testable import TailorDatapath
 import TailorKernel
 import TailorLab
@@ -22,8 +22,7 @@ struct ConfigStoreTests {
     static func chain(_ lab: Lab, rate: Int = 1000, drop: [String] = [], twin: Int? = nil) throws -> DesiredChain {
         let hook = ChainHook(interface: lab.b.interfaceName, namespace: lab.b.namespaceName, kind: .tcIngress)
         let config = { (rate: Int) in
-            ConfigValue.object(["rate": .integer(rate), "burst": .integer(10),
-                                "drop": .list(drop.compactMap { IPPrefix($0).map(ConfigValue.prefix) })])
+            RateLimit.Config(rate: UInt64(rate), burst: 10, drop: drop.compactMap { IPPrefix($0) })
         }
         var cubes = [("limit", try RateLimit.blueprint(config: config(rate)))]
         if let twin { cubes.append(("twin", try RateLimit.blueprint(config: config(twin)))) }
