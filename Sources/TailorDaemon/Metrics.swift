@@ -59,7 +59,7 @@ public final class DaemonMetrics: Sendable {
         for repair in outcome.repairs {
             registry.makeCounter(descriptor: .counter("tailor_drift_repairs",
                                                       "Drift put back, by chain and kind (the journal's DRIFT_KIND)."),
-                                 labels: [("chain", repair.chain), ("kind", repair.kind)])
+                                 labels: [("chain", repair.chain), ("kind", repair.kind.rawValue)])
                 .increment()
         }
         ChainStates.set(outcome.chainStates, in: registry)

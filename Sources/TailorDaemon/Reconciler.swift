@@ -127,7 +127,7 @@ public final class Reconciler {
     /// Drift of `kind` (`DRIFT_KIND`) that a reconcile put back in `chain`.
     public struct DriftRepair: Sendable, Equatable {
         public var chain: String
-        public var kind: String
+        public var kind: DriftKind
     }
 
     struct Failure {
@@ -239,9 +239,9 @@ public final class Reconciler {
         outcome.cubes = LiveCube.all(in: observed)
         let plan = reconciliation.plan()
         for change in plan.chains {
-            for (kind, drift) in zip(change.driftKinds, change.drift) {
-                log.warning("drift found", metadata: ["chain": "\(change.name)", "drift_kind": "\(kind)",
-                                                      "drift": "\(drift)"])
+            for drift in change.drift {
+                log.warning("drift found", metadata: ["chain": "\(change.name)", "drift_kind": "\(drift.kind.rawValue)",
+                                                      "drift": "\(drift.what)"])
             }
         }
         guard plan.refusals.isEmpty else {
@@ -305,8 +305,8 @@ public final class Reconciler {
                                                              "reasons": "\(cube.reasons.joined(separator: "; "))"])
                 }
                 if change.repairsDrift {
-                    for kind in change.driftKinds {
-                        chainLog.notice("drift repaired", metadata: ["drift_kind": "\(kind)"])
+                    for kind in change.drift.map(\.kind) {
+                        chainLog.notice("drift repaired", metadata: ["drift_kind": "\(kind.rawValue)"])
                         outcome.repairs.append(DriftRepair(chain: change.name, kind: kind))
                     }
                 }

@@ -170,7 +170,7 @@ public struct Executor {
         switch change.action {
         case .create:
             guard let desired else { return nil }
-            if change.driftKinds.contains(Drift.rootGone.kind) {
+            if change.drift.contains(where: { $0.kind == .rootGone }) {
                 _ = try Chain.removeRemains(change.name, pinRoot: pinRoot)
             }
             let chain = try build(desired)
@@ -196,7 +196,7 @@ public struct Executor {
             try new.setProvenance(specDigest: desired.digest, gitRevision: gitRevision)
             return ChainTask(name: change.name, work: .replace(old: old, new: new))
         case .destroy:
-            if change.driftKinds.contains(Drift.rootGone.kind) {
+            if change.drift.contains(where: { $0.kind == .rootGone }) {
                 return ChainTask(name: change.name, work: .remains(change.name, pinRoot))
             }
             let chain = try Chain.openForRemoval(change.name, pinRoot: pinRoot)

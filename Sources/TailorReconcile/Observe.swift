@@ -99,23 +99,38 @@ public enum Drift: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The kind, for logs and JSON.
-    public var kind: String {
+    public var kind: DriftKind {
         switch self {
-        case .metaMissing: "meta-missing"
-        case .interruptedApply, .tablesUnsettled, .configsUnreferenced: "interrupted-apply"
-        case .leftover: "leftover"
-        case .rootDetached: "root-detached"
-        case .hookTaken: "hook-taken"
-        case .slotEmpty: "slot-empty"
-        case .programSwapped: "program-swapped"
-        case .pinMissing, .cubePinMissing, .chainPinMissing: "pin-missing"
-        case .recordLost: "meta-missing"
-        case .orphaned: "directory-missing"
-        case .rootGone: "root-gone"
-        case .foreign: "foreign"
-        case .tableChanged, .tableEntryChanged: "table-changed"
+        case .metaMissing, .recordLost: .metaMissing
+        case .interruptedApply, .tablesUnsettled, .configsUnreferenced: .interruptedApply
+        case .leftover: .leftover
+        case .rootDetached: .rootDetached
+        case .hookTaken: .hookTaken
+        case .slotEmpty: .slotEmpty
+        case .programSwapped: .programSwapped
+        case .pinMissing, .cubePinMissing, .chainPinMissing: .pinMissing
+        case .orphaned: .directoryMissing
+        case .rootGone: .rootGone
+        case .foreign: .foreign
+        case .tableChanged, .tableEntryChanged: .tableChanged
         }
     }
+}
+
+/// The kinds of drift, as plans, logs (`DRIFT_KIND`) and metrics name them.
+public enum DriftKind: String, Sendable, Hashable, Codable, CaseIterable {
+    case metaMissing = "meta-missing"
+    case interruptedApply = "interrupted-apply"
+    case leftover
+    case rootDetached = "root-detached"
+    case hookTaken = "hook-taken"
+    case slotEmpty = "slot-empty"
+    case programSwapped = "program-swapped"
+    case pinMissing = "pin-missing"
+    case directoryMissing = "directory-missing"
+    case rootGone = "root-gone"
+    case foreign
+    case tableChanged = "table-changed"
 }
 
 /// A chain as the kernel holds it under tailor's pin root.

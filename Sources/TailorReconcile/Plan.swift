@@ -205,11 +205,9 @@ public struct ChainChange: Sendable, Equatable, Codable {
     public var reasons: [String]
     public var cubes: [CubeChange]
     /// Drift observe found, shown first.
-    public var drift: [String]
+    public var drift: [DriftNote]
     /// Whether apply repairs the drift (slots and hook put back from the pins).
     public var repairsDrift = false
-    /// The kind of each drift entry (`root-detached`, `table-changed`, ...), for logs.
-    public var driftKinds: [String] = []
     /// Why the change cannot be made without `--takeover`: another program holds
     /// the chain's hook. The daemon applies every other chain and reports this one;
     /// `tailor apply` refuses the whole plan unless told to skip it.
@@ -218,6 +216,20 @@ public struct ChainChange: Sendable, Equatable, Codable {
     /// A chain tailor made goes away; the removal of an interrupted apply's leftovers
     /// does not count (nothing that carried packets is lost).
     public var destroysChain: Bool { action == .destroy && !ChainPins.isLeftover(name) }
+}
+
+/// One drift found in a chain, as a plan records it: its kind (`root-detached`,
+/// `table-changed`, ...) for logs, metrics and the apply, and what was found.
+public struct DriftNote: Sendable, Equatable, Codable, CustomStringConvertible {
+    public var kind: DriftKind
+    public var what: String
+
+    public init(_ drift: Drift) {
+        kind = drift.kind
+        what = drift.description
+    }
+
+    public var description: String { what }
 }
 
 /// What becomes of the chains tailor owns that the specs no longer hold.
@@ -237,7 +249,7 @@ public enum Prune: Sendable, Equatable {
 
 /// The plan: per chain what changes and why, and totals over cubes.
 public struct Plan: Sendable, Equatable, Codable {
-    public static let formatVersion = 1
+    public static let formatVersion = 2
 
     public struct Summary: Sendable, Equatable, Codable {
         public var add = 0, change = 0, replace = 0, destroy = 0, repair = 0
@@ -336,20 +348,20 @@ public enum Planner {
                 changes.append(ChainChange(name: chain.name, action: .destroy,
                                            hook: chain.record?.settings.hook.description ?? "?",
                                            reasons: ["pins left behind by an interrupted apply; removed"], cubes: [],
-                                           drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
+                                           drift: chain.drift.map(DriftNote.init)))
                 continue
             }
             if chain.record == nil, let identity = chain.identity {
                 changes.append(ChainChange(
                     name: chain.name, action: destroys ? .destroy : .skip, hook: identity.settings.hook.description,
                     reasons: [destroys ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
-                    cubes: [], drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
+                    cubes: [], drift: chain.drift.map(DriftNote.init)))
                 continue
             }
             guard let record = chain.record else {
                 changes.append(ChainChange(name: chain.name, action: .skip, hook: "?",
                                            reasons: ["not a chain tailor can read; left alone"], cubes: [],
-                                           drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
+                                           drift: chain.drift.map(DriftNote.init)))
                 continue
             }
             let cubes = record.cubes.keys.sorted().map {
@@ -358,7 +370,7 @@ public enum Planner {
             changes.append(ChainChange(
                 name: chain.name, action: destroys ? .destroy : .skip, hook: record.settings.hook.description,
                 reasons: [destroys ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
-                cubes: cubes, drift: chain.drift.map(\.description), driftKinds: chain.drift.map(\.kind)))
+                cubes: cubes, drift: chain.drift.map(DriftNote.init)))
         }
         // Destroys first: they are what a reader of the plan must not miss.
         changes.sort { ($0.destroysChain ? 0 : 1, $0.name) < ($1.destroysChain ? 0 : 1, $1.name) }
@@ -389,7 +401,6 @@ public enum Planner {
                                 words: CubeType.words(of: node.blueprint.type), config: node.blueprint.config)
         }
         var change = plan(desired, observed, drift: drift)
-        change.driftKinds = drift.map(\.kind)
         let taken = drift.compactMap { if case .hookTaken(let id) = $0 { id } else { nil } }
         if let id = taken.first, change.action != .skip {
             let reason = "\(desired.settings.hook) is held by \(id), a program that is not tailor's; --takeover replaces it"
@@ -417,12 +428,12 @@ public enum Planner {
                                    desired.suspend ? CubeChange(name: $0, type: type($0), action: .add, reasons: []) : added($0)
                                }, drift: [])
         }
-        let drift = observedDrift.map(\.description)
+        let drift = observedDrift.map(DriftNote.init)
         if !desired.suspend, observed.record == nil, !observed.isTailors,
            observed.drift.contains(where: { if case .hookTaken = $0 { true } else { false } }) {
             // No directory, and someone else's program on the hook.
             return ChainChange(name: name, action: .create, hook: hook, reasons: [], cubes: reachable.map(added),
-                               drift: drift, driftKinds: [])
+                               drift: drift)
         }
         if !desired.suspend && (observed.needsRebuild || observedDrift.contains(.rootGone)) {
             let why = observedDrift.contains(.rootGone)

@@ -72,7 +72,7 @@ struct DaemonMetricsTests {
         let commit = String(repeating: "a", count: 40)
         var ok = Reconciler.Outcome(chains: 2, synced: 1, drifted: 0, failed: 0, pending: 1)
         ok.revision = GitRevision(commit: commit, dirty: false)
-        ok.repairs = [.init(chain: "edge", kind: "root-detached"), .init(chain: "edge", kind: "slot-empty")]
+        ok.repairs = [.init(chain: "edge", kind: .rootDetached), .init(chain: "edge", kind: .slotEmpty)]
         // A cube whose pins are not there: its series are left out, the scrape still answers.
         ok.cubes = [LiveCube(chain: "tailor-metrics-test-\(UUID().uuidString)", cube: "c", type: "counter")]
         metrics.record(ok, reason: "start", elapsed: .milliseconds(30), now: Date(timeIntervalSince1970: 1_700_000_000))

@@ -139,7 +139,7 @@ struct ApplyTests {
                 #expect(Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root)).isEmpty)
                 let plan = Planner.plan(desired: desired, observed: Observer.observe(pinRoot: root, deep: true))
                 #expect(plan.chains[0].action == .repair)
-                #expect(plan.chains[0].drift == ["entry rules[0] in table rules of cube acl changed out of band: "
+                #expect(plan.chains[0].drift.map(\.what) == ["entry rules[0] in table rules of cube acl changed out of band: "
                     + "{match: {proto: udp, dport: 9999}, action: drop} -> {match: {sport: 0, dport: 0}, action: pass}"])
                 #expect(try executor.apply(plan, desired: desired) == Executor.Report(repaired: 1))
                 #expect(try Traffic.udp(in: lab, count: 5, port: 9999, timeout: .milliseconds(300)) == 0)

@@ -31,7 +31,7 @@ struct PlannerDriftTests {
     @Test("a chain of the specs whose root is gone is built again")
     func rootGone() throws {
         let plan = Planner.plan(desired: [Self.chain], observed: [try observed(Self.chain, drift: [.rootGone])])
-        #expect(plan.chains.map(\.action) == [.create] && plan.chains[0].driftKinds == ["root-gone"])
+        #expect(plan.chains.map(\.action) == [.create] && plan.chains[0].drift.map(\.kind) == [.rootGone])
     }
 
     @Test("a chain no spec names, known only by its running root's identity, is destroyed; kept with --no-prune")
@@ -39,7 +39,7 @@ struct PlannerDriftTests {
         let orphan = try Self.orphan(.orphaned(ProgramID(rawValue: 7)))
         let pruned = Planner.plan(desired: [], observed: [orphan], prune: .pruneAllowingEmpty)
         #expect(pruned.chains.map(\.action) == [.destroy] && pruned.chains[0].reasons == ["no longer in the specs"])
-        #expect(pruned.chains[0].driftKinds == ["directory-missing"] && pruned.chains[0].hook == "xdp (native) on eth0")
+        #expect(pruned.chains[0].drift.map(\.kind) == [.directoryMissing] && pruned.chains[0].hook == "xdp (native) on eth0")
         let kept = Planner.plan(desired: [], observed: [orphan], prune: .keep)
         #expect(kept.chains.map(\.action) == [.skip] && kept.isEmpty)
     }
@@ -48,8 +48,8 @@ struct PlannerDriftTests {
     func configsUnreferenced() throws {
         let drift = Drift.configsUnreferenced(["ab12"])
         let plan = Planner.plan(desired: [Self.chain], observed: [try observed(Self.chain, drift: [drift])])
-        #expect(plan.chains.map(\.action) == [.repair] && plan.chains[0].driftKinds == ["interrupted-apply"])
-        #expect(plan.chains[0].drift == ["config pins no record names, left by an interrupted apply: ab12"])
+        #expect(plan.chains.map(\.action) == [.repair] && plan.chains[0].drift.map(\.kind) == [.interruptedApply])
+        #expect(plan.chains[0].drift.map(\.what) == ["config pins no record names, left by an interrupted apply: ab12"])
         #expect(drift.isRecovered && !Drift.rootDetached.isRecovered)
     }
 }

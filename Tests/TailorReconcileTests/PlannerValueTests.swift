@@ -111,8 +111,8 @@ struct PlannerValueTests {
         var live = try observedRecording(chain)
         live.tables = ["rl": ["drop_v4": [TableEntry(key: [8, 0, 0, 0, 10, 0, 0, 0], value: [1])]]]
         let plan = Planner.plan(desired: [chain], observed: [live])
-        #expect(plan.chains[0].drift == ["entry 10.0.0.0/8 in table drop_v4 of cube rl added out of band"])
-        #expect(plan.chains[0].driftKinds == ["table-changed"] && plan.chains[0].action == .repair)
+        #expect(plan.chains[0].drift.map(\.what) == ["entry 10.0.0.0/8 in table drop_v4 of cube rl added out of band"])
+        #expect(plan.chains[0].drift.map(\.kind) == [.tableChanged] && plan.chains[0].action == .repair)
     }
 
     @Test("the text plan shows attributes under their cube: changes, counts, collapsed and capped lists")

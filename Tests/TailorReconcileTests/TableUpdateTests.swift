@@ -110,7 +110,7 @@ struct TableUpdateTests {
 
                 // The deep check sees the entry and puts it back.
                 let deep = Planner.plan(desired: try desired(.drop), observed: Observer.observe(pinRoot: root, deep: true))
-                #expect(deep.chains.first?.driftKinds.contains("table-changed") == true, "\(deep)")
+                #expect(deep.chains.first?.drift.contains { $0.kind == .tableChanged } == true, "\(deep)")
                 _ = try apply(desired(.drop), true)
                 #expect(try actions.lookup(key(0)) == [0] && actions.lookup(key(half)) == [0])
                 #expect(Planner.plan(desired: try desired(.drop), observed: Observer.observe(pinRoot: root, deep: true)).isEmpty)
