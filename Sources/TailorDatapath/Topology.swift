@@ -41,6 +41,20 @@ public struct ChainHook: Sendable, Hashable, Codable, CustomStringConvertible {
     public var description: String {
         "\(attachPoint) on \(interface)" + (namespace.map { " in netns \($0)" } ?? "")
     }
+
+    /// The hook `description` spells (`tc-ingress on eth0 in netns blue`), as plans
+    /// write it; nil for other text. Interface and namespace names hold no spaces.
+    public init?(description text: String) {
+        guard let on = text.range(of: " on ") else { return nil }
+        let point = String(text[..<on.lowerBound]), rest = text[on.upperBound...]
+        let netns = rest.range(of: " in netns ")
+        let interface = String(netns.map { rest[..<$0.lowerBound] } ?? rest)
+        let kinds: [Kind] = XDPMode.allCases.map(Kind.xdp) + [.tcIngress, .tcEgress]
+        guard !interface.isEmpty, let kind = kinds.first(where: {
+            ChainHook(interface: interface, kind: $0).attachPoint.description == point
+        }) else { return nil }
+        self.init(interface: interface, namespace: netns.map { String(rest[$0.upperBound...]) }, kind: kind)
+    }
 }
 
 extension ChainHook {

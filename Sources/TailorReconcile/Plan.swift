@@ -201,7 +201,9 @@ public struct ChainChange: Sendable, Equatable, Codable {
     }
     public var name: String
     public var action: Action
-    public var hook: String
+    /// Where the chain attaches; nil where nothing readable says (a directory
+    /// without a record). Plans write it as its description, "?" for nil.
+    public var hook: ChainHook?
     public var reasons: [String]
     public var cubes: [CubeChange]
     /// Drift observe found, shown first.
@@ -216,6 +218,36 @@ public struct ChainChange: Sendable, Equatable, Codable {
     /// A chain tailor made goes away; the removal of an interrupted apply's leftovers
     /// does not count (nothing that carried packets is lost).
     public var destroysChain: Bool { action == .destroy && !ChainPins.isLeftover(name) }
+}
+
+extension ChainChange {
+    enum CodingKeys: String, CodingKey {
+        case name, action, hook, reasons, cubes, drift, repairsDrift, blocked
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        action = try container.decode(Action.self, forKey: .action)
+        hook = ChainHook(description: try container.decode(String.self, forKey: .hook))
+        reasons = try container.decode([String].self, forKey: .reasons)
+        cubes = try container.decode([CubeChange].self, forKey: .cubes)
+        drift = try container.decode([DriftNote].self, forKey: .drift)
+        repairsDrift = try container.decode(Bool.self, forKey: .repairsDrift)
+        blocked = try container.decodeIfPresent(String.self, forKey: .blocked)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(action, forKey: .action)
+        try container.encode(hook?.description ?? "?", forKey: .hook)
+        try container.encode(reasons, forKey: .reasons)
+        try container.encode(cubes, forKey: .cubes)
+        try container.encode(drift, forKey: .drift)
+        try container.encode(repairsDrift, forKey: .repairsDrift)
+        try container.encodeIfPresent(blocked, forKey: .blocked)
+    }
 }
 
 /// One drift found in a chain, as a plan records it: its kind (`root-detached`,
@@ -346,20 +378,20 @@ public enum Planner {
         for chain in observed where !desiredNames.contains(chain.name) {
             if chain.isLeftover {
                 changes.append(ChainChange(name: chain.name, action: .destroy,
-                                           hook: chain.record?.settings.hook.description ?? "?",
+                                           hook: chain.record?.settings.hook,
                                            reasons: ["pins left behind by an interrupted apply; removed"], cubes: [],
                                            drift: chain.drift.map(DriftNote.init)))
                 continue
             }
             if chain.record == nil, let identity = chain.identity {
                 changes.append(ChainChange(
-                    name: chain.name, action: destroys ? .destroy : .skip, hook: identity.settings.hook.description,
+                    name: chain.name, action: destroys ? .destroy : .skip, hook: identity.settings.hook,
                     reasons: [destroys ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
                     cubes: [], drift: chain.drift.map(DriftNote.init)))
                 continue
             }
             guard let record = chain.record else {
-                changes.append(ChainChange(name: chain.name, action: .skip, hook: "?",
+                changes.append(ChainChange(name: chain.name, action: .skip, hook: nil,
                                            reasons: ["not a chain tailor can read; left alone"], cubes: [],
                                            drift: chain.drift.map(DriftNote.init)))
                 continue
@@ -368,7 +400,7 @@ public enum Planner {
                 CubeChange(name: $0, type: record.cubes[$0]?.type ?? "?", action: destroys ? .remove : .keep, reasons: [])
             }
             changes.append(ChainChange(
-                name: chain.name, action: destroys ? .destroy : .skip, hook: record.settings.hook.description,
+                name: chain.name, action: destroys ? .destroy : .skip, hook: record.settings.hook,
                 reasons: [destroys ? "no longer in the specs" : "no longer in the specs; kept (--no-prune)"],
                 cubes: cubes, drift: chain.drift.map(DriftNote.init)))
         }
@@ -414,7 +446,7 @@ public enum Planner {
     private static func plan(_ desired: DesiredChain, _ observed: ObservedChain?, drift observedDrift: [Drift])
         -> ChainChange {
         let name = desired.settings.name
-        let hook = desired.settings.hook.description
+        let hook = desired.settings.hook
         let reachable = desired.topology.reachable
         let type = { (cube: String) in desired.topology.nodes[cube]?.blueprint.type ?? "?" }
         let added = { (cube: String) in

@@ -56,7 +56,7 @@ public enum PlanText {
             case .skip: (" ", "is skipped")
             case .none: (" ", "is unchanged")
             }
-            lines.append("  # chain \"\(chain.name)\" \(verb) (\(chain.hook))")
+            lines.append("  # chain \"\(chain.name)\" \(verb) (\(chain.hook?.description ?? "?"))")
             for reason in chain.reasons { lines.append("  # " + reason) }
             guard chain.action != .skip, chain.action != .repair else {
                 if chain.action == .repair { for drift in chain.drift { lines.append("  \(mark) repair: \(drift)") } }

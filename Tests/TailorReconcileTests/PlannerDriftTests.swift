@@ -39,7 +39,7 @@ struct PlannerDriftTests {
         let orphan = try Self.orphan(.orphaned(ProgramID(rawValue: 7)))
         let pruned = Planner.plan(desired: [], observed: [orphan], prune: .pruneAllowingEmpty)
         #expect(pruned.chains.map(\.action) == [.destroy] && pruned.chains[0].reasons == ["no longer in the specs"])
-        #expect(pruned.chains[0].drift.map(\.kind) == [.directoryMissing] && pruned.chains[0].hook == "xdp (native) on eth0")
+        #expect(pruned.chains[0].drift.map(\.kind) == [.directoryMissing] && pruned.chains[0].hook == ChainHook(interface: "eth0", kind: .xdp(.native)))
         let kept = Planner.plan(desired: [], observed: [orphan], prune: .keep)
         #expect(kept.chains.map(\.action) == [.skip] && kept.isEmpty)
     }

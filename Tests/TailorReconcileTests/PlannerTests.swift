@@ -332,4 +332,18 @@ struct PlanFileTests {
         let decoded = try JSONDecoder().decode(PlanFile.self, from: try JSONSerialization.data(withJSONObject: old))
         #expect(decoded.prune == (prune == .keep ? .keep : .prune))
     }
+    @Test("a saved plan reads back as the plan it saved, hooks and drift included")
+    func roundTrip() throws {
+        let hooks: [ChainHook] = [ChainHook(interface: "eth0", kind: .xdp(.native)),
+                                  ChainHook(interface: "tl-b", namespace: "tailor-lab-b", kind: .tcIngress),
+                                  ChainHook(interface: "veth1", kind: .xdp(.generic)),
+                                  ChainHook(interface: "e", namespace: "n", kind: .tcEgress)]
+        for hook in hooks { #expect(ChainHook(description: hook.description) == hook) }
+        #expect(ChainHook(description: "?") == nil && ChainHook(description: "xdp (fast) on eth0") == nil)
+        let chain = desired([("a", blueprint(1))], settings: ChainSettings(name: "c", hook: hooks[1]))
+        let plan = Planner.plan(desired: [chain], observed: [try observed(chain, drift: [.rootDetached, .slotEmpty(cube: "a", slot: 0)])])
+        let file = PlanFile(paths: ["specs"], prune: .prune, desired: [chain], observed: [], plan: plan)
+        let decoded = try JSONDecoder().decode(PlanFile.self, from: try JSONEncoder().encode(file))
+        #expect(decoded.plan == plan && plan.chains[0].hook == hooks[1] && plan.chains[0].drift.count == 2)
+    }
 }
