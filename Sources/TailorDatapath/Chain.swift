@@ -246,8 +246,8 @@ public final class Chain {
     /// (`restorePins`; `hook` is where its root is looked for when its record is gone).
     public static func open(_ name: String, pinRoot: PinRoot, recovering: Bool = false,
                             held: HeldInstances? = nil, hook: ChainHook? = nil) throws -> Chain {
-        if recovering { try restorePins(name, pinRoot: pinRoot, hook: hook) }
-        return try open(name, pinRoot: pinRoot, recovering: recovering, adoptingCubes: true, held: held)
+        if recovering { try putBack(name, pinRoot: pinRoot, hook: hook, cubePins: .repin(held)) }
+        return try open(name, pinRoot: pinRoot, adoptingCubes: true, held: held)
     }
 
     /// Adopts a chain to destroy it: an interrupted commit is sorted out first, but
@@ -256,8 +256,8 @@ public final class Chain {
     /// whose cube pins someone removed can be destroyed without re-pinning them
     /// (which opens programs by id and so needs CAP_SYS_ADMIN).
     public static func openForRemoval(_ name: String, pinRoot: PinRoot) throws -> Chain {
-        try restorePins(name, pinRoot: pinRoot)
-        return try open(name, pinRoot: pinRoot, recovering: true, adoptingCubes: false, held: nil)
+        try putBack(name, pinRoot: pinRoot, hook: nil, cubePins: .leave)
+        return try open(name, pinRoot: pinRoot, adoptingCubes: false, held: nil)
     }
 
     /// Destroys chain `name` however much of it someone removed by hand (its whole
@@ -283,26 +283,16 @@ public final class Chain {
             guard hasRecord(directory), try findRoot(name, pinRoot: pinRoot, hook: nil) == nil else { throw error }
             return [try removeRemains(name, pinRoot: pinRoot)]
         }
-        try open(name, pinRoot: pinRoot, recovering: true, adoptingCubes: false, held: nil).destroy()
+        try putBack(name, pinRoot: pinRoot, hook: hook, cubePins: .leave, pinsRestored: true)
+        try open(name, pinRoot: pinRoot, adoptingCubes: false, held: nil).destroy()
         return restored
     }
 
-    private static func open(_ name: String, pinRoot: PinRoot, recovering: Bool, adoptingCubes: Bool,
-                             held: HeldInstances?) throws -> Chain {
+    private static func open(_ name: String, pinRoot: PinRoot, adoptingCubes: Bool, held: HeldInstances?) throws
+        -> Chain {
         let pins = ChainPins(name, under: pinRoot)
         let meta = MetaMap(map: try BPFMap(pinnedAt: pins[.meta]))
-        guard let record = try meta.read() else {
-            throw DatapathError(.recordUnreadable, chain: name, "its meta record at \(pins[.meta]) is empty")
-        }
-        guard record.version == ChainRecord.currentVersion else {
-            throw DatapathError(.recordVersion, chain: name, "its meta record has version \(record.version); "
-                + "this tailor reads version \(ChainRecord.currentVersion)")
-        }
-        if recovering && (record.pending != nil || pinRoot.exists(pins.staging)) {
-            _ = try recover(name, pinRoot: pinRoot)
-            return try open(name, pinRoot: pinRoot, recovering: false, adoptingCubes: adoptingCubes, held: held)
-        }
-        if recovering && adoptingCubes { try repin(record, of: name, pinRoot: pinRoot, held: held) }
+        let record = try readRecord(name, from: meta, pins: pins)
         let hook = record.settings.hook
         let chain = try Chain(
             settings: record.settings, pinRoot: pinRoot, pins: pins,

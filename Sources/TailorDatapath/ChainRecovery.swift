@@ -13,10 +13,12 @@ import TailorKernel
 /// | the root gone: nothing of the chain runs              | root-gone                    | `removeRemains`   |
 /// | slots, hook or table entries changed by hand          | slot-empty, program-swapped, root-detached, table-changed | `repair`, `restoreTables` |
 ///
-/// `Executor.recover` runs the first two before anything is planned; `Chain.open`
-/// with `recovering` runs `restorePins`, `recover` and `repin` before adopting a
-/// chain; the apply runs `repair` and `restoreTables` for a plan's `repair`; and
-/// `Chain.destroy` uses `restorePins` or `removeRemains`. Every path works from the
+/// `Executor.recover` runs the first two before anything is planned. Every adoption
+/// of a chain that may need putting back goes through one path, `putBack`: it runs
+/// `restorePins`, then `recover` for an interrupted commit, else `repin`, in that
+/// order; `Chain.open` with `recovering`, `Chain.openForRemoval` and `Chain.destroy`
+/// call it (`destroy` falls back to `removeRemains` when the root is gone). The apply
+/// runs `repair` and `restoreTables` for a plan's `repair`. Every path works from the
 /// chain's own pins and its root's identity (`ChainIdentity`); a spec only says on
 /// which hook to look for a root whose record is gone.
 ///
@@ -26,6 +28,44 @@ import TailorKernel
 /// record is lost, a record of the chain's settings without cubes (its cubes are then
 /// built again: the planner replaces the chain).
 extension Chain {
+    /// What putting a chain back does with cube instances whose pins are gone.
+    enum CubeRepin {
+        /// Pin them again, from `held` where it holds them, else by id.
+        case repin(HeldInstances?)
+        /// Leave them: the chain is about to be destroyed, which needs only its own pins.
+        case leave
+    }
+
+    /// The one path that puts chain `name` back before it is adopted: its own pins
+    /// (`restorePins`, unless `pinsRestored`), then an interrupted commit undone or
+    /// finished (`recover`), or, when there was none, its cubes' pins (`repin`, as
+    /// `cubePins` says). Returns what it did.
+    @discardableResult
+    static func putBack(_ name: String, pinRoot: PinRoot, hook: ChainHook?, cubePins: CubeRepin,
+                        pinsRestored: Bool = false) throws -> [String] {
+        var done = pinsRestored ? [] : try restorePins(name, pinRoot: pinRoot, hook: hook)
+        let pins = ChainPins(name, under: pinRoot)
+        let record = try readRecord(name, from: MetaMap(map: try BPFMap(pinnedAt: pins[.meta])), pins: pins)
+        if record.pending != nil || pinRoot.exists(pins.staging) {
+            done += try recover(name, pinRoot: pinRoot)
+        } else if case .repin(let held) = cubePins {
+            try repin(record, of: name, pinRoot: pinRoot, held: held)
+        }
+        return done
+    }
+
+    /// The chain's meta record, refused when empty or of another version.
+    static func readRecord(_ name: String, from meta: MetaMap, pins: ChainPins) throws -> ChainRecord {
+        guard let record = try meta.read() else {
+            throw DatapathError(.recordUnreadable, chain: name, "its meta record at \(pins[.meta]) is empty")
+        }
+        guard record.version == ChainRecord.currentVersion else {
+            throw DatapathError(.recordVersion, chain: name, "its meta record has version \(record.version); "
+                + "this tailor reads version \(ChainRecord.currentVersion)")
+        }
+        return record
+    }
+
     /// Whether `directory` holds a meta record tailor can read: a build pins it before
     /// anything else, and a chain moved aside takes its own along, so a directory
     /// named like a leftover without one is someone else's and is left alone.
