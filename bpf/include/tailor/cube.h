@@ -21,10 +21,14 @@
 
 /* ---- verdicts and hooks ------------------------------------------------ */
 
-/* Verdicts a cube body returns; each hook's wrapper maps them to its codes. */
+/* Verdicts a cube body returns; each hook's wrapper maps them to its codes.
+ * TAILOR_REDIRECT ends the chain with the redirect a bpf_redirect* helper set up
+ * (tailor_redirect): the packet leaves by another interface instead of going on
+ * up the stack. Return it only from what such a helper said. */
 enum tailor_verdict {
     TAILOR_PASS = 0,
     TAILOR_DROP = 1,
+    TAILOR_REDIRECT = 2,
 };
 
 /* Which hook a program was built for: a compile-time constant in each wrapper,
@@ -127,7 +131,8 @@ struct {
 struct tailor_counters {
     __u64 packets;    /* packets that entered the cube */
     __u64 bytes;
-    __u64 passed;     /* ended here with pass (a verdict, the end of the path, or fail-open) */
+    __u64 passed;     /* ended here with pass (a verdict, the end of the path, or fail-open)
+                         or with a redirect (the packet left by another interface) */
     __u64 dropped;    /* ended here with drop (a verdict, the end of the path, or fail-closed) */
     __u64 missed;     /* next slot found empty */
 };
@@ -200,6 +205,18 @@ static __always_inline int tailor_next(struct tailor_pkt *pkt) {
     return tailor_next_port(pkt, 0);
 }
 
+/* Sends the packet out of interface `ifindex` (in the chain's namespace) and ends
+ * the chain: returns TAILOR_REDIRECT, or the chain's failure verdict when the
+ * kernel refuses (an ifindex it does not know is refused only later, when the
+ * packet is sent: it is dropped then). On XDP the target must take XDP frames (a
+ * veth whose peer runs an XDP program, or a driver with ndo_xdp_xmit). */
+static __always_inline int tailor_redirect(struct tailor_pkt *pkt, __u32 ifindex) {
+    long action = bpf_redirect(ifindex, 0);
+    if (pkt->hook == TAILOR_HOOK_XDP ? action == XDP_REDIRECT : action == TC_ACT_REDIRECT)
+        return TAILOR_REDIRECT;
+    return tailor_chain_failure();
+}
+
 /* ---- the two wrappers ---------------------------------------------------- */
 
 static __always_inline struct tailor_counters *tailor__enter(__u32 len) {
@@ -236,7 +253,8 @@ static __always_inline int tailor__leave(struct tailor_counters *c, int verdict)
             .counters = tailor__enter(len),                                      \
         };                                                                       \
         int verdict = tailor__leave(pkt.counters, fn(&pkt));                     \
-        return verdict == TAILOR_DROP ? XDP_DROP : XDP_PASS;                     \
+        return verdict == TAILOR_DROP ? XDP_DROP                                 \
+             : verdict == TAILOR_REDIRECT ? XDP_REDIRECT : XDP_PASS;             \
     }                                                                            \
     SEC("tc") int fn##_tc(struct __sk_buff *ctx) {                               \
         struct tailor_pkt pkt = {                                                \
@@ -248,7 +266,8 @@ static __always_inline int tailor__leave(struct tailor_counters *c, int verdict)
             .counters = tailor__enter(ctx->len),                                 \
         };                                                                       \
         int verdict = tailor__leave(pkt.counters, fn(&pkt));                     \
-        return verdict == TAILOR_DROP ? TC_ACT_SHOT : TC_ACT_OK;                 \
+        return verdict == TAILOR_DROP ? TC_ACT_SHOT                              \
+             : verdict == TAILOR_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_OK;         \
     }                                                                            \
     static __always_inline int fn(struct tailor_pkt *pkt)
 
