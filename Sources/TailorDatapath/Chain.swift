@@ -246,8 +246,9 @@ public final class Chain {
     /// (`restorePins`; `hook` is where its root is looked for when its record is gone).
     public static func open(_ name: String, pinRoot: PinRoot, recovering: Bool = false,
                             held: HeldInstances? = nil, hook: ChainHook? = nil) throws -> Chain {
-        if recovering { try putBack(name, pinRoot: pinRoot, hook: hook, cubePins: .repin(held)) }
-        return try open(name, pinRoot: pinRoot, adoptingCubes: true, held: held)
+        let stored = recovering ? try putBack(name, pinRoot: pinRoot, hook: hook, cubePins: .repin(held))
+            : try StoredRecord(of: name, pinRoot: pinRoot)
+        return try adopt(name, pinRoot: pinRoot, stored: stored, adoptingCubes: true, held: held)
     }
 
     /// Adopts a chain to destroy it: an interrupted commit is sorted out first, but
@@ -256,8 +257,8 @@ public final class Chain {
     /// whose cube pins someone removed can be destroyed without re-pinning them
     /// (which opens programs by id and so needs CAP_SYS_ADMIN).
     public static func openForRemoval(_ name: String, pinRoot: PinRoot) throws -> Chain {
-        try putBack(name, pinRoot: pinRoot, hook: nil, cubePins: .leave)
-        return try open(name, pinRoot: pinRoot, adoptingCubes: false, held: nil)
+        let stored = try putBack(name, pinRoot: pinRoot, hook: nil, cubePins: .leave)
+        return try adopt(name, pinRoot: pinRoot, stored: stored, adoptingCubes: false, held: nil)
     }
 
     /// Destroys chain `name` however much of it someone removed by hand (its whole
@@ -283,16 +284,16 @@ public final class Chain {
             guard hasRecord(directory), try findRoot(name, pinRoot: pinRoot, hook: nil) == nil else { throw error }
             return [try removeRemains(name, pinRoot: pinRoot)]
         }
-        try putBack(name, pinRoot: pinRoot, hook: hook, cubePins: .leave, pinsRestored: true)
-        try open(name, pinRoot: pinRoot, adoptingCubes: false, held: nil).destroy()
+        let stored = try putBack(name, pinRoot: pinRoot, hook: hook, cubePins: .leave, pinsRestored: true)
+        try adopt(name, pinRoot: pinRoot, stored: stored, adoptingCubes: false, held: nil).destroy()
         return restored
     }
 
-    private static func open(_ name: String, pinRoot: PinRoot, adoptingCubes: Bool, held: HeldInstances?) throws
-        -> Chain {
+    /// The chain whose meta record `stored` holds, from its pins.
+    private static func adopt(_ name: String, pinRoot: PinRoot, stored: StoredRecord, adoptingCubes: Bool,
+                              held: HeldInstances?) throws -> Chain {
         let pins = ChainPins(name, under: pinRoot)
-        let meta = MetaMap(map: try BPFMap(pinnedAt: pins[.meta]))
-        let record = try readRecord(name, from: meta, pins: pins)
+        let (meta, record) = (stored.meta, stored.record)
         let hook = record.settings.hook
         let chain = try Chain(
             settings: record.settings, pinRoot: pinRoot, pins: pins,

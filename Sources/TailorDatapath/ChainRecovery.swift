@@ -40,31 +40,38 @@ extension Chain {
     /// The one path that puts chain `name` back before it is adopted: its own pins
     /// (`restorePins`, unless `pinsRestored`), then an interrupted commit undone or
     /// finished (`recover`), or, when there was none, its cubes' pins (`repin`, as
-    /// `cubePins` says). Returns what it did.
-    @discardableResult
+    /// `cubePins` says). Returns the chain's stored record as it left it, for the
+    /// adoption that follows.
     static func putBack(_ name: String, pinRoot: PinRoot, hook: ChainHook?, cubePins: CubeRepin,
-                        pinsRestored: Bool = false) throws -> [String] {
-        var done = pinsRestored ? [] : try restorePins(name, pinRoot: pinRoot, hook: hook)
-        let pins = ChainPins(name, under: pinRoot)
-        let record = try readRecord(name, from: MetaMap(map: try BPFMap(pinnedAt: pins[.meta])), pins: pins)
-        if record.pending != nil || pinRoot.exists(pins.staging) {
-            done += try recover(name, pinRoot: pinRoot)
-        } else if case .repin(let held) = cubePins {
-            try repin(record, of: name, pinRoot: pinRoot, held: held)
+                        pinsRestored: Bool = false) throws -> StoredRecord {
+        if !pinsRestored { try restorePins(name, pinRoot: pinRoot, hook: hook) }
+        let stored = try StoredRecord(of: name, pinRoot: pinRoot)
+        if stored.record.pending != nil || pinRoot.exists(ChainPins(name, under: pinRoot).staging) {
+            _ = try recover(name, pinRoot: pinRoot)
+            return try StoredRecord(of: name, pinRoot: pinRoot)
         }
-        return done
+        if case .repin(let held) = cubePins { try repin(stored.record, of: name, pinRoot: pinRoot, held: held) }
+        return stored
     }
 
-    /// The chain's meta record, refused when empty or of another version.
-    static func readRecord(_ name: String, from meta: MetaMap, pins: ChainPins) throws -> ChainRecord {
-        guard let record = try meta.read() else {
-            throw DatapathError(.recordUnreadable, chain: name, "its meta record at \(pins[.meta]) is empty")
+    /// A chain's meta map and the record it holds.
+    struct StoredRecord {
+        let meta: MetaMap
+        let record: ChainRecord
+
+        /// Read from chain `name`'s meta pin; refused when the record is empty or of another version.
+        init(of name: String, pinRoot: PinRoot) throws {
+            let pin = ChainPins(name, under: pinRoot)[.meta]
+            meta = MetaMap(map: try BPFMap(pinnedAt: pin))
+            guard let record = try meta.read() else {
+                throw DatapathError(.recordUnreadable, chain: name, "its meta record at \(pin) is empty")
+            }
+            guard record.version == ChainRecord.currentVersion else {
+                throw DatapathError(.recordVersion, chain: name, "its meta record has version \(record.version); "
+                    + "this tailor reads version \(ChainRecord.currentVersion)")
+            }
+            self.record = record
         }
-        guard record.version == ChainRecord.currentVersion else {
-            throw DatapathError(.recordVersion, chain: name, "its meta record has version \(record.version); "
-                + "this tailor reads version \(ChainRecord.currentVersion)")
-        }
-        return record
     }
 
     /// Whether `directory` holds a meta record tailor can read: a build pins it before

@@ -202,8 +202,8 @@ public struct ChainChange: Sendable, Equatable, Codable {
     public var name: String
     public var action: Action
     /// Where the chain attaches; nil where nothing readable says (a directory
-    /// without a record). Plans write it as its description, "?" for nil.
-    public var hook: ChainHook?
+    /// without a record).
+    @HookDescription public var hook: ChainHook?
     public var reasons: [String]
     public var cubes: [CubeChange]
     /// Drift observe found, shown first.
@@ -220,33 +220,21 @@ public struct ChainChange: Sendable, Equatable, Codable {
     public var destroysChain: Bool { action == .destroy && !ChainPins.isLeftover(name) }
 }
 
-extension ChainChange {
-    enum CodingKeys: String, CodingKey {
-        case name, action, hook, reasons, cubes, drift, repairsDrift, blocked
-    }
+/// A chain's hook as plans write it: its description ("tc-ingress on tl-b in netns
+/// tailor-lab-b"), "?" where it is not known, read back by `ChainHook(description:)`.
+@propertyWrapper
+public struct HookDescription: Sendable, Equatable, Codable {
+    public var wrappedValue: ChainHook?
+
+    public init(wrappedValue: ChainHook?) { self.wrappedValue = wrappedValue }
 
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        name = try container.decode(String.self, forKey: .name)
-        action = try container.decode(Action.self, forKey: .action)
-        hook = ChainHook(description: try container.decode(String.self, forKey: .hook))
-        reasons = try container.decode([String].self, forKey: .reasons)
-        cubes = try container.decode([CubeChange].self, forKey: .cubes)
-        drift = try container.decode([DriftNote].self, forKey: .drift)
-        repairsDrift = try container.decode(Bool.self, forKey: .repairsDrift)
-        blocked = try container.decodeIfPresent(String.self, forKey: .blocked)
+        wrappedValue = ChainHook(description: try decoder.singleValueContainer().decode(String.self))
     }
 
     public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(name, forKey: .name)
-        try container.encode(action, forKey: .action)
-        try container.encode(hook?.description ?? "?", forKey: .hook)
-        try container.encode(reasons, forKey: .reasons)
-        try container.encode(cubes, forKey: .cubes)
-        try container.encode(drift, forKey: .drift)
-        try container.encode(repairsDrift, forKey: .repairsDrift)
-        try container.encodeIfPresent(blocked, forKey: .blocked)
+        var container = encoder.singleValueContainer()
+        try container.encode(wrappedValue?.description ?? "?")
     }
 }
 
