@@ -16,7 +16,7 @@ public enum Classifier {
         name: "classifier",
         doc: "Sends each packet to one of its named outputs by ordered match rules (first match wins).",
         config: Config.fields,
-        outputNames: { config in try? Config.read(config).outputs })
+        outputNames: { config in try? Config.outputs.value(in: config) })
 
     /// A `classifier` config as the spec writes it.
     struct Config: ConfigObject {

@@ -14,6 +14,12 @@ public final class ConfigKey<Value>: Sendable {
         self.name = name
         self.element = element
     }
+
+    /// This field of `config` (an object), nil where it leaves the field out: one
+    /// field read without reading the rest.
+    public func value(in config: ConfigValue) throws -> Value? {
+        try config[name].map { try element.read($0, nil) }
+    }
 }
 
 /// A schema type with the Swift type its validated values read as.

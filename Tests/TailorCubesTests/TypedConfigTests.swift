@@ -69,6 +69,13 @@ struct TypedConfigTests {
         }
     }
 
+    @Test("a key reads its one field of a config; a field left out is nil")
+    func keyReadsOneField() throws {
+        #expect(try Rule.port.value(in: .object(["port": .integer(7), "action": .string("x")])) == 7)
+        #expect(try Rule.action.value(in: .object([:])) == nil)
+        #expect(throws: ConfigReadError.self) { try Rule.port.value(in: .object(["port": .string("7")])) }
+    }
+
     @Test("a key gives the schema its name and type")
     func keyMakesField() {
         let field = ConfigField(Rule.port, required: true, doc: "d")
