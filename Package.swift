@@ -159,7 +159,8 @@ let package = Package(
         .testTarget(
             name: "TailorCubesTests",
             dependencies: [
-                "TailorCubes", "TailorDatapath", "TailorLab", "TailorReference", "TailorSpec", "TailorTestKit",
+                "TailorCubes", "TailorDatapath", "TailorLab", "TailorReconcile", "TailorReference", "TailorSpec",
+                "TailorTestKit",
             ],
             // Read from the source tree (#filePath), so a kept seed needs no rebuild.
             exclude: ["Fixtures"]

@@ -8,13 +8,17 @@ public struct CubeType: Sendable {
     public let blueprint: @Sendable (CubeSource) throws -> CubeBlueprint
     /// How plans show its config changes and its tables' entries.
     public let words: CubeWords
+    /// Why the type cannot run on an XDP chain; nil where it can.
+    public let xdpRefusal: String?
 
     /// A cube type whose control plane takes its config decoded into `Config`, the
     /// typed mirror of its schema.
     init<Config: ConfigObject>(schema: CubeTypeSchema, config: Config.Type, words: CubeWords = .none,
+                               xdpRefusal: String? = nil,
                                blueprint: @escaping @Sendable (Config, CubeSource) throws -> CubeBlueprint) {
         self.schema = schema
         self.words = words
+        self.xdpRefusal = xdpRefusal
         self.blueprint = { source in try blueprint(try Self.read(Config.self, source.config), source) }
         unreadFields = { try Config.unreadFields($0) }
     }
@@ -37,6 +41,9 @@ public struct CubeType: Sendable {
         },
         CubeType(schema: Firewall.schema, config: Firewall.Config.self, words: Firewall.words) { config, _ in
             try Firewall.blueprint(config: config)
+        },
+        CubeType(schema: Router.schema, config: Router.Config.self, words: Router.words, xdpRefusal: Router.xdpRefusal) {
+            config, _ in try Router.blueprint(config: config)
         },
         CubeType(schema: ObjectCube.schema, config: ObjectCube.Config.self, words: ObjectCube.words,
                  blueprint: ObjectCube.blueprint(config:source:)),
@@ -71,6 +78,10 @@ extension ChainSpec {
         for cube in cubes {
             guard let type = types[cube.type] else {
                 diagnostics.error("unknown cube type '\(cube.type)'", at: cube.location)
+                continue
+            }
+            if attach.hook == .xdp, let refusal = type.xdpRefusal {
+                diagnostics.error("cube '\(cube.name)': \(refusal)", at: cube.location)
                 continue
             }
             do {

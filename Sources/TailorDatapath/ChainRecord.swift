@@ -30,6 +30,9 @@ public struct CubeRecord: Sendable, Equatable, Codable {
     /// (`CubeBlueprint.tableDigests`): a change writes only the tables whose digest it
     /// changes, and reads no other. Nil in records written before tailor kept them.
     public var tableDigests: [String: String]?
+    /// The index each interface the config names had when the instance was loaded
+    /// (`CubeBlueprint.interfaceIndexes`); nil when it names none.
+    public var interfaces: [String: UInt32]?
 
     public init(type: String, slot: Int, next: [Int?], digest: String, objectDigest: String,
                 fixedDigest: String? = nil, program: UInt32, maps: [String: MapRole], zones: [String: String]? = nil,

@@ -42,6 +42,13 @@ public struct CubeBlueprint: Sendable, Equatable {
     /// State maps shared with every other instance that names the same zone for
     /// the same map, in any chain (map name -> zone): see `StateZones`.
     public var sharedState: [String: String]
+    /// Interfaces of the chain's namespace that the cube's config names, in the order
+    /// of its `tailor_ifindex` (bpf/include/tailor/interfaces.h). Their indexes are
+    /// looked up when the specs are reconciled (`bound(to:)`), so an interface made
+    /// anew changes the digest and the instance is replaced with the new index.
+    public var interfaces: [String] = []
+    /// The indexes `bound(to:)` set, by interface (0: it does not exist); nil until then.
+    public private(set) var interfaceIndexes: [String: UInt32]?
     /// The config the cube type made this from, normalised: recorded with the chain
     /// when the instance is committed, so later plans can show old values. Not part
     /// of the digest: it describes the instance, it does not build it.
@@ -70,6 +77,22 @@ public struct CubeBlueprint: Sendable, Equatable {
         tableSource = TableSource(.lazy(tables))
     }
 
+    /// This blueprint with `tailor_ifindex` set from `indexes` (interface name ->
+    /// ifindex; a name it lacks gets 0, an interface that does not exist).
+    public func bound(to indexes: [String: UInt32]) -> CubeBlueprint {
+        guard !interfaces.isEmpty else { return self }
+        var bound = self
+        let found = interfaces.map { indexes[$0] ?? 0 }
+        bound.interfaceIndexes = Dictionary(zip(interfaces, found), uniquingKeysWith: { a, _ in a })
+        bound.rodata[Self.ifindexRodata] = (found + [UInt32](repeating: 0, count: Self.maxInterfaces - found.count))
+            .flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) }
+        return bound
+    }
+
+    /// The rodata array of interface indexes, and its length (TAILOR_MAX_INTERFACES).
+    static let ifindexRodata = "tailor_ifindex"
+    public static let maxInterfaces = 8
+
     /// The names of the tables, known without building them.
     public var tableNames: Set<String> { tableSource.names }
 
@@ -77,6 +100,7 @@ public struct CubeBlueprint: Sendable, Equatable {
         // The object digest is the object's sha256: equal digests, equal objects.
         a.type == b.type && a.objectDigest == b.objectDigest && a.rodata == b.rodata
             && a.outputs == b.outputs && a.resetState == b.resetState && a.sharedState == b.sharedState
+            && a.interfaces == b.interfaces
             && a.config == b.config && a.tableSource.sameEntries(as: b.tableSource)
     }
 
@@ -98,6 +122,7 @@ public struct CubeBlueprint: Sendable, Equatable {
         for (name, zone) in sharedState.sorted(by: { $0.key < $1.key }) {
             hasher.update(data: Array("s\(name)=\(zone);".utf8))
         }
+        for name in interfaces { hasher.update(data: Array("i\(name);".utf8)) }
         let tables: [String: [TableEntry]]
         switch tableSource.content {
         case .given(let given): tables = given

@@ -159,6 +159,7 @@ final class CubeInstance {
             maps: roles.filter { maps[$0.key] != nil },
             zones: blueprint.sharedState.isEmpty ? nil : blueprint.sharedState)
         if !record.inPlaceTables.isEmpty { record.tableDigests = record.inPlaceDigests(of: blueprint) }
+        record.interfaces = blueprint.interfaceIndexes
         return CubeInstance(cube: cube, program: loaded, maps: maps, record: record, stateLayouts: stateLayouts,
                             knownTables: fillingTables && filled == blueprint.tableNames
                                 ? tables.filter { roles[$0.key]?.changesInPlace == true } : nil)

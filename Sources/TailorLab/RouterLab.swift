@@ -2,47 +2,55 @@ import CShims
 import Foundation
 import TailorKernel
 
-/// Three network namespaces in a line, the middle one a router: where a firewall
-/// (iptables' FORWARD chain, or a tailor chain on the router's client-side
-/// interface) sits between a client and a sink, and every packet the client sends
-/// reaches the sink unless the firewall drops it.
+/// Three network namespaces in a line, the middle one a router: a client, a
+/// router and a server.
 ///
-///     [ns c] c 10.98.1.1 <--veth--> rc 10.98.1.2 [ns r] rs 10.98.2.1 <--veth--> s 10.98.2.2 [ns s]
+///     [ns …client] c 10.98.1.2 <--veth--> rc 10.98.1.1 [ns …router] rs 10.98.2.1 <--veth--> s 10.98.2.2 [ns …server]
 ///
-/// The router forwards IPv4 and IPv6 to any destination through the sink (default
-/// routes), with reverse-path filtering off so any source address passes; the
-/// client sends raw frames (`PacketSocket`) and the sink sees them on its interface.
+/// IPv6 too (fd00:98:1::/64, fd00:98:2::/64). Two setups:
+/// - Linux forwards (`linuxForwards`): where a firewall (iptables' FORWARD chain, or
+///   a tailor chain on the router's client side) sits between client and server.
+///   The router forwards to any destination through the server (default routes both
+///   ways), reverse-path filtering off so any source address passes, neighbours
+///   static; the client sends raw frames (`PacketSocket`) and the server sees them.
+/// - Linux does not forward: the gateway lab (`tailor lab up --topology gateway`,
+///   specs/gateway/). Packets cross the router only if tailor's cubes forward them.
+///   The client's default route is the router; the server has no route beyond its
+///   own network, so replies reach the client only when the router masquerades it.
+///   No neighbour entry is made by hand: ARP and ND resolve every next hop.
 public struct RouterLab: Sendable {
     public let client: VethLab.Side
-    /// The router's end facing the client: where a tailor firewall attaches.
-    public let routerIn: VethLab.Side
-    public let routerOut: VethLab.Side
-    public let sink: VethLab.Side
+    /// The router's interface on the client's network: where a firewall attaches.
+    public let routerClientSide: VethLab.Side
+    /// The router's interface on the server's network.
+    public let routerServerSide: VethLab.Side
+    public let server: VethLab.Side
 
+    /// The lab with these names, whether or not it exists (to remove one).
     public static func named(namespacePrefix: String, interfacePrefix: String) -> RouterLab {
         let side = { (ns: String, name: String, net: Int, host: Int) in
             VethLab.Side(namespace: .named(namespacePrefix + ns), interfaceName: interfacePrefix + name,
-                         ipv4: "10.98.\(net).\(host)", ipv6: "fd00:98:\(net)::\(host)",
-                         mac: "02:00:00:98:0\(net):0\(host)")
+                         ipv4: "10.98.\(net).\(host)", ipv6: "fd00:98:\(net)::\(host)", mac: "02:00:00:98:0\(net):0\(host)")
         }
-        return RouterLab(client: side("c", "c", 1, 1), routerIn: side("r", "rc", 1, 2),
-                         routerOut: side("r", "rs", 2, 1), sink: side("s", "s", 2, 2))
+        return RouterLab(client: side("client", "c", 1, 2), routerClientSide: side("router", "rc", 1, 1),
+                         routerServerSide: side("router", "rs", 2, 1), server: side("server", "s", 2, 2))
     }
 
-    /// Creates the namespaces `<namespacePrefix>c`/`r`/`s` and their veth pairs;
-    /// removes what it made if a step fails.
-    public static func create(namespacePrefix: String, interfacePrefix: String) throws -> RouterLab {
+    /// Creates the namespaces `<namespacePrefix>client`/`router`/`server` and their
+    /// veth pairs, Linux forwarding in the router's or not; removes what it made if a
+    /// step fails.
+    public static func create(namespacePrefix: String, interfacePrefix: String, linuxForwards: Bool) throws -> RouterLab {
         let lab = named(namespacePrefix: namespacePrefix, interfacePrefix: interfacePrefix)
         do {
-            for side in [lab.client, lab.routerIn, lab.sink] { try run("ip", ["netns", "add", side.namespaceName]) }
-            let router = lab.routerIn.namespaceName
-            for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0",
-                        "net.ipv4.conf.default.rp_filter=0"] {
-                try run("ip", ["netns", "exec", router, "sysctl", "-qw", key])
-            }
-            try VethLab.connect(lab.client, lab.routerIn, ipv6: true)
-            try VethLab.connect(lab.routerOut, lab.sink, ipv6: true)
-            for (side, via) in [(lab.client, lab.routerIn), (lab.routerOut, lab.sink)] {
+            for side in lab.namespaces { try run("ip", ["netns", "add", side.namespaceName]) }
+            let settings = linuxForwards
+                ? ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0",
+                   "net.ipv4.conf.default.rp_filter=0"]
+                : ["net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"]
+            for key in settings { try run("ip", ["netns", "exec", lab.routerClientSide.namespaceName, "sysctl", "-qw", key]) }
+            try VethLab.connect(lab.client, lab.routerClientSide, ipv6: true, neighbours: linuxForwards)
+            try VethLab.connect(lab.routerServerSide, lab.server, ipv6: true, neighbours: linuxForwards)
+            for (side, via) in [(lab.client, lab.routerClientSide)] + (linuxForwards ? [(lab.server, lab.routerServerSide)] : []) {
                 try run("ip", ["-n", side.namespaceName, "route", "add", "default", "via", via.ipv4])
                 try run("ip", ["-n", side.namespaceName, "-6", "route", "add", "default", "via", via.ipv6])
             }
@@ -53,19 +61,22 @@ public struct RouterLab: Sendable {
         return lab
     }
 
-    /// Packets the sink's interface has received so far.
-    public func sinkPackets() throws -> UInt64 {
-        let json = try run("ip", ["-n", sink.namespaceName, "-s", "-j", "link", "show", sink.interfaceName])
+    /// One side in each namespace: client, router, server.
+    public var namespaces: [VethLab.Side] { [client, routerClientSide, server] }
+
+    /// Packets the server's interface has received so far.
+    public func serverPackets() throws -> UInt64 {
+        let json = try run("ip", ["-n", server.namespaceName, "-s", "-j", "link", "show", server.interfaceName])
         guard let links = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]],
               let stats = links.first?["stats64"] as? [String: Any], let rx = stats["rx"] as? [String: Any],
               let packets = rx["packets"] as? NSNumber
-        else { throw CommandFailed(command: "ip -s -j link show \(sink.interfaceName)", status: 0, stderr: json) }
+        else { throw CommandFailed(command: "ip -s -j link show \(server.interfaceName)", status: 0, stderr: json) }
         return packets.uint64Value
     }
 
     /// Deletes the three namespaces and with them the veth pairs and anything attached.
     public func destroy() {
-        for side in [client, routerIn, sink] { _ = try? run("ip", ["netns", "delete", side.namespaceName]) }
+        for side in namespaces { _ = try? run("ip", ["netns", "delete", side.namespaceName]) }
     }
 }
 

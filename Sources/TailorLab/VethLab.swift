@@ -57,9 +57,10 @@ public struct VethLab: Sendable {
     }
 
     /// Joins two existing namespaces by a veth pair with `a` and `b` as its ends:
-    /// addresses, permanent neighbour entries for each other, both ends and
-    /// loopback up; IPv6 on the ends only with `ipv6`.
-    static func connect(_ a: Side, _ b: Side, ipv6: Bool) throws {
+    /// addresses, permanent neighbour entries for each other (unless not
+    /// `neighbours`: then ARP and ND find them), both ends and loopback up; IPv6 on
+    /// the ends only with `ipv6`.
+    public static func connect(_ a: Side, _ b: Side, ipv6: Bool, neighbours: Bool = true) throws {
         try run("ip", ["-n", a.namespaceName, "link", "add", a.interfaceName, "address", a.mac,
                        "type", "veth", "peer", "name", b.interfaceName, "address", b.mac,
                        "netns", b.namespaceName])
@@ -68,12 +69,16 @@ public struct VethLab: Sendable {
             try run("ip", ["netns", "exec", ns, "sysctl", "-qw",
                            "net.ipv6.conf.\(side.interfaceName).disable_ipv6=\(ipv6 ? 0 : 1)"])
             try run("ip", ["-n", ns, "addr", "add", "\(side.ipv4)/24", "dev", side.interfaceName])
-            try run("ip", ["-n", ns, "neigh", "add", peer.ipv4, "lladdr", peer.mac, "nud", "permanent",
-                           "dev", side.interfaceName])
+            if neighbours {
+                try run("ip", ["-n", ns, "neigh", "add", peer.ipv4, "lladdr", peer.mac, "nud", "permanent",
+                               "dev", side.interfaceName])
+            }
             if ipv6 {
                 try run("ip", ["-n", ns, "addr", "add", "\(side.ipv6)/64", "dev", side.interfaceName, "nodad"])
-                try run("ip", ["-n", ns, "neigh", "add", peer.ipv6, "lladdr", peer.mac, "nud", "permanent",
-                               "dev", side.interfaceName])
+                if neighbours {
+                    try run("ip", ["-n", ns, "neigh", "add", peer.ipv6, "lladdr", peer.mac, "nud", "permanent",
+                                   "dev", side.interfaceName])
+                }
             }
             try run("ip", ["-n", ns, "link", "set", "lo", "up"])
             try run("ip", ["-n", ns, "link", "set", side.interfaceName, "up"])

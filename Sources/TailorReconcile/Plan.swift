@@ -526,9 +526,10 @@ public enum Planner {
                 continue
             }
             if live.digest != desired.cubeDigests[cube] {
-                let reason = live.objectDigest != node.blueprint.objectDigest
-                    ? "object changed" : "config changed (rodata or tables)"
-                cubes.append(compared(CubeChange(name: cube, type: node.blueprint.type, action: .replace, reasons: [reason]),
+                let moved = InterfaceBinding.changes(live: live.interfaces, desired: node.blueprint.interfaceIndexes)
+                let reasons = live.objectDigest != node.blueprint.objectDigest ? ["object changed"]
+                    : moved.isEmpty ? ["config changed (rodata or tables)"] : moved
+                cubes.append(compared(CubeChange(name: cube, type: node.blueprint.type, action: .replace, reasons: reasons),
                                       live, true))
                 continue
             }

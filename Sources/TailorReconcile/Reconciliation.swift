@@ -17,10 +17,12 @@ public struct Reconciliation {
     /// The kernel as last observed.
     public private(set) var observed: [ObservedChain]
 
-    /// Observes the chains under `executor`'s pin root and those `desired` names.
+    /// Observes the chains under `executor`'s pin root and those `desired` names, and
+    /// binds the interfaces `desired`'s cubes name to the indexes they have now.
     public init(desired: [DesiredChain], executor: Executor, prune: Prune, deep: Bool = false) {
-        (self.desired, self.executor, self.prune, self.deep) = (desired, executor, prune, deep)
-        observed = Observer.observe(pinRoot: executor.pinRoot, desired: desired, deep: deep)
+        (self.executor, self.prune, self.deep) = (executor, prune, deep)
+        self.desired = InterfaceBinding.bind(desired)
+        observed = Observer.observe(pinRoot: executor.pinRoot, desired: self.desired, deep: deep)
     }
 
     /// Undoes or finishes what an interrupted apply left, observing again when it did

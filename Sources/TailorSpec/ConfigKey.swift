@@ -58,10 +58,17 @@ extension ConfigElement where Value == Bool {
 
 extension ConfigElement where Value == String {
     public static var string: Self { .scalar(.string, { $0.stringValue }) }
+    public static var interfaceName: Self { .scalar(.interfaceName, { $0.stringValue }) }
 }
 
 extension ConfigElement where Value == IPPrefix {
     public static var cidr: Self { .scalar(.cidr, { $0.prefixValue }) }
+    public static var interfaceAddress: Self { .scalar(.interfaceAddress, { $0.prefixValue }) }
+}
+
+extension ConfigElement where Value == [UInt8] {
+    /// An IP address's network-order bytes (4 or 16).
+    public static var ipAddress: Self { .scalar(.ipAddress, { $0.addressValue }) }
 }
 
 extension ConfigElement where Value == PortRange {

@@ -10,6 +10,11 @@ public indirect enum ConfigType: Sendable {
     /// An IPv4 or IPv6 prefix ("10.0.0.0/8"); a bare address is a host prefix.
     case cidr
     case ipAddress
+    /// An address with the length of its network, as an interface holds it
+    /// ("10.98.1.1/24"): the host bits are the point, so they are kept.
+    case interfaceAddress
+    /// A network interface's name, as the kernel accepts it.
+    case interfaceName
     case mac
     /// A port (80) or an inclusive range ("1000-2000").
     case portRange
@@ -60,6 +65,7 @@ public indirect enum ConfigValue: Sendable, Hashable {
     public var booleanValue: Bool? { if case .boolean(let v) = self { v } else { nil } }
     public var stringValue: String? { if case .string(let v) = self { v } else { nil } }
     public var prefixValue: IPPrefix? { if case .prefix(let v) = self { v } else { nil } }
+    public var addressValue: [UInt8]? { if case .address(let v) = self { v } else { nil } }
     public var portsValue: ClosedRange<UInt16>? { if case .ports(let v) = self { v } else { nil } }
     public var protocolValue: UInt8? { if case .ipProtocol(let v) = self { v } else { nil } }
     public var listValue: [ConfigValue]? { if case .list(let v) = self { v } else { nil } }
@@ -121,6 +127,17 @@ enum ConfigValidator {
             return .prefix(prefix)
         case .ipAddress:
             return parsed(node, what, "an IPv4 or IPv6 address", &diagnostics) { IPAddress.parse($0).map(ConfigValue.address) }
+        case .interfaceAddress:
+            return parsed(node, what, "an address with its network's length such as 10.0.0.1/24 or fd00::1/64",
+                          &diagnostics) { text in text.contains("/") ? IPPrefix(text).map(ConfigValue.prefix) : nil }
+        case .interfaceName:
+            guard let name = node.string(what, diagnostics: &diagnostics) else { return nil }
+            guard isValidInterfaceName(name) else {
+                diagnostics.error("interface name '\(excerpt(name))' is not valid: 1-15 bytes, not '.' or '..', no '/', "
+                                  + "':' or white space (the kernel's rules)", at: node.location)
+                return nil
+            }
+            return .string(name)
         case .mac:
             return parsed(node, what, "a MAC address such as 02:00:00:00:00:01", &diagnostics) {
                 MACAddress.parse($0).map(ConfigValue.address)

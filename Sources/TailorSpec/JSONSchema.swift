@@ -8,6 +8,8 @@ import Foundation
 /// and prefix values in detail, graph checks, and checks across files.
 public enum JSONSchema {
     static let namePattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+    /// A network interface name as the kernel allows it (dev_valid_name).
+    static let interfacePattern = "^(?!\\.\\.?$)[^/:\\s]{1,15}$"
     /// A dotted quad as the validator takes it (no leading zeros), so editors flag
     /// IPv4 typos too.
     static let ipv4 = { (octet: String) in "\(octet)(\\.\(octet)){3}" }("(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
@@ -81,7 +83,7 @@ public enum JSONSchema {
                             "type": "object", "additionalProperties": false, "required": ["interface", "hook"],
                             "description": "The hook the chain's root program attaches to (one chain per hook).",
                             "properties": [
-                                "interface": ["type": "string", "pattern": "^(?!\\.\\.?$)[^/:\\s]{1,15}$",
+                                "interface": ["type": "string", "pattern": .string(interfacePattern),
                                               "description": "The interface name, as the kernel allows it.",
                                               "examples": ["eth0", "tl-b"]],
                                 "namespace": ["type": "string", "pattern": .string(namePattern),
@@ -130,6 +132,10 @@ public enum JSONSchema {
         case .cidr:
             result = ["type": "string", "pattern": .string("^(\(ipv4)(/(3[0-2]|[12]?[0-9]))?|\(ipv6)(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$")]
         case .ipAddress: result = ["type": "string", "pattern": .string("^(\(ipv4)|\(ipv6))$")]
+        case .interfaceAddress:
+            result = ["type": "string", "pattern": .string("^(\(ipv4)/(3[0-2]|[12]?[0-9])|\(ipv6)/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$")]
+        case .interfaceName:
+            result = ["type": "string", "pattern": .string(interfacePattern)]
         case .mac: result = ["type": "string", "pattern": "^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"]
         case .portRange:
             result = ["anyOf": [["type": "integer", "minimum": 0, "maximum": 65535],

@@ -107,27 +107,27 @@ struct BenchFirewall: ParsableCommand {
 
     /// Packets/s through the router lab with each filter holding the same rules.
     func throughput() throws -> [ThroughputRow] {
-        try withBenchLab("bf", { try RouterLab.create(namespacePrefix: $0, interfacePrefix: $1) },
+        try withBenchLab("bf", { try RouterLab.create(namespacePrefix: $0, interfacePrefix: $1, linuxForwards: true) },
                          destroy: { $0.destroy() }) { lab, pinRoot in try throughput(lab, pinRoot) }
     }
 
     func throughput(_ lab: RouterLab, _ pinRoot: PinRoot) throws -> [ThroughputRow] {
         let sender = try PacketSocket(on: lab.client)
-        let router = lab.routerIn.namespaceName
+        let router = lab.routerClientSide.namespaceName
         let duration = Duration.milliseconds(Int(seconds * 1000))
         var rows: [ThroughputRow] = []
         for count in realRules {
             let bench = FirewallBenchmarkSet(count: count)
             var packet = bench.none
             packet.sourceMAC = lab.client.macBytes
-            packet.destinationMAC = lab.routerIn.macBytes
+            packet.destinationMAC = lab.routerClientSide.macBytes
             let frame = packet.bytes
             let measure = { () throws -> Double in
-                let before = try lab.sinkPackets()
+                let before = try lab.serverPackets()
                 let start = ContinuousClock.now
                 _ = try sender.flood(frame, for: duration)
                 let elapsed = (ContinuousClock.now - start).microseconds / 1e6
-                return Double(try lab.sinkPackets() - before) / elapsed
+                return Double(try lab.serverPackets() - before) / elapsed
             }
             let iptables = { (tool: String, script: String) throws -> Double in
                 try TailorLab.run("ip", ["netns", "exec", router, tool], input: script)
@@ -140,7 +140,7 @@ struct BenchFirewall: ParsableCommand {
             let tailor = { (kind: ChainHook.Kind, name: String) throws -> Double in
                 let chain = try Chain.create(
                     ChainSettings(name: "fw-\(count)-\(name)",
-                                  hook: ChainHook(interface: lab.routerIn.interfaceName, namespace: router, kind: kind)),
+                                  hook: ChainHook(interface: lab.routerClientSide.interfaceName, namespace: router, kind: kind)),
                     topology: .line([("fw", try bench.set.blueprint)]), pinRoot: pinRoot)
                 defer { try? chain.destroy() }
                 return try measure()

@@ -292,7 +292,7 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let pinRoot = try kernel.pinRoot()
         let (paths, names) = selection
-        let specs = paths.isEmpty ? nil : try loadDesired(paths)
+        let specs = paths.isEmpty ? nil : InterfaceBinding.bind(try loadDesired(paths))
         let observedChains = Observer.observe(pinRoot: pinRoot, desired: specs ?? [])
         // With specs, each chain stands as its plan says; without, only drift tells.
         let states = specs.map { specs in

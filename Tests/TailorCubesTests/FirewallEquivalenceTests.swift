@@ -30,10 +30,10 @@ struct FirewallEquivalenceTests {
 
     @Test("all three let exactly the same packets through", arguments: groups.indices)
     func sameVerdicts(group: Int) async throws {
-        try await RouterLab.with { lab in
+        try await RouterLab.with(linuxForwards: true) { lab in
             try await TestPinRoot.with { root in
                 let sender = try PacketSocket(on: lab.client)
-                let sink = try PacketSocket(on: lab.sink)
+                let sink = try PacketSocket(on: lab.server)
                 var differences: [String] = []
                 for seed in Self.groups[group] {
                     differences += try Self.compare(seed: seed, lab: lab, root: root, sender: sender, sink: sink)
@@ -54,11 +54,11 @@ struct FirewallEquivalenceTests {
             guard connections.insert(FirewallModelTests.connection(packet)).inserted else { continue }
             packet.payload = be32(UInt32(packets.count)) + be32(UInt32(truncatingIfNeeded: seed))
             packet.sourceMAC = lab.client.macBytes
-            packet.destinationMAC = lab.routerIn.macBytes
+            packet.destinationMAC = lab.routerClientSide.macBytes
             packets.append(packet)
         }
 
-        let router = lab.routerIn.namespaceName
+        let router = lab.routerClientSide.namespaceName
         try run("ip", ["netns", "exec", router, "iptables-restore"], input: set.iptablesRestore(ipv6: false))
         try run("ip", ["netns", "exec", router, "ip6tables-restore"], input: set.iptablesRestore(ipv6: true))
         // As the firewall cube: only a SYN opens a TCP connection (the module is loaded by now).
@@ -72,7 +72,7 @@ struct FirewallEquivalenceTests {
         let byNftables = try through(packets, sender: sender, sink: sink, seed: seed)
         try run("ip", ["netns", "exec", router, "nft", "delete", "table", "inet", "tailor_eq"])
 
-        let hook = ChainHook(interface: lab.routerIn.interfaceName, namespace: router, kind: .xdp(.native))
+        let hook = ChainHook(interface: lab.routerClientSide.interfaceName, namespace: router, kind: .xdp(.native))
         let chain = try Chain.create(ChainSettings(name: "fw\(seed)", hook: hook), topology: .line([("fw", try set.blueprint)]),
                                      pinRoot: root)
         let byTailor: Set<Int>

@@ -15,6 +15,8 @@ struct TypedConfigTests {
         case .choice(let words): .string(words[0])
         case .cidr: .prefix(IPPrefix(address: [10, 0, 0, 0], length: 8))
         case .ipAddress: .address([10, 0, 0, 1])
+        case .interfaceAddress: .prefix(IPPrefix(address: [10, 0, 0, 1], length: 24))
+        case .interfaceName: .string("eth0")
         case .mac: .address([2, 0, 0, 0, 0, 1])
         case .portRange: .ports(80...80)
         case .ipProtocol: .ipProtocol(6)

@@ -30,10 +30,12 @@ extension VethLab {
 }
 
 extension RouterLab {
-    /// Runs `body` with a fresh client-router-sink lab and removes it afterwards.
-    public static func with<R>(_ body: (RouterLab) async throws -> R) async throws -> R {
-        try await withTemporary({ try create(namespacePrefix: "tailor-t\($0)", interfacePrefix: "tt\($0)") },
-                                remove: { $0.destroy() }, body)
+    /// Runs `body` with a fresh client-router-server lab, Linux forwarding in the
+    /// router or not, and removes it afterwards.
+    public static func with<R>(linuxForwards: Bool, _ body: (RouterLab) async throws -> R) async throws -> R {
+        try await withTemporary({
+            try create(namespacePrefix: "tailor-t\($0)", interfacePrefix: "tt\($0)", linuxForwards: linuxForwards)
+        }, remove: { $0.destroy() }, body)
     }
 }
 

@@ -11,8 +11,16 @@ public enum Traffic {
     public static func udp(
         in lab: Lab, count: Int, size: Int = 64, port: UInt16 = 9999, timeout: Duration = .seconds(2)
     ) throws -> Int {
-        let receiver = try lab.b.namespace.run { try Socket(udpBoundTo: lab.b.ipv4, port: port) }
-        let sender = try lab.a.namespace.run { try Socket(udpConnectedTo: lab.b.ipv4, port: port) }
+        try udp(from: lab.a, to: lab.b, count: count, size: size, port: port, timeout: timeout)
+    }
+
+    /// Sends `count` UDP datagrams from side `from` to side `to`'s IPv4 address
+    /// (through whatever lies between) and returns how many arrived within `timeout`.
+    public static func udp(
+        from: Lab.Side, to: Lab.Side, count: Int, size: Int = 64, port: UInt16 = 9999, timeout: Duration = .seconds(2)
+    ) throws -> Int {
+        let receiver = try to.namespace.run { try Socket(udpBoundTo: to.ipv4, port: port) }
+        let sender = try from.namespace.run { try Socket(udpConnectedTo: to.ipv4, port: port) }
         let payload = [UInt8](repeating: 0x5a, count: size)
         for _ in 0..<count { try sender.send(payload) }
         var received = 0

@@ -217,6 +217,34 @@ static __always_inline int tailor_redirect(struct tailor_pkt *pkt, __u32 ifindex
     return tailor_chain_failure();
 }
 
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* TC only: sends the packet to next hop `nexthop` (16 bytes; IPv4 uses the first
+ * 4) out of interface `ifindex`, and ends the chain. Linux's neighbour table
+ * fills in the MAC addresses; a next hop it does not know yet is resolved by ARP
+ * or ND while the packet waits in the neighbour's queue, as for a packet Linux
+ * forwards itself. Returns TAILOR_REDIRECT, or the chain's failure verdict when
+ * the kernel refuses, and always on XDP, which has no such helper. */
+static __always_inline int tailor_redirect_neigh(struct tailor_pkt *pkt, __u32 ifindex, int v6, const __u8 *nexthop) {
+    if (pkt->hook != TAILOR_HOOK_TC)
+        return tailor_chain_failure();
+    struct bpf_redir_neigh nh = {};
+    if (v6) {
+        nh.nh_family = AF_INET6;
+        __builtin_memcpy(nh.ipv6_nh, nexthop, 16);
+    } else {
+        nh.nh_family = AF_INET;
+        __builtin_memcpy(&nh.ipv4_nh, nexthop, 4);
+    }
+    return bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0) == TC_ACT_REDIRECT ? TAILOR_REDIRECT
+                                                                              : tailor_chain_failure();
+}
+
 /* ---- the two wrappers ---------------------------------------------------- */
 
 static __always_inline struct tailor_counters *tailor__enter(__u32 len) {
