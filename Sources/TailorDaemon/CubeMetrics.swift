@@ -63,6 +63,10 @@ struct CubeCounterMap: Sendable {
             cubeType: "ratelimit", map: "drops", metric: "tailor_ratelimit_dropped",
             help: "Packets a ratelimit cube dropped, by reason (the drops map, summed over CPUs).",
             label: "reason", values: ["over_limit", "listed"]),
+        CubeCounterMap(
+            cubeType: "router", map: "outcomes", metric: "tailor_router_packets",
+            help: "Packets a router cube routed or handed on, by outcome (the outcomes map, summed over CPUs).",
+            label: "outcome", values: ["routed", "local", "no_route", "ttl_expired", "too_big", "no_interface"]),
     ]
 
     /// The per-index sums over CPUs, or nil when the map is not the per-CPU array

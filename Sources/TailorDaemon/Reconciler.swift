@@ -52,6 +52,10 @@ public final class Reconciler {
             (name, namespace) = (hook.interface, hook.namespace)
         }
 
+        init(name: String, namespace: String?) {
+            (self.name, self.namespace) = (name, namespace)
+        }
+
         /// Why it cannot be used yet (it or its namespace does not exist), or nil when
         /// it is there, or when the lookup failed otherwise: that is the apply's to report.
         var missing: String? {
@@ -71,7 +75,7 @@ public final class Reconciler {
         public var chains = 0, synced = 0, drifted = 0, failed = 0, pending = 0
         /// Chains whose hook another program holds: not tried, reported (`chain blocked`).
         public var blocked = 0
-        /// The interfaces the pending chains wait for.
+        /// The interfaces the pending chains wait for, and those cubes name that do not exist yet.
         public var awaited: Set<AwaitedInterface> = []
         public var specErrors = 0
         /// Live chains kept because the plan was refused (specs that hold no chain).
@@ -330,6 +334,15 @@ public final class Reconciler {
         }
         outcome.cubes = LiveCube.all(in: reconciliation.observed)
         outcome.chains = desired.count
+        // An interface a cube names that does not exist yet: when it comes, the cube is
+        // replaced with its index at once, not at the next interval.
+        for chain in reconciliation.desired where !waiting.contains(chain.settings.name) {
+            for node in chain.topology.nodes.values {
+                for (name, index) in node.blueprint.interfaceIndexes ?? [:] where index == 0 {
+                    outcome.awaited.insert(AwaitedInterface(name: name, namespace: chain.settings.hook.namespace))
+                }
+            }
+        }
         for (name, state) in reconciliation.states() where !waiting.contains(name) && !blocked.contains(name) {
             if state == .drifted { outcome.drifted += 1 } else if state == .synced { outcome.synced += 1 }
         }

@@ -561,6 +561,62 @@ extension DaemonTests {
     }
 }
 
+extension DaemonTests {
+    @Test("an interface a router names that does not exist yet is bound within 2 s of it appearing")
+    func cubeInterfaceAppears() async throws {
+        try KernelEnvironment.require()
+        let unique = UniqueName.make("")
+        let (namespace, interface, peer, later) = ("tailor-t\(unique)r", "tt\(unique)a", "tt\(unique)b", "tt\(unique)c")
+        #expect(try CLI.run(["netns", "add", namespace], executable: "/usr/sbin/ip").status == 0)
+        defer { _ = try? CLI.run(["netns", "delete", namespace], executable: "/usr/sbin/ip") }
+        #expect(try CLI.run(["-n", namespace, "link", "add", interface, "type", "veth", "peer", "name", peer],
+                            executable: "/usr/sbin/ip").status == 0)
+        try await TestPinRoot.with { root in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-run-\(unique)").path
+            let log = directory + ".log"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { for path in [directory, log] { try? FileManager.default.removeItem(atPath: path) } }
+            try """
+                apiVersion: tailor/v1
+                kind: Chain
+                metadata: {name: gw}
+                spec:
+                  attach: {interface: \(interface), namespace: \(namespace), hook: tc-ingress}
+                  cubes:
+                    - name: route
+                      type: router
+                      config:
+                        interfaces:
+                          - {name: \(interface), addresses: [10.0.1.1/24]}
+                          - {name: \(later), addresses: [10.0.2.1/24]}
+
+                """.write(toFile: directory + "/gw.yaml", atomically: true, encoding: .utf8)
+            try Data().write(to: URL(fileURLWithPath: log))
+            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+            let bound = { () -> UInt32? in
+                (try? MetaRecordReader.read(root.appending("gw", "meta")))??.cubes["route"]?.interfaces?[later]
+            }
+            let notify = try NotifySocket()
+            let daemon = try Daemon(directory, root, interval: "600", environment: ["NOTIFY_SOCKET": notify.path],
+                                    log: log)
+            var stopped = false
+            defer { if !stopped { _ = daemon.stop() } }
+            #expect(notify.wait(for: "READY=1", within: 10)?.contains("STATUS=1 chain synced") == true)
+            #expect(bound() == 0, "\(lines())")
+
+            usleep(500_000)  // the link-event socket opens
+            #expect(try CLI.run(["-n", namespace, "link", "add", later, "type", "veth", "peer", "name", later + "p"],
+                                executable: "/usr/sbin/ip").status == 0)
+            let index = try NetworkInterface.lookup(later, in: .named(namespace)).index.rawValue
+            #expect(eventually(2) { bound() == UInt32(index) }, "not bound within 2 s: \(lines())")
+            #expect(lines().contains("interface \(later): absent -> ifindex \(index)"), "\(lines())")
+            #expect(daemon.stop() == 0)
+            stopped = true
+            try Chain.open("gw", pinRoot: root).destroy()
+        }
+    }
+}
+
 /// The watchdog stands for the reconcile loop (docs/daemon.md, "Watchdog").
 extension DaemonTests {
     @Test("WATCHDOG=1 stops while a reconcile hangs longer than WatchdogSec, and comes back after it")

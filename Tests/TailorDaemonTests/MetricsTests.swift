@@ -127,12 +127,12 @@ struct DaemonMetricsTests {
 
     @Test("each cube counter map's labels are its C enum's names, and the compiled map has one u64 per CPU for each")
     func counterMapsMatchTheirSources() throws {
-        // The enum each declared map is indexed by, in bpf/cubes/<type>.c.
-        let enums = ["outcomes": "fw_outcome", "drops": "drop_reason"]
+        // The enum each cube type's declared map is indexed by, in bpf/cubes/<type>.c.
+        let enums = ["firewall": "fw_outcome", "ratelimit": "drop_reason", "router": "router_outcome"]
         let cubes = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("bpf/cubes")
         for declared in CubeCounterMap.all {
-            let name = try #require(enums[declared.map], "no enum named for \(declared.cubeType)'s \(declared.map)")
+            let name = try #require(enums[declared.cubeType], "no enum named for \(declared.cubeType)'s \(declared.map)")
             let names = try Self.cEnum(name, in: cubes.appendingPathComponent("\(declared.cubeType).c"))
             // The names share a prefix (FW_, DROP_); a last one past the map's end counts them (FW_OUTCOMES).
             let prefix = try #require(names.first.map { String($0.prefix { $0 != "_" }) + "_" })

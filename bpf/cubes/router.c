@@ -37,18 +37,18 @@ TAILOR_LPM_PAIR(routes, 16384, struct route, TAILOR_TABLE_ENTRY_SAFE);
 
 /* What became of the packets, per CPU: each one counted once. */
 enum router_outcome {
-    ROUTED = 0,           /* sent on to its next hop */
-    LOCAL = 1,            /* for the router itself, multicast or broadcast: handed on */
-    NO_ROUTE = 2,         /* no route matched: handed on */
-    TTL_EXPIRED = 3,      /* TTL or hop limit would reach 0: handed on */
-    TOO_BIG = 4,          /* larger than the egress interface's MTU: handed on */
-    NO_INTERFACE = 5,     /* the route's interface does not exist: handed on */
-    ROUTER_OUTCOMES = 6,
+    RT_ROUTED = 0,        /* sent on to its next hop */
+    RT_LOCAL = 1,         /* for the router itself, multicast or broadcast: handed on */
+    RT_NO_ROUTE = 2,      /* no route matched: handed on */
+    RT_TTL_EXPIRED = 3,   /* TTL or hop limit would reach 0: handed on */
+    RT_TOO_BIG = 4,       /* larger than the egress interface's MTU: handed on */
+    RT_NO_INTERFACE = 5,  /* the route's interface does not exist: handed on */
+    RT_OUTCOMES = 6,
 };
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, ROUTER_OUTCOMES);
+    __uint(max_entries, RT_OUTCOMES);
     __type(key, __u32);
     __type(value, __u64);
 } outcomes SEC(".maps") TAILOR_STATE;
@@ -108,41 +108,41 @@ TAILOR_CUBE(router) {
         return tailor_next(pkt);
     int v6 = meta->eth_proto == ETH_P_IPV6;
     if (multicast(meta->daddr, v6))
-        return hand_on(pkt, LOCAL);
+        return hand_on(pkt, RT_LOCAL);
 
     struct route *route = tailor_lpm_lookup(&routes_v4, &routes_v6, meta->daddr, v6);
     if (!route)
-        return hand_on(pkt, NO_ROUTE);
+        return hand_on(pkt, RT_NO_ROUTE);
     if (route->kind == ROUTE_LOCAL)
-        return hand_on(pkt, LOCAL);
+        return hand_on(pkt, RT_LOCAL);
 
     __u32 port = route->port;
     const __u8 *nexthop = meta->daddr;
     if (route->kind == ROUTE_VIA) {
         __u32 hops = route->hops;
         if (hops == 0 || hops > ROUTER_MAX_HOPS)
-            return hand_on(pkt, NO_ROUTE);
+            return hand_on(pkt, RT_NO_ROUTE);
         /* The flow's hash (addresses, ports, protocol): a flow keeps its next hop. */
         __u32 i = hops == 1 ? 0 : bpf_get_hash_recalc(pkt->ctx) % hops;
         /* The verifier cannot bound a remainder: bound it where the compiler,
          * which can, would otherwise drop the check. */
         asm volatile("" : "+r"(i));
         if (i >= ROUTER_MAX_HOPS)
-            return hand_on(pkt, NO_ROUTE);
+            return hand_on(pkt, RT_NO_ROUTE);
         port = route->hop[i].port;
         nexthop = route->hop[i].addr;
     }
     __u32 ifindex = tailor_interface(port);
     if (!ifindex)
-        return hand_on(pkt, NO_INTERFACE);
+        return hand_on(pkt, RT_NO_INTERFACE);
 
     /* Larger than the egress MTU (each segment, for a GSO packet): Linux
      * fragments it or answers "fragmentation needed", when it forwards. */
     __u32 mtu_len = 0;
     if (bpf_check_mtu(pkt->ctx, ifindex, &mtu_len, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS)
-        return hand_on(pkt, TOO_BIG);
+        return hand_on(pkt, RT_TOO_BIG);
     if (!decrement_ttl(pkt, meta, v6))
-        return hand_on(pkt, TTL_EXPIRED);
-    count(ROUTED);
+        return hand_on(pkt, RT_TTL_EXPIRED);
+    count(RT_ROUTED);
     return tailor_redirect_neigh(pkt, ifindex, v6, nexthop);
 }
