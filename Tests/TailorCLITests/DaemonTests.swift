@@ -498,14 +498,7 @@ extension DaemonTests {
         try KernelEnvironment.require()
         let unique = UniqueName.make("")
         let (namespace, interface, peer) = ("tailor-t\(unique)p", "tt\(unique)p", "tt\(unique)q")
-        #expect(try CLI.run(["netns", "add", namespace], executable: "/usr/sbin/ip").status == 0)
-        defer { _ = try? CLI.run(["netns", "delete", namespace], executable: "/usr/sbin/ip") }
-        try await TestPinRoot.with { root in
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-run-\(unique)").path
-            let log = directory + ".log"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            defer { for path in [directory, log] { try? FileManager.default.removeItem(atPath: path) } }
-            try """
+        try await Self.withNamespaceAndSpec(namespace, unique: unique, spec: """
                 apiVersion: tailor/v1
                 kind: Chain
                 metadata: {name: late}
@@ -514,10 +507,7 @@ extension DaemonTests {
                   cubes:
                     - {name: count, type: counter}
 
-                """.write(toFile: directory + "/late.yaml", atomically: true, encoding: .utf8)
-            try Data().write(to: URL(fileURLWithPath: log))
-            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-
+                """) { root, directory, log, lines in
             // The CLI's answer stays an error: an apply cannot do what it was asked.
             let apply = try CLI.run(["apply", directory, "--bpffs", root.path])
             #expect(apply.status == 1 && apply.stderr.contains("no interface \(interface) in netns \(namespace)"), "\(apply)")
@@ -567,16 +557,7 @@ extension DaemonTests {
         try KernelEnvironment.require()
         let unique = UniqueName.make("")
         let (namespace, interface, peer, later) = ("tailor-t\(unique)r", "tt\(unique)a", "tt\(unique)b", "tt\(unique)c")
-        #expect(try CLI.run(["netns", "add", namespace], executable: "/usr/sbin/ip").status == 0)
-        defer { _ = try? CLI.run(["netns", "delete", namespace], executable: "/usr/sbin/ip") }
-        #expect(try CLI.run(["-n", namespace, "link", "add", interface, "type", "veth", "peer", "name", peer],
-                            executable: "/usr/sbin/ip").status == 0)
-        try await TestPinRoot.with { root in
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-run-\(unique)").path
-            let log = directory + ".log"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            defer { for path in [directory, log] { try? FileManager.default.removeItem(atPath: path) } }
-            try """
+        try await Self.withNamespaceAndSpec(namespace, unique: unique, spec: """
                 apiVersion: tailor/v1
                 kind: Chain
                 metadata: {name: gw}
@@ -590,9 +571,9 @@ extension DaemonTests {
                           - {name: \(interface), addresses: [10.0.1.1/24]}
                           - {name: \(later), addresses: [10.0.2.1/24]}
 
-                """.write(toFile: directory + "/gw.yaml", atomically: true, encoding: .utf8)
-            try Data().write(to: URL(fileURLWithPath: log))
-            let lines = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+                """) { root, directory, log, lines in
+            #expect(try CLI.run(["-n", namespace, "link", "add", interface, "type", "veth", "peer", "name", peer],
+                                executable: "/usr/sbin/ip").status == 0)
             let bound = { () -> UInt32? in
                 (try? MetaRecordReader.read(root.appending("gw", "meta")))??.cubes["route"]?.interfaces?[later]
             }
@@ -613,6 +594,27 @@ extension DaemonTests {
             #expect(daemon.stop() == 0)
             stopped = true
             try Chain.open("gw", pinRoot: root).destroy()
+        }
+    }
+}
+
+extension DaemonTests {
+    /// Runs `body` with namespace `namespace` made, a pin root, and a spec directory
+    /// holding `spec` (and its log file, read by `lines`); removes them all afterwards.
+    static func withNamespaceAndSpec(
+        _ namespace: String, unique: String, spec: String,
+        _ body: (_ root: PinRoot, _ directory: String, _ log: String, _ lines: @escaping @Sendable () -> String) async throws -> Void
+    ) async throws {
+        #expect(try CLI.run(["netns", "add", namespace], executable: "/usr/sbin/ip").status == 0)
+        defer { _ = try? CLI.run(["netns", "delete", namespace], executable: "/usr/sbin/ip") }
+        try await TestPinRoot.with { root in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-run-\(unique)").path
+            let log = directory + ".log"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { for path in [directory, log] { try? FileManager.default.removeItem(atPath: path) } }
+            try spec.write(toFile: directory + "/spec.yaml", atomically: true, encoding: .utf8)
+            try Data().write(to: URL(fileURLWithPath: log))
+            try await body(root, directory, log) { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         }
     }
 }
