@@ -64,6 +64,11 @@ extension ConfigElement where Value == IPPrefix {
     public static var cidr: Self { .scalar(.cidr, { $0.prefixValue }) }
 }
 
+extension ConfigElement where Value == [UInt8] {
+    /// An IPv4 or IPv6 address: 4 or 16 bytes in network order.
+    public static var ipAddress: Self { .scalar(.ipAddress, { $0.addressValue }) }
+}
+
 extension ConfigElement where Value == PortRange {
     public static var portRange: Self { .scalar(.portRange, { $0.portsValue }) }
 }
