@@ -38,6 +38,7 @@ public struct CubeType: Sendable {
         CubeType(schema: Firewall.schema, config: Firewall.Config.self, words: Firewall.words) { config, _ in
             try Firewall.blueprint(config: config)
         },
+        CubeType(schema: NAT.schema, config: NAT.Config.self, words: NAT.words) { config, _ in try NAT.blueprint(config: config) },
         CubeType(schema: ObjectCube.schema, config: ObjectCube.Config.self, words: ObjectCube.words,
                  blueprint: ObjectCube.blueprint(config:source:)),
     ]
