@@ -300,6 +300,56 @@ struct NATTests {
     }
 }
 
+/// The nat cubes on real connections through the router lab, as the gateway puts them:
+/// on the router's sink-side interface, TC egress and TC ingress in one zone, the sink
+/// answering the router's address. Veth packets from sockets are CHECKSUM_PARTIAL: their
+/// TCP checksum field holds the pseudo-header's sum only, which the rewrites must move
+/// with the addresses (the receiver trusts it, so the test reads it off the wire).
+@Suite("nat cube: real connections", .kernel)
+struct NATConnectionTests {
+    @Test("through Linux forwarding: the client's connections are masqueraded, a port is forwarded to it, and without the cubes neither works")
+    func gateway() async throws {
+        try await RouterLab.with { lab in
+            try await TestPinRoot.with { root in
+                let nat = try NAT.blueprint(
+                    snat: [NAT.SNATRule(source: IPPrefix("10.98.1.0/24")!, to: NATTests.address(lab.routerOut.ipv4))],
+                    dnat: [NAT.DNATRule(destination: NATTests.address(lab.routerOut.ipv4), proto: .tcp, port: 8080,
+                                        to: NATTests.address(lab.client.ipv4), toPort: 80)],
+                    zone: "gw")
+                let hook = { (kind: ChainHook.Kind) in
+                    ChainHook(interface: lab.routerOut.interfaceName, namespace: lab.routerOut.namespaceName, kind: kind)
+                }
+                // The sink answers only what comes from the router's address.
+                try TailorLab.run("ip", ["-n", lab.sink.namespaceName, "route", "replace", "default", "dev", lab.sink.interfaceName])
+                #expect(try TCPConnection.open(from: lab.client, to: lab.sink, port: 7000) == nil)
+                let egress = try Chain.create(ChainSettings(name: "out", hook: hook(.tcEgress)),
+                                              topology: .line([("nat", nat)]), pinRoot: root)
+                defer { try? egress.destroy() }
+                let ingress = try Chain.create(ChainSettings(name: "in", hook: hook(.tcIngress)),
+                                               topology: .line([("nat", nat)]), pinRoot: root)
+                defer { try? ingress.destroy() }
+
+                let wire = try PacketSocket(on: lab.sink)
+                let outbound = try #require(try TCPConnection.open(from: lab.client, to: lab.sink, port: 7001))
+                #expect(try outbound.roundTrip(bytes: 3000))
+                var masqueraded: [Frame] = []
+                while let bytes = try wire.receive(waitingAtMost: .milliseconds(100)) {
+                    let frame = Frame(bytes)
+                    if bytes.count > 34, bytes[12...13] == [8, 0], bytes[23] == 6, frame.source == lab.routerOut.ipv4 {
+                        masqueraded.append(frame)
+                    }
+                }
+                #expect(!masqueraded.isEmpty && masqueraded.allSatisfy(\.checksumsHoldOrArePartial),
+                        "\(masqueraded.filter { !$0.checksumsHoldOrArePartial })")
+                let forwarded = try #require(try TCPConnection.open(from: lab.sink, to: lab.client, port: 80,
+                                                                    via: (lab.routerOut.ipv4, 8080)))
+                #expect(try forwarded.roundTrip(bytes: 3000))
+                #expect(try NATTests.Gateway(egress: egress, ingress: ingress).count("outcomes", 2) >= 1)
+            }
+        }
+    }
+}
+
 /// An Ethernet frame with IPv4 read back: addresses, ports, and whether every
 /// checksum in it holds (the IPv4 header's, the transport's, and in an ICMP error
 /// those of the packet it quotes, as far as it quotes it).
@@ -317,6 +367,17 @@ struct Frame: CustomStringConvertible {
     var icmpID: UInt16 { Self.word(l4, 4) }
 
     var checksumsHold: Bool { Self.holds(ip, complete: true) }
+
+    /// Whether the IPv4 checksum holds and the TCP or UDP one either holds or is what a
+    /// CHECKSUM_PARTIAL packet carries: the folded sum of its pseudo-header alone.
+    var checksumsHoldOrArePartial: Bool {
+        guard !checksumsHold else { return true }
+        let headerLength = Int(ip[0] & 0x0f) * 4
+        guard PacketBuilder.checksum(Array(ip[..<headerLength])) == 0, [6, 17].contains(ip[9]) else { return false }
+        let length = Int(Self.word(ip, 2)) - headerLength
+        let pseudo = Array(ip[12..<20]) + [0, ip[9]] + NATTests.port(UInt16(length))
+        return Self.word(l4, ip[9] == 6 ? 16 : 6) == ~PacketBuilder.checksum(pseudo)
+    }
 
     var description: String {
         "\(source):\(sourcePort) > \(destination):\(destinationPort) " + bytes.map { String(format: "%02x", $0) }.joined()
