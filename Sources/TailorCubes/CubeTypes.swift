@@ -45,6 +45,7 @@ public struct CubeType: Sendable {
         CubeType(schema: Router.schema, config: Router.Config.self, words: Router.words, xdpRefusal: Router.xdpRefusal) {
             config, _ in try Router.blueprint(config: config)
         },
+        CubeType(schema: NAT.schema, config: NAT.Config.self, words: NAT.words, xdpRefusal: NAT.xdpRefusal) { config, _ in try NAT.blueprint(config: config) },
         CubeType(schema: ObjectCube.schema, config: ObjectCube.Config.self, words: ObjectCube.words,
                  blueprint: ObjectCube.blueprint(config:source:)),
     ]

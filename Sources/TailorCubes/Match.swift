@@ -122,14 +122,15 @@ enum Match {
 }
 
 extension Match {
+    /// A port range in the config's words: a single port as a number, a range as "lo-hi".
+    static func document(ports range: PortRange) -> ConfigDocument {
+        range.count == 1 ? .int(Int(range.lowerBound)) : .string("\(range.lowerBound)-\(range.upperBound)")
+    }
+
     /// A rule's match in the config's words, normalised: fields in the schema's
     /// order, omitted when they match anything, protocols and TCP flags by name,
     /// a single port as a number. `states` is the firewall's `state`.
     static func document(_ rule: Filter.Rule, states: Set<Firewall.ConnectionState>? = nil) -> ConfigDocument {
-        func ports(_ range: ClosedRange<UInt16>?) -> ConfigDocument? {
-            guard let range else { return nil }
-            return range.count == 1 ? .int(Int(range.lowerBound)) : .string("\(range.lowerBound)-\(range.upperBound)")
-        }
         func names<Value>(_ values: [Value], _ name: (Value) -> String, _ included: (Value) -> Bool) -> ConfigDocument {
             .set(values.filter(included).map(name).sorted().map(ConfigDocument.string))
         }
@@ -147,7 +148,8 @@ extension Match {
         return .attributes([
             "family": family, Config.src.name: rule.source.map { .string($0.description) },
             Config.dst.name: rule.destination.map { .string($0.description) }, Config.proto.name: proto,
-            Config.sport.name: ports(rule.sourcePorts), Config.dport.name: ports(rule.destinationPorts),
+            Config.sport.name: rule.sourcePorts.map(document(ports:)),
+            Config.dport.name: rule.destinationPorts.map(document(ports:)),
             Config.tcpFlags.name: flags, Firewall.Config.Match.state.name: state,
         ])
     }

@@ -67,7 +67,7 @@ extension ConfigElement where Value == IPPrefix {
 }
 
 extension ConfigElement where Value == [UInt8] {
-    /// An IP address's network-order bytes (4 or 16).
+    /// An IPv4 or IPv6 address: 4 or 16 bytes in network order.
     public static var ipAddress: Self { .scalar(.ipAddress, { $0.addressValue }) }
 }
 

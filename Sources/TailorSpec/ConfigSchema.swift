@@ -65,6 +65,7 @@ public indirect enum ConfigValue: Sendable, Hashable {
     public var booleanValue: Bool? { if case .boolean(let v) = self { v } else { nil } }
     public var stringValue: String? { if case .string(let v) = self { v } else { nil } }
     public var prefixValue: IPPrefix? { if case .prefix(let v) = self { v } else { nil } }
+    /// An IP (or MAC) address's bytes.
     public var addressValue: [UInt8]? { if case .address(let v) = self { v } else { nil } }
     public var portsValue: ClosedRange<UInt16>? { if case .ports(let v) = self { v } else { nil } }
     public var protocolValue: UInt8? { if case .ipProtocol(let v) = self { v } else { nil } }
@@ -143,9 +144,17 @@ enum ConfigValidator {
                 MACAddress.parse($0).map(ConfigValue.address)
             }
         case .portRange:
+            let bounds = { (text: String) in text.split(separator: "-", omittingEmptySubsequences: false).map { UInt16($0) } }
+            // An inverted range is likely the two ends swapped: say which way round they go.
+            if case .scalar(let text) = node.value, node.leadingZeroProblem == nil, case let ends = bounds(text),
+               ends.count == 2, let low = ends[0], let high = ends[1], low > high {
+                diagnostics.error("'\(text)' is not a port range: \(low) is above \(high) (\(what)); write \(high)-\(low)",
+                                  at: node.location)
+                return nil
+            }
             return parsed(node, what, "a port (0-65535) or a range such as 1000-2000", &diagnostics) { text in
-                let bounds = text.split(separator: "-", omittingEmptySubsequences: false).map { UInt16($0) }
-                guard (1...2).contains(bounds.count), let low = bounds.first ?? nil, let high = bounds.last ?? nil,
+                let ends = bounds(text)
+                guard (1...2).contains(ends.count), let low = ends.first ?? nil, let high = ends.last ?? nil,
                       low <= high else { return nil }
                 return .ports(low...high)
             }

@@ -24,12 +24,15 @@ struct SchemaVerdictTests {
         ("IPv6 text in detail: the schema's pattern counts neither groups nor '::'",
          ["filter-bad-ipv6", "ipv6-two-gaps"]),
         ("a cube's rules across its fields: ports and tcpFlags need their protocol, src and dst one IP version, "
-            + "tcpFlags.set within mask, a port range low to high, a classifier's outputs distinct and named by its rules",
+            + "tcpFlags.set within mask, a port range low to high, a classifier's outputs distinct and named by its rules, "
+            + "a nat's rules of one IP version, its address ranges apart and its forwarded ports distinct",
          ["filter-flags-no-tcp", "filter-flags-set-outside-mask", "filter-mixed-families", "filter-port-icmp",
           "filter-port-no-proto", "filter-reversed-range", "firewall-rule-flags-no-proto",
           "firewall-rule-flags-set-outside-mask", "firewall-rule-mixed-families", "firewall-rule-port-icmp",
           "firewall-rule-port-no-proto", "classifier-default-unknown-output", "classifier-duplicate-output",
-          "classifier-rule-unknown-output"]),
+          "classifier-rule-unknown-output", "nat-duplicate-dnat", "nat-mixed-families", "nat-overlapping-ranges",
+          "nat-reversed-range"]),
+        ("what a cube type does not support yet: the nat cube's IPv6", ["nat-ipv6"]),
         ("the chain's graph: cube names unique, next and outputs naming cubes of the chain, no cycle, "
             + "next or outputs as the cube type has one output or several",
          ["cube-duplicate-name", "cycle", "cycle-branching", "next-self", "next-unknown", "outputs-on-single"]),

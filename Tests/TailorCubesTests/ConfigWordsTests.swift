@@ -84,6 +84,23 @@ struct ConfigWordsTests {
         #expect(Filter.Rule(encoded: [9] + [UInt8](repeating: 0, count: 47)) == nil)
     }
 
+    @Test("nat records its rules with defaults filled in; a dnat entry reads as the port it forwards, changed in place")
+    func natWords() throws {
+        let config = try NAT.Config.read(.object([
+            "snat": .list([.object(["source": .prefix(IPPrefix("10.98.1.0/24")!), "to": .address([10, 98, 2, 1])])]),
+            "dnat": .list([.object(["destination": .address([10, 98, 2, 1]), "proto": .string("tcp"),
+                                    "port": .integer(8080), "to": .address([10, 98, 1, 2])])]),
+        ]))
+        let blueprint = try NAT.blueprint(config: config)
+        #expect(try ConfigDocument(json: try #require(blueprint.config).canonicalJSON).flow
+                == "{snat: [{source: 10.98.1.0/24, to: 10.98.2.1, ports: 1024-65535}], "
+                + "dnat: [{destination: 10.98.2.1, proto: tcp, port: 8080, to: 10.98.1.2, toPort: 8080}]}")
+        let entry = try #require(blueprint.tables["dnat_rules"]?.first)
+        #expect(NAT.words.entry("dnat_rules", TableEntryChange(key: entry.key, before: nil, after: entry.value), nil)
+                == EntryWords(key: "10.98.2.1 tcp 8080", after: "10.98.1.2:8080"))
+        #expect(NAT.words.inPlace(["dnat"], []) && !NAT.words.inPlace(["snat"], []))
+    }
+
     @Test("ratelimit, filter and classifier entries read as prefixes and rules; firewall vectors as the rules they change")
     func entryWords() throws {
         let prefix: [UInt8] = [24, 0, 0, 0, 198, 51, 100, 0]

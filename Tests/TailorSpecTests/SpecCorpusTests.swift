@@ -55,7 +55,7 @@ struct SpecCorpusTests {
         let (state, diagnostics) = diagnose([fixtures.appendingPathComponent("good").path])
         #expect(diagnostics.map(\.message) == ["cube 'second' is never reached from the chain's first cube"])
         let chains = try #require(state).chains
-        #expect(chains.map(\.name).sorted() == ["edge", "ingress-count", "skip", "v6"])
+        #expect(chains.map(\.name).sorted() == ["edge", "gw-nat-in", "gw-nat-out", "ingress-count", "skip", "v6"])
         let skip = try #require(chains.first { $0.name == "skip" })
         #expect(skip.cubes.map(\.next) == [["third"], ["third"], [nil]])
         #expect(skip.suspend && skip.defaultVerdict == .drop && skip.onMissingCube == .failOpen)

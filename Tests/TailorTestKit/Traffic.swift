@@ -61,12 +61,14 @@ public final class TCPConnection {
         (self.client, self.server) = (client, server)
     }
 
-    /// Connects from `from` to `to`'s `port`; nil when the handshake does not
-    /// complete within `timeout` (a firewall dropped it).
-    public static func open(from: Lab.Side, to: Lab.Side, port: UInt16,
+    /// Connects from `from` to `to`'s `port`, or to `via` (an address and port a
+    /// NAT forwards to `to`'s `port`); nil when the handshake does not complete
+    /// within `timeout` (a firewall dropped it).
+    public static func open(from: Lab.Side, to: Lab.Side, port: UInt16, via: (address: String, port: UInt16)? = nil,
                             timeout: Duration = .seconds(1)) throws -> TCPConnection? {
         let listener = try to.namespace.run { try Socket(tcpListeningOn: to.ipv4, port: port) }
-        guard let client = try? from.namespace.run({ try Socket(tcpConnectedTo: to.ipv4, port: port, timeout: timeout) })
+        let (address, target) = via ?? (to.ipv4, port)
+        guard let client = try? from.namespace.run({ try Socket(tcpConnectedTo: address, port: target, timeout: timeout) })
         else { return nil }
         return TCPConnection(client: client, server: try listener.accept(waitingAtMost: timeout))
     }

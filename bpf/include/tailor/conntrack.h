@@ -1,34 +1,13 @@
 /* Connection tracking for cubes: a state map of connections keyed by their
- * endpoints, a TCP state machine (SYN, SYN-ACK, established, FIN, RST) and
- * timeouts for TCP, UDP, ICMP and other protocols, following Linux conntrack's
- * defaults (nf_conntrack_proto_*.c) without sequence-number window checks.
+ * endpoints, on top of <tailor/conntrack_state.h> (the TCP state machine, Linux
+ * conntrack's timeouts, ICMP kinds), without sequence-number window checks.
  * Including this header gives the cube its `conntrack` map (state, carried into
  * a replacement). docs/cubes/firewall.md describes the semantics. */
 #pragma once
 
 #include <tailor/cube.h>
 #include <tailor/parse.h>
-
-/* Connection states as iptables' `-m conntrack --ctstate` names them. */
-enum tailor_ct_state {
-    TAILOR_CT_NEW = 0,
-    TAILOR_CT_ESTABLISHED = 1,
-    TAILOR_CT_RELATED = 2,
-    TAILOR_CT_INVALID = 3,
-    TAILOR_CT_UNTRACKED = 4,   /* never tracked: IPv6 neighbour discovery and MLD */
-};
-
-/* TCP states (a subset of nf_conntrack's, the same timeouts). */
-enum tailor_tcp_state {
-    TCP_CT_NONE = 0,
-    TCP_CT_SYN_SENT = 1,
-    TCP_CT_SYN_RECV = 2,
-    TCP_CT_ESTABLISHED = 3,
-    TCP_CT_FIN_WAIT = 4,   /* one side sent FIN */
-    TCP_CT_LAST_ACK = 5,   /* both sides sent FIN */
-    TCP_CT_TIME_WAIT = 6,
-    TCP_CT_CLOSE = 7,      /* reset */
-};
+#include <tailor/conntrack_state.h>
 
 /* A connection's endpoints in a canonical order (a before b, comparing address
  * then port), so both directions find the same entry. ICMP echo uses its id as
@@ -43,69 +22,12 @@ struct tailor_ct_key {
     __u16 b_port;
 };
 
-struct tailor_ct_entry {
-    __u64 expires;    /* bpf_ktime_get_ns() past which the entry is dead */
-    __u8 tcp_state;   /* enum tailor_tcp_state, TCP only */
-    __u8 orig_is_a;   /* the originator is endpoint a */
-    __u8 seen_reply;  /* a packet went the other way */
-    __u8 fin;         /* FIN seen: bit 0 from the originator, bit 1 from the replier */
-    __u32 pad;
-};
-
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 131072);
     __type(key, struct tailor_ct_key);
     __type(value, struct tailor_ct_entry);
 } conntrack SEC(".maps") TAILOR_STATE;
-
-#define TAILOR_SEC 1000000000ull
-
-/* Timeouts (seconds), Linux's defaults. */
-static __always_inline __u64 tailor_ct_tcp_timeout(__u8 state) {
-    switch (state) {
-    case TCP_CT_SYN_SENT: return 120 * TAILOR_SEC;
-    case TCP_CT_SYN_RECV: return 60 * TAILOR_SEC;
-    case TCP_CT_ESTABLISHED: return 432000 * TAILOR_SEC;
-    case TCP_CT_FIN_WAIT: return 120 * TAILOR_SEC;
-    case TCP_CT_LAST_ACK: return 30 * TAILOR_SEC;
-    case TCP_CT_TIME_WAIT: return 120 * TAILOR_SEC;
-    default: return 10 * TAILOR_SEC;
-    }
-}
-
-#define TAILOR_CT_UDP_TIMEOUT (30 * TAILOR_SEC)
-#define TAILOR_CT_UDP_STREAM_TIMEOUT (120 * TAILOR_SEC)
-#define TAILOR_CT_ICMP_TIMEOUT (30 * TAILOR_SEC)
-#define TAILOR_CT_GENERIC_TIMEOUT (600 * TAILOR_SEC)
-
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_PSH 0x08
-#define TCP_ACK 0x10
-#define TCP_URG 0x20
-#define TCP_ECE 0x40
-#define TCP_CWR 0x80
-
-/* Flag combinations conntrack accepts (nf_conntrack_proto_tcp.c tcp_valid_flags,
- * ECE, CWR and PSH ignored); any other is INVALID. */
-static __always_inline int tailor_tcp_flags_valid(__u8 flags) {
-    switch (flags & ~(TCP_ECE | TCP_CWR | TCP_PSH)) {
-    case TCP_SYN:
-    case TCP_SYN | TCP_URG:
-    case TCP_SYN | TCP_ACK:
-    case TCP_RST:
-    case TCP_RST | TCP_ACK:
-    case TCP_FIN | TCP_ACK:
-    case TCP_FIN | TCP_ACK | TCP_URG:
-    case TCP_ACK:
-    case TCP_ACK | TCP_URG:
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 /* Whether endpoint (x, xp) orders before (y, yp). */
 static __always_inline int tailor_ct_before(const __u8 *x, __u16 xp, const __u8 *y, __u16 yp) {
@@ -130,27 +52,6 @@ static __always_inline int tailor_ct_key_make(struct tailor_ct_key *key, __u8 fa
     key->a_port = from_a ? sport : dport;
     key->b_port = from_a ? dport : sport;
     return from_a;
-}
-
-/* ICMP types: echo requests open a connection, echo replies belong to one,
- * errors are RELATED to the connection whose packet they quote. */
-static __always_inline int tailor_icmp_is_request(__u8 family, __u8 type) {
-    return family == 4 ? (type == 8 || type == 13 || type == 15 || type == 17) : (type == 128 || type == 139);
-}
-
-static __always_inline int tailor_icmp_is_reply(__u8 family, __u8 type) {
-    return family == 4 ? (type == 0 || type == 14 || type == 16 || type == 18) : (type == 129 || type == 140);
-}
-
-/* ICMPv6 messages conntrack leaves untracked (nf_conntrack_proto_icmpv6.c
- * noct_valid_new): MLD queries and reports, router and neighbour solicitations and
- * advertisements. */
-static __always_inline int tailor_icmp_is_untracked(__u8 family, __u8 type) {
-    return family == 6 && ((type >= 130 && type <= 136) || type == 143);
-}
-
-static __always_inline int tailor_icmp_is_error(__u8 family, __u8 type) {
-    return family == 4 ? (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) : (type >= 1 && type <= 4);
 }
 
 /* What conntrack knows of the packet being looked at. */
@@ -281,57 +182,16 @@ static __always_inline void tailor_ct_lookup(struct tailor_pkt *pkt, const struc
     ct->state = TAILOR_CT_NEW;
 }
 
-/* The TCP state after an accepted packet, as nf_conntrack moves it (without
- * window tracking). */
-static __always_inline __u8 tailor_tcp_next(struct tailor_ct_entry *e, __u8 flags, int original) {
-    __u8 state = e->tcp_state;
-    if (flags & TCP_RST)
-        return TCP_CT_CLOSE;
-    if (flags & TCP_SYN) {
-        if (!(flags & TCP_ACK))
-            return state == TCP_CT_NONE ? TCP_CT_SYN_SENT : state;
-        return !original && state == TCP_CT_SYN_SENT ? TCP_CT_SYN_RECV : state;
-    }
-    if (flags & TCP_FIN) {
-        e->fin |= original ? 1 : 2;
-        if (e->fin == 3)
-            return TCP_CT_LAST_ACK;
-        return state == TCP_CT_ESTABLISHED || state == TCP_CT_SYN_RECV ? TCP_CT_FIN_WAIT : state;
-    }
-    if (flags & TCP_ACK) {
-        if (state == TCP_CT_SYN_RECV && original)
-            return TCP_CT_ESTABLISHED;
-        if (state == TCP_CT_LAST_ACK)
-            return TCP_CT_TIME_WAIT;
-    }
-    return state;
-}
-
 /* Records a packet the cube accepted: creates its connection or moves it on. */
 static __always_inline void tailor_ct_update(const struct tailor_meta *meta, struct tailor_ct_lookup *ct) {
     if (!ct->trackable)
         return;
-    __u8 proto = meta->ip_proto;
     struct tailor_ct_entry fresh = {}, *e = ct->entry;
     if (!e) {
         fresh.orig_is_a = ct->from_a;
         e = &fresh;
     }
-    int original = ct->from_a == e->orig_is_a;
-    if (!original)
-        e->seen_reply = 1;
-    __u64 timeout;
-    if (proto == IPPROTO_TCP) {
-        e->tcp_state = tailor_tcp_next(e, meta->tcp_flags, original);
-        timeout = tailor_ct_tcp_timeout(e->tcp_state);
-    } else if (proto == IPPROTO_UDP) {
-        timeout = e->seen_reply ? TAILOR_CT_UDP_STREAM_TIMEOUT : TAILOR_CT_UDP_TIMEOUT;
-    } else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
-        timeout = TAILOR_CT_ICMP_TIMEOUT;
-    } else {
-        timeout = TAILOR_CT_GENERIC_TIMEOUT;
-    }
-    e->expires = ct->now + timeout;
+    tailor_ct_refresh(e, meta->ip_proto, meta->tcp_flags, ct->from_a == e->orig_is_a, ct->now);
     if (e == &fresh)
         bpf_map_update_elem(&conntrack, &ct->key, &fresh, BPF_ANY);
 }
