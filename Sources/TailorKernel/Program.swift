@@ -134,6 +134,36 @@ public final class Program: Sendable, CustomStringConvertible {
     }
 }
 
+extension Program {
+    /// Runs this XDP program `count` times on `frame` in live-frames mode
+    /// (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES): each verdict is carried
+    /// out for real, so a program that redirects makes the kernel send `frame`
+    /// `count` times, `batch` frames per flush. The frames come in by `ingress`, an
+    /// interface of the calling thread's namespace, which is also where a redirect's
+    /// target is looked up.
+    public func sendLive(_ frame: [UInt8], count: Int, ingress: InterfaceIndex, batch: UInt32 = 64) throws(KernelError) {
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: max(frame.count, 1), alignment: 8)
+        defer { input.deallocate() }
+        input.copyBytes(from: frame)
+        let fd = self.fd
+        try withZeroed(xdp_md.self) { (context) throws(KernelError) in
+            context.pointee.data_end = UInt32(frame.count)
+            context.pointee.ingress_ifindex = UInt32(bitPattern: ingress.rawValue)
+            try withZeroed(bpf_test_run_opts.self) { (opts) throws(KernelError) in
+                opts.pointee.sz = offsetOfEnd(\bpf_test_run_opts.batch_size)
+                opts.pointee.data_in = UnsafeRawPointer(input.baseAddress)
+                opts.pointee.data_size_in = UInt32(frame.count)
+                opts.pointee.ctx_in = UnsafeRawPointer(context)
+                opts.pointee.ctx_size_in = UInt32(MemoryLayout<xdp_md>.size)
+                opts.pointee.repeat = Int32(count)
+                opts.pointee.flags = UInt32(BPF_F_TEST_XDP_LIVE_FRAMES)
+                opts.pointee.batch_size = batch
+                try check(bpf_prog_test_run_opts(fd, opts), "live test-run", description)
+            }
+        }
+    }
+}
+
 func hex(_ byte: UInt8) -> String {
     let digits = Array("0123456789abcdef")
     return String([digits[Int(byte >> 4)], digits[Int(byte & 0xf)]])

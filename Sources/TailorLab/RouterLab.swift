@@ -61,6 +61,13 @@ public struct RouterLab: Sendable {
         return lab
     }
 
+    /// `spec` (specs/gateway/'s, written for `tailor lab up --topology gateway`) with
+    /// that lab's names (tailor-gw-*, tgw-*) swapped for this lab's.
+    public func adapting(_ spec: String) -> String {
+        spec.replacingOccurrences(of: "tailor-gw-", with: String(client.namespaceName.dropLast("client".count)))
+            .replacingOccurrences(of: "tgw-", with: String(client.interfaceName.dropLast()))
+    }
+
     /// One side in each namespace: client, router, server.
     public var namespaces: [VethLab.Side] { [client, routerClientSide, server] }
 

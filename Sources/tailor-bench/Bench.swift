@@ -12,7 +12,7 @@ struct TailorBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tailor-bench",
         abstract: "Measure tailor against its baselines (needs root for kernel benchmarks).",
-        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self, BenchReconcile.self, BenchCubes.self, BenchFirewall.self, BenchFirewallUpdate.self]
+        subcommands: [BenchDatapath.self, BenchSpec.self, BenchPlan.self, BenchMigration.self, BenchReconcile.self, BenchCubes.self, BenchFirewall.self, BenchFirewallUpdate.self, BenchGateway.self]
     )
 }
 

@@ -35,6 +35,28 @@ struct BenchTests {
         return Set((namespaces + pins + temporary).filter { $0.hasPrefix("tailor-bench-bfu") || $0.hasPrefix("tailor-bfu-") })
     }
 
+    struct GatewayRow: Decodable {
+        var gateway: String
+        var packetsPerSecond: Double
+    }
+
+    @Test("tailor-bench gateway gets packets through all three gateways and leaves nothing behind")
+    func gateway() throws {
+        try KernelEnvironment.require()
+        let specs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("specs/gateway").path
+        let (status, stdout, stderr) = try CLI.run(["gateway", "--specs", specs, "--seconds", "0.2", "--rounds", "1",
+                                                    "--output", "json"], executable: Golden.tailorBench.path)
+        #expect(status == 0, "exit \(status): \(stderr)")
+        let rows = try JSONDecoder().decode([GatewayRow].self, from: Data(stdout.utf8))
+        #expect(rows.map(\.gateway) == ["Linux forwarding", "Linux forwarding + iptables NAT",
+                                          "tailor gateway (firewall, nat, router; TC)"])
+        #expect(rows.allSatisfy { $0.packetsPerSecond > 1000 }, "\(rows)")
+        let namespaces = try CLI.run(["netns", "list"], executable: "/usr/sbin/ip").stdout
+        let pins = try FileManager.default.contentsOfDirectory(atPath: "/sys/fs/bpf")
+        #expect(!namespaces.contains("tailor-bench-gw") && !pins.contains { $0.hasPrefix("tailor-bench-gw") })
+    }
+
     @Test("tailor-bench firewall-update times every tool and operation and leaves nothing behind")
     func firewallUpdate() throws {
         try KernelEnvironment.require()

@@ -21,12 +21,8 @@ struct GatewayTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-gw-\(UUID())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let namespacePrefix = String(lab.client.namespaceName.dropLast("client".count))
-        let interfacePrefix = String(lab.client.interfaceName.dropLast())
         for file in try FileManager.default.contentsOfDirectory(atPath: specs.path) where file.hasSuffix(".yaml") {
-            let text = try String(contentsOf: specs.appendingPathComponent(file), encoding: .utf8)
-                .replacingOccurrences(of: "tailor-gw-", with: namespacePrefix)
-                .replacingOccurrences(of: "tgw-", with: interfacePrefix)
+            let text = lab.adapting(try String(contentsOf: specs.appendingPathComponent(file), encoding: .utf8))
             try text.write(toFile: directory + "/" + file, atomically: true, encoding: .utf8)
         }
         let (desired, diagnostics) = DesiredChain.load([directory])
