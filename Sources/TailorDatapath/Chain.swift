@@ -285,8 +285,29 @@ public final class Chain {
             return [try removeRemains(name, pinRoot: pinRoot)]
         }
         let stored = try putBack(name, pinRoot: pinRoot, hook: hook, cubePins: .leave, pinsRestored: true)
+        let recorded = stored.record.settings.hook
+        if try hookGone(name, hook: recorded, pinRoot: pinRoot) {
+            try pinRoot.removeTree(directory)
+            return restored + ["\(recorded.interface)\(recorded.namespace.map { " in netns \($0)" } ?? "") is gone, "
+                               + "and with it the chain's attachment: removed its pins"]
+        }
         try adopt(name, pinRoot: pinRoot, stored: stored, adoptingCubes: false, held: nil).destroy()
         return restored
+    }
+
+    /// Whether chain `name`'s hook, its interface or namespace, is gone: deleting
+    /// an interface detaches what ran on it, so there is nothing to detach and only
+    /// pins to remove. Throws when the root still runs on another interface (one
+    /// renamed under the chain): removing the pins would empty the slots under it.
+    public static func hookGone(_ name: String, hook: ChainHook, pinRoot: PinRoot) throws -> Bool {
+        guard hook.isGone else { return false }
+        let root = try Program(pinnedAt: ChainPins(name, under: pinRoot)[.root]).info().id
+        if let holder = hook.interface(holding: root) {
+            throw DatapathError(.rootAttachedElsewhere, chain: name,
+                "\(hook.interface) is gone, but its root still runs on \(holder) (renamed?): rename it back "
+                + "and destroy the chain, or detach the root there first")
+        }
+        return true
     }
 
     /// The chain whose meta record `stored` holds, from its pins.

@@ -32,6 +32,9 @@ public struct DatapathError: Error, Sendable, CustomStringConvertible {
         /// The chain's root program is gone (neither pinned nor on its hook): nothing
         /// of the chain runs, and what is left of it can only be removed.
         case rootGone
+        /// The hook's interface is gone, but the root runs on another (the interface
+        /// was renamed): removing the chain's pins would empty its slots under it.
+        case rootAttachedElsewhere
         /// A cube's pins are gone and its slot no longer holds its instance.
         case instanceGone
         /// Several maps of a program have the name of a pin to put back.

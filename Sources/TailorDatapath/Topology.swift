@@ -38,6 +38,46 @@ public struct ChainHook: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Cube programs for this hook are loaded as XDP or as TC programs.
     public var isXDP: Bool { attachPoint.isXDP }
 
+    /// Whether the hook's interface, or its namespace, does not exist (another
+    /// failure to look it up, such as a permission refused, is not "gone").
+    public var isGone: Bool {
+        do {
+            _ = try NetworkInterface.lookup(interface, in: namespace.map(NetworkNamespace.named))
+            return false
+        } catch let error as KernelError {
+            return error.code == .interfaceNotFound || error.code == .notFound
+        } catch {
+            return false
+        }
+    }
+
+    /// The interface `program` is attached to at this hook's attach point, looking
+    /// in the hook's namespace (when it exists) and in the controller's own, where a
+    /// physical interface goes back when its namespace is deleted: an interface
+    /// renamed under its chain. Nil when it is on none of them.
+    public func interface(holding program: ProgramID) -> String? {
+        let namespaces = (namespace.map { [NetworkNamespace.named($0)] } ?? []) + [nil] as [NetworkNamespace?]
+        for namespace in namespaces {
+            let names = { () -> [String] in
+                guard let list = if_nameindex() else { return [] }
+                defer { if_freenameindex(list) }
+                var names: [String] = []
+                var entry = list
+                while entry.pointee.if_index != 0 {
+                    names.append(String(cString: entry.pointee.if_name))
+                    entry += 1
+                }
+                return names
+            }
+            let found = (try? namespace.map { try $0.run(names) } ?? names()) ?? []
+            for name in found {
+                guard let interface = try? NetworkInterface.lookup(name, in: namespace) else { continue }
+                if (try? attachPoint.attached(on: interface)) == program { return interface.description }
+            }
+        }
+        return nil
+    }
+
     public var description: String {
         "\(attachPoint) on \(interface)" + (namespace.map { " in netns \($0)" } ?? "")
     }

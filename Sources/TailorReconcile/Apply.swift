@@ -196,7 +196,9 @@ public struct Executor {
             try new.setProvenance(specDigest: desired.digest, gitRevision: gitRevision)
             return ChainTask(name: change.name, work: .replace(old: old, new: new))
         case .destroy:
-            if change.drift.contains(where: { $0.kind == .rootGone }) {
+            // Its root gone, or its interface deleted and the root's attachment with it: only pins are left.
+            if try change.drift.contains(where: { $0.kind == .rootGone })
+                || change.hook.map({ try Chain.hookGone(change.name, hook: $0, pinRoot: pinRoot) }) == true {
                 return ChainTask(name: change.name, work: .remains(change.name, pinRoot))
             }
             let chain = try Chain.openForRemoval(change.name, pinRoot: pinRoot)

@@ -150,6 +150,29 @@ struct ChainTests {
         }
     }
 
+    @Test("a chain whose interface and namespace were deleted under it is destroyed, nothing to detach; renamed, it is left alone")
+    func destroyWithInterfaceGone() async throws {
+        try await Lab.with { lab in
+            try await TestPinRoot.with { root in
+                let chain = try Chain.create(ChainSettings(name: "gone", hook: lab.hook(.tcIngress)),
+                                             topology: .line([("a", try Blueprints.tag(1))]), pinRoot: root)
+                let (namespace, name, renamed) = (lab.b.namespaceName, lab.b.interfaceName, lab.b.interfaceName + "r")
+                try run("ip", ["-n", namespace, "link", "set", "dev", name, "down", "name", renamed])
+                let refused = #expect(throws: DatapathError.self) { try Chain.destroy("gone", pinRoot: root) }
+                #expect(refused?.code == .rootAttachedElsewhere, "\(String(describing: refused))")
+                #expect(root.exists(chain.directory))
+                try run("ip", ["-n", namespace, "link", "set", "dev", renamed, "name", name, "up"])
+
+                try run("ip", ["netns", "delete", lab.b.namespaceName])
+                #expect(chain.settings.hook.isGone)
+                let notes = try Chain.destroy("gone", pinRoot: root)
+                #expect(notes == ["\(lab.b.interfaceName) in netns \(lab.b.namespaceName) is gone, and with it the "
+                                  + "chain's attachment: removed its pins"])
+                #expect(!root.exists(chain.directory))
+            }
+        }
+    }
+
     @Test("an object without the cube ABI, or without a program for the hook, is refused")
     func foreignObjects() async throws {
         try await Lab.with { lab in
