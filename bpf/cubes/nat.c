@@ -501,7 +501,7 @@ TAILOR_CUBE(nat) {
     };
     __builtin_memcpy(p.key.src, meta->saddr, 4);
     __builtin_memcpy(p.key.dst, meta->daddr, 4);
-    __u64 now = bpf_ktime_get_ns();
+    __u64 now = tailor_ct_now();
     if (p.key.proto == IPPROTO_TCP) {
         p.csum = p.l4 + 16;
     } else if (p.key.proto == IPPROTO_UDP) {

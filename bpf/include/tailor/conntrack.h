@@ -58,7 +58,7 @@ static __always_inline int tailor_ct_key_make(struct tailor_ct_key *key, __u8 fa
 struct tailor_ct_lookup {
     struct tailor_ct_key key;
     struct tailor_ct_entry *entry; /* the live entry, or NULL */
-    __u64 now;                     /* bpf_ktime_get_ns() when the packet was looked up */
+    __u64 now;                     /* tailor_ct_now() when the packet was looked up */
     __u8 state;                    /* enum tailor_ct_state */
     __u8 from_a;
     __u8 trackable;                /* an accepted packet may create or update an entry */
@@ -115,7 +115,7 @@ static __always_inline void tailor_ct_lookup(struct tailor_pkt *pkt, const struc
     __u8 family = meta->eth_proto == ETH_P_IPV6 ? 6 : 4;
     __u8 proto = meta->ip_proto;
     ct->entry = NULL;
-    ct->now = bpf_ktime_get_ns();
+    ct->now = tailor_ct_now();
     ct->state = TAILOR_CT_INVALID;
     ct->trackable = 0;
     /* What may open a connection: a TCP SYN (nf_conntrack_tcp_loose = 0), an ICMP
