@@ -358,10 +358,12 @@ struct Frame: CustomStringConvertible {
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    private var ip: [UInt8] { Array(bytes.dropFirst(14)) }
+    /// The IPv4 packet, from its header on.
+    var ip: [UInt8] { Array(bytes.dropFirst(14)) }
     var source: String { IPAddress.format(Array(ip[12..<16])) }
     var destination: String { IPAddress.format(Array(ip[16..<20])) }
-    private var l4: [UInt8] { Array(ip.dropFirst(Int(ip[0] & 0x0f) * 4)) }
+    /// The transport header and what follows it.
+    var l4: [UInt8] { Array(ip.dropFirst(Int(ip[0] & 0x0f) * 4)) }
     var sourcePort: UInt16 { Self.word(l4, 0) }
     var destinationPort: UInt16 { Self.word(l4, 2) }
     var icmpID: UInt16 { Self.word(l4, 4) }
