@@ -17,11 +17,14 @@ import TailorTestKit
 /// checksum valid, payload and TCP sequence numbers as sent), answers it as it saw
 /// it, and the far side's answers come back the same way, ICMP errors about the
 /// flows included. What no NAT rule forwards must stay on the server's side in both,
-/// answered alike by the router itself.
+/// answered alike by the router itself; what is routed to a client's own address
+/// must go both ways untranslated.
 ///
 /// Where Linux and the cubes may choose differently (which port a flow gets) the
 /// test checks properties, not values: in 20000-29999, the same for all of a
 /// flow's packets, different for flows whose replies would otherwise be one tuple.
+/// Where they differ by design, `differences` shows it on both (docs/cubes/nat.md,
+/// "Equivalence with Linux").
 @Suite("gateway: equivalence with Linux forwarding and iptables NAT", .kernel, .serialized)
 struct GatewayEquivalenceTests {
     /// TAILOR_GATEWAY_SEED=n replays a run; otherwise each run draws its own seed.
@@ -101,7 +104,6 @@ struct GatewayEquivalenceTests {
         let ports = { (outcome: GatewayDifferences) in Set(outcome.sameSource.map(\.frame.sourcePort)) }
         #expect(linux.sameSource.count == 2 && ports(linux).count == 1, "\(linux.sameSource.map(\.words))")
         #expect(cubes.sameSource.count == 2 && ports(cubes).count == 2, "\(cubes.sameSource.map(\.words))")
-
     }
 
     /// What both gateways get alike: the client's other addresses, permanent neighbour
@@ -161,8 +163,8 @@ struct GatewayScript {
     let flows: [Flow]
 
     /// `count` flows of the client (UDP, TCP, pings) and of the server (connections
-    /// to 10.98.2.1:8080), each tuple once, and `strays` packets of the server to
-    /// 10.98.2.1 that no rule forwards.
+    /// to 10.98.2.1:8080, datagrams routed to a client's address), each tuple once,
+    /// and `strays` packets of the server to 10.98.2.1 that no rule forwards.
     init(seed: UInt64, count: Int = 240, strays: Int = 24) {
         self.seed = seed
         var rng = SeededGenerator(seed: seed)
@@ -176,9 +178,10 @@ struct GatewayScript {
             let kind: Flow.Kind = roll < 30 ? .udp : roll < 60 ? .tcp : roll < 75 ? .echo : roll < 90 ? .forwarded : .routed
             let answers: [(Flow.Answer, Int)] = switch kind {
             case .echo: [(.reply, 70), (.timeExceeded, 30)]
-            case .forwarded, .routed: [(.reply, 75), (.unreachable, 25)]
+            case .forwarded: [(.reply, 65), (.reset, 15), (.unreachable, 20)]
+            case .routed: [(.reply, 75), (.unreachable, 25)]
             case .udp: [(.reply, 40), (.refused, 15), (.unreachable, 15), (.timeExceeded, 15), (.wrongPort, 15)]
-            default: [(.reply, 55), (.unreachable, 15), (.timeExceeded, 15), (.wrongPort, 15)]
+            default: [(.reply, 45), (.reset, 10), (.unreachable, 15), (.timeExceeded, 15), (.wrongPort, 15)]
             }
             var pick = Int.random(in: 0..<100, using: &rng)
             let answer = answers.first { pick -= $0.1; return pick < 0 }?.0 ?? .reply
@@ -244,6 +247,8 @@ struct Flow: CustomStringConvertible {
         case reply
         /// A reply, which the client answers with ICMP port unreachable (UDP).
         case refused
+        /// A RST for the SYN (TCP).
+        case reset
         /// ICMP port unreachable about the flow's first packet.
         case unreachable
         /// ICMP time exceeded about it, from a router beyond the server.
@@ -318,6 +323,8 @@ struct Flow: CustomStringConvertible {
                 return [Message(towardServer: !opens, body: .error(type: 11, code: 0, hop: GatewayScript.hop, quoting: opening))]
             case .reply, .refused:
                 return [reply]
+            case .reset:
+                return [Message(towardServer: !opens, body: .tcp([.rst, .ack], 0, first + 1))]
             case .wrongPort:
                 return [Message(towardServer: !opens, body: reply.body, payload: reply.payload, crosses: false, serverPort: 9)]
             }
