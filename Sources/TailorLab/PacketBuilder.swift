@@ -53,6 +53,10 @@ public struct PacketBuilder: Sendable, CustomStringConvertible {
     public var ttl: UInt8 = 64
     /// IPv4's identification field (IPv6 has none).
     public var identification: UInt16 = 1
+    /// TCP's sequence and acknowledgment numbers, for segments a stateful peer
+    /// (conntrack's window tracking) must take as one connection's.
+    public var sequence: UInt32 = 1
+    public var acknowledgment: UInt32 = 0
 
     public init(from source: String, to destination: String, _ transport: Transport, payload: [UInt8] = []) {
         self.source = Address(source)
@@ -105,7 +109,7 @@ public struct PacketBuilder: Sendable, CustomStringConvertible {
             checksumOffset = 6
         case .tcp(let sport, let dport, let flags):
             protocolNumber = 6
-            segment = be16(sport) + be16(dport) + [0, 0, 0, 1] + [0, 0, 0, 0]
+            segment = be16(sport) + be16(dport) + be32(sequence) + be32(acknowledgment)
             segment += [0x50, flags.rawValue] + be16(65535) + [0, 0, 0, 0] + payload
             checksumOffset = 16
         case .icmpEcho(let id, let sequence):

@@ -111,6 +111,13 @@ public final class PacketSocket {
                 close(fd)
                 throw Self.error("bind(AF_PACKET)", side)
             }
+            // Room for a few hundred frames that arrive before the test reads any
+            // (the default, 208 KiB, holds about two hundred small ones).
+            var size: Int32 = 4 << 20
+            guard setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+                close(fd)
+                throw Self.error("setsockopt(SO_RCVBUFFORCE)", side)
+            }
             return fd
         }
     }

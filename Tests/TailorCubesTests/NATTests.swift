@@ -241,6 +241,20 @@ struct NATTests {
         }
     }
 
+    @Test("a datagram routed to a client's own address: the client's answer goes back as it is, as Linux's conntrack knows it for a reply")
+    func routedToClient() async throws {
+        try await Self.withGateway(try NAT.blueprint(snat: [Self.masquerade()], zone: "gw")) { gw in
+            let inbound = Self.udp(Self.server, 33001, Self.client, 5353)
+            #expect(try gw.into(inbound).bytes == inbound.bytes)
+            let answer = Self.udp(Self.client, 5353, Self.server, 33001)
+            let back = try gw.out(answer)
+            #expect(back.bytes == answer.bytes, "\(back)")
+            // The client's own flow from that port to another server port is masqueraded.
+            #expect(try gw.out(Self.udp(Self.client, 5353, Self.server, 33002)).source == Self.gateway)
+            #expect(try gw.count("outcomes", 4, in: gw.ingress) == 1 && gw.count("outcomes", 0) == 1 && gw.count("outcomes", 2) == 1)
+        }
+    }
+
     @Test("packets no rule or flow matches leave byte for byte as they came")
     func untouched() async throws {
         try await Self.withGateway(try NAT.blueprint(snat: [Self.masquerade()], dnat: [Self.forward], zone: "gw")) { gw in
@@ -358,10 +372,12 @@ struct Frame: CustomStringConvertible {
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    private var ip: [UInt8] { Array(bytes.dropFirst(14)) }
+    /// The IPv4 packet, from its header on.
+    var ip: [UInt8] { Array(bytes.dropFirst(14)) }
     var source: String { IPAddress.format(Array(ip[12..<16])) }
     var destination: String { IPAddress.format(Array(ip[16..<20])) }
-    private var l4: [UInt8] { Array(ip.dropFirst(Int(ip[0] & 0x0f) * 4)) }
+    /// The transport header and what follows it.
+    var l4: [UInt8] { Array(ip.dropFirst(Int(ip[0] & 0x0f) * 4)) }
     var sourcePort: UInt16 { Self.word(l4, 0) }
     var destinationPort: UInt16 { Self.word(l4, 2) }
     var icmpID: UInt16 { Self.word(l4, 4) }

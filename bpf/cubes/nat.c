@@ -366,14 +366,30 @@ static __always_inline int nat_new_snat(struct tailor_pkt *pkt, struct tailor_me
     return nat_apply(pkt, meta, p, &entry, NAT_NEW_SNAT);
 }
 
-/* The first snat rule the packet's addresses match, or -1. */
-static __always_inline int nat_snat_rule(const struct nat_key *key) {
-    __u32 src = *(const __u32 *)key->src, dst = *(const __u32 *)key->dst;
+/* The first snat rule a packet from `src` to `dst` matches, or -1. */
+static __always_inline int nat_snat_rule(__u32 src, __u32 dst) {
     for (__u32 i = 0; i < NAT_MAX_SNAT && i < snat_count; i++) {
         if ((src & snat_rules[i].src_mask) == snat_rules[i].src && (dst & snat_rules[i].dst_mask) == snat_rules[i].dst)
             return (int)i;
     }
     return -1;
+}
+
+/* A TCP or UDP flow no rule translates whose replies an snat rule would take for
+ * new flows (one routed to a masqueraded host's own address): entered as a flow
+ * translated to itself, as Linux's conntrack keeps a null binding, so that its
+ * replies go back as they are. The packet goes on untouched; so does it when a
+ * live flow owns the reply tuple already. */
+static __always_inline int nat_new_untranslated(struct tailor_pkt *pkt, const struct nat_packet *p, __u64 now) {
+    struct nat_key reply;
+    struct nat_entry entry;   /* the reply direction's, then the original's */
+    nat_reply(&p->key, NAT_REWRITE_DST, p->key.dst, p->key.dport, &reply, &entry);
+    if (nat_claim(&reply, &entry, now)) {
+        nat_original(p, NAT_REWRITE_DST, p->key.dst, p->key.dport, &reply, &entry, now);
+        bpf_map_update_elem(&translations, &p->key, &entry, BPF_ANY);
+    }
+    nat_count(&outcomes, NAT_UNTOUCHED);
+    return tailor_next(pkt);
 }
 
 /* Writes a field of an ICMP error's quoted packet and keeps the ICMP checksum,
@@ -546,9 +562,12 @@ TAILOR_CUBE(nat) {
             return nat_new_dnat(pkt, meta, &p, &copy, now);
         }
     }
-    int rule = nat_snat_rule(&p.key);
+    __u32 src = *(__u32 *)p.key.src, dst = *(__u32 *)p.key.dst;
+    int rule = nat_snat_rule(src, dst);
     if (rule >= 0 && rule < NAT_MAX_SNAT)
         return nat_new_snat(pkt, meta, &p, (__u32)rule, now);
+    if (!p.icmp && nat_snat_rule(dst, src) >= 0)
+        return nat_new_untranslated(pkt, &p, now);
 
 untouched:
     nat_count(&outcomes, NAT_UNTOUCHED);
