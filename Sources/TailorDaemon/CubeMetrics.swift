@@ -67,6 +67,14 @@ struct CubeCounterMap: Sendable {
             cubeType: "router", map: "outcomes", metric: "tailor_router_packets",
             help: "Packets a router cube routed or handed on, by outcome (the outcomes map, summed over CPUs).",
             label: "outcome", values: ["routed", "local", "no_route", "ttl_expired", "too_big", "no_interface"]),
+        CubeCounterMap(
+            cubeType: "nat", map: "outcomes", metric: "tailor_nat_packets",
+            help: "Packets a nat cube translated or passed on untouched, by outcome (the outcomes map, summed over CPUs).",
+            label: "outcome", values: ["flow", "new_dnat", "new_snat", "icmp_error", "untouched"]),
+        CubeCounterMap(
+            cubeType: "nat", map: "drops", metric: "tailor_nat_dropped",
+            help: "Packets a nat cube dropped, by reason (the drops map, summed over CPUs).",
+            label: "reason", values: ["no_port", "clash", "rewrite"]),
     ]
 
     /// The per-index sums over CPUs, or nil when the map is not the per-CPU array

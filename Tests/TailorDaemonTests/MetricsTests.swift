@@ -128,16 +128,22 @@ struct DaemonMetricsTests {
     @Test("each cube counter map's labels are its C enum's names, and the compiled map has one u64 per CPU for each")
     func counterMapsMatchTheirSources() throws {
         // The enum each cube type's declared map is indexed by, in bpf/cubes/<type>.c.
-        let enums = ["firewall": "fw_outcome", "ratelimit": "drop_reason", "router": "router_outcome"]
+        let enums = ["firewall/outcomes": "fw_outcome", "ratelimit/drops": "drop_reason", "router/outcomes": "router_outcome",
+                     "nat/outcomes": "nat_outcome", "nat/drops": "nat_drop"]
         let cubes = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("bpf/cubes")
         for declared in CubeCounterMap.all {
-            let name = try #require(enums[declared.cubeType], "no enum named for \(declared.cubeType)'s \(declared.map)")
+            let name = try #require(enums["\(declared.cubeType)/\(declared.map)"],
+                                    "no enum named for \(declared.cubeType)'s \(declared.map)")
             let names = try Self.cEnum(name, in: cubes.appendingPathComponent("\(declared.cubeType).c"))
-            // The names share a prefix (FW_, DROP_); a last one past the map's end counts them (FW_OUTCOMES).
-            let prefix = try #require(names.first.map { String($0.prefix { $0 != "_" }) + "_" })
-            #expect(names.allSatisfy { $0.hasPrefix(prefix) })
-            let labels = names.prefix(declared.values.count).map { $0.dropFirst(prefix.count).lowercased() }
+            // The names share a prefix up to an underscore (FW_, NAT_DROP_); a last one past the map's
+            // end counts them (FW_OUTCOMES).
+            let labelled = names.prefix(declared.values.count)
+            var common = labelled.first ?? ""
+            for name in labelled { while !name.hasPrefix(common) { common.removeLast() } }
+            let prefix = String(common[...(common.lastIndex(of: "_") ?? common.startIndex)])
+            #expect(prefix.hasSuffix("_") && names.allSatisfy { $0.hasPrefix(prefix.prefix { $0 != "_" }) })
+            let labels = labelled.map { $0.dropFirst(prefix.count).lowercased() }
             #expect(labels == declared.values, "\(declared.cubeType): enum \(name) has \(names)")
             #expect(names.count == declared.values.count || names.count == declared.values.count + 1)
 
