@@ -38,7 +38,7 @@ TAILOR_LPM_PAIR(routes, 16384, struct route, TAILOR_TABLE_ENTRY_SAFE);
 /* What became of the packets, per CPU: each one counted once. */
 enum router_outcome {
     RT_ROUTED = 0,        /* sent on to its next hop */
-    RT_LOCAL = 1,         /* for the router itself, multicast or broadcast: handed on */
+    RT_LOCAL = 1,         /* for the router itself, multicast, broadcast or link-local: handed on */
     RT_NO_ROUTE = 2,      /* no route matched: handed on */
     RT_TTL_EXPIRED = 3,   /* TTL or hop limit would reach 0: handed on */
     RT_TOO_BIG = 4,       /* larger than the egress interface's MTU: handed on */
@@ -65,9 +65,17 @@ static __always_inline int hand_on(struct tailor_pkt *pkt, __u32 outcome) {
     return tailor_next(pkt);
 }
 
-static __always_inline int multicast(const __u8 *daddr, int v6) {
+static __always_inline int link_local_v6(const __u8 *addr) {
+    return addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
+}
+
+/* What no router forwards: packets to multicast or broadcast addresses, and IPv6
+ * packets to or from a link-local address (fe80::/10: their scope is the link, as
+ * Linux's ip6_forward holds too). */
+static __always_inline int not_forwardable(const struct tailor_meta *meta, int v6) {
+    const __u8 *daddr = meta->daddr;
     if (v6)
-        return daddr[0] == 0xff;
+        return daddr[0] == 0xff || link_local_v6(daddr) || link_local_v6(meta->saddr);
     return (daddr[0] & 0xf0) == 0xe0 || (daddr[0] == 0xff && daddr[1] == 0xff && daddr[2] == 0xff && daddr[3] == 0xff);
 }
 
@@ -107,7 +115,7 @@ TAILOR_CUBE(router) {
     if (!(tailor_parse(pkt, meta) & TAILOR_META_L3))
         return tailor_next(pkt);
     int v6 = meta->eth_proto == ETH_P_IPV6;
-    if (multicast(meta->daddr, v6))
+    if (not_forwardable(meta, v6))
         return hand_on(pkt, RT_LOCAL);
 
     struct route *route = tailor_lpm_lookup(&routes_v4, &routes_v6, meta->daddr, v6);
