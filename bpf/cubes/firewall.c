@@ -85,12 +85,7 @@ enum fw_outcome {
 };
 
 /* Packets by outcome, per CPU. */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, FW_OUTCOMES);
-    __type(key, __u32);
-    __type(value, __u64);
-} outcomes SEC(".maps") TAILOR_STATE;
+TAILOR_COUNTER_ARRAY(outcomes, FW_OUTCOMES);
 
 /* Specialisation, set by the controller. */
 const volatile __u32 summary_words = 1;     /* ceil(rule words / 64) */
@@ -116,11 +111,6 @@ static __always_inline __u32 fw_lowest_bit(__u64 x) {
     return fw_debruijn[((x & -x) * 0x03f79d71b4cb0a89ull) >> 58];
 }
 
-static __always_inline void fw_count(__u32 outcome) {
-    __u64 *n = bpf_map_lookup_elem(&outcomes, &outcome);
-    if (n)
-        *n += 1;
-}
 
 /* The first rule set in the AND of the vectors, or -1. */
 static __always_inline int fw_first_rule(const struct fw_vector *src, const struct fw_vector *dst,
@@ -161,7 +151,7 @@ TAILOR_CUBE(firewall) {
         return tailor_chain_failure();
     __u32 parsed = tailor_parse(pkt, meta);
     if (!(parsed & TAILOR_META_L3)) {
-        fw_count(FW_NOT_IP);
+        tailor_count(&outcomes, FW_NOT_IP);
         return tailor_next(pkt);
     }
     int v6 = meta->eth_proto == ETH_P_IPV6;
@@ -172,7 +162,7 @@ TAILOR_CUBE(firewall) {
         meta->ct_state = ct.state;
         if (accept_established && (ct.state == TAILOR_CT_ESTABLISHED || ct.state == TAILOR_CT_RELATED)) {
             tailor_ct_update(meta, &ct);
-            fw_count(FW_ESTABLISHED);
+            tailor_count(&outcomes, FW_ESTABLISHED);
             return tailor_next(pkt);
         }
     }
@@ -207,17 +197,17 @@ policy:
     if (rule >= 0) {
         __u8 *action = fw_at(&actions, gen, (__u32)rule, FW_MAX_RULES);
         if (action && *action) {
-            fw_count(FW_RULE_DROP);
+            tailor_count(&outcomes, FW_RULE_DROP);
             return TAILOR_DROP;
         }
-        fw_count(FW_RULE_ACCEPT);
+        tailor_count(&outcomes, FW_RULE_ACCEPT);
     } else {
         __u8 *drop = fw_at(&policy, gen, 0, 1);
         if (drop && *drop) {
-            fw_count(FW_POLICY_DROP);
+            tailor_count(&outcomes, FW_POLICY_DROP);
             return TAILOR_DROP;
         }
-        fw_count(FW_POLICY_ACCEPT);
+        tailor_count(&outcomes, FW_POLICY_ACCEPT);
     }
     if (use_conntrack)
         tailor_ct_update(meta, &ct);

@@ -107,12 +107,7 @@ enum nat_drop {
 };
 
 /* Drops by reason, per CPU. */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, NAT_DROPS);
-    __type(key, __u32);
-    __type(value, __u64);
-} drops SEC(".maps") TAILOR_STATE;
+TAILOR_COUNTER_ARRAY(drops, NAT_DROPS);
 
 enum nat_outcome {
     NAT_FLOW = 0,           /* translated as its flow says */
@@ -124,21 +119,10 @@ enum nat_outcome {
 };
 
 /* Packets by outcome, per CPU. */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, NAT_OUTCOMES);
-    __type(key, __u32);
-    __type(value, __u64);
-} outcomes SEC(".maps") TAILOR_STATE;
-
-static __always_inline void nat_count(void *map, __u32 index) {
-    __u64 *n = bpf_map_lookup_elem(map, &index);
-    if (n)
-        *n += 1;
-}
+TAILOR_COUNTER_ARRAY(outcomes, NAT_OUTCOMES);
 
 static __always_inline int nat_drop(__u32 reason) {
-    nat_count(&drops, reason);
+    tailor_count(&drops, reason);
     return TAILOR_DROP;
 }
 
@@ -231,7 +215,7 @@ static __always_inline int nat_apply(struct tailor_pkt *pkt, struct tailor_meta 
     if (nat_write(pkt->ctx, p, e->rewrite, e->addr, e->port))
         return nat_drop(NAT_DROP_REWRITE);
     nat_note(meta, p, e->rewrite, e->addr, e->port);
-    nat_count(&outcomes, outcome);
+    tailor_count(&outcomes, outcome);
     return tailor_next(pkt);
 }
 
@@ -388,7 +372,7 @@ static __always_inline int nat_new_untranslated(struct tailor_pkt *pkt, const st
         nat_original(p, NAT_REWRITE_DST, p->key.dst, p->key.dport, &reply, &entry, now);
         bpf_map_update_elem(&translations, &p->key, &entry, BPF_ANY);
     }
-    nat_count(&outcomes, NAT_UNTOUCHED);
+    tailor_count(&outcomes, NAT_UNTOUCHED);
     return tailor_next(pkt);
 }
 
@@ -494,7 +478,7 @@ static __always_inline int nat_icmp_error(struct tailor_pkt *pkt, struct tailor_
          (check_at && nat_quoted_check(skb, icmp_csum, check_at, quoted_port, port, 2, udp))))
         return nat_drop(NAT_DROP_REWRITE);
     __builtin_memcpy(src ? meta->saddr : meta->daddr, &to, 4);
-    nat_count(&outcomes, NAT_ICMP_ERROR);
+    tailor_count(&outcomes, NAT_ICMP_ERROR);
     return tailor_next(pkt);
 }
 
@@ -570,6 +554,6 @@ TAILOR_CUBE(nat) {
         return nat_new_untranslated(pkt, &p, now);
 
 untouched:
-    nat_count(&outcomes, NAT_UNTOUCHED);
+    tailor_count(&outcomes, NAT_UNTOUCHED);
     return tailor_next(pkt);
 }

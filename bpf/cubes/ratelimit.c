@@ -42,12 +42,7 @@ enum drop_reason {
 };
 
 /* Drops by reason, per CPU. */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 2);
-    __type(key, __u32);
-    __type(value, __u64);
-} drops SEC(".maps") TAILOR_STATE;
+TAILOR_COUNTER_ARRAY(drops, 2);
 
 const volatile __u64 rate_pps = 1;   /* tokens added per second */
 const volatile __u64 burst = 1;      /* bucket size in packets */
@@ -55,9 +50,7 @@ const volatile __u8 v4_len = 32;     /* source prefix a bucket covers */
 const volatile __u8 v6_len = 64;
 
 static __always_inline int drop(__u32 reason) {
-    __u64 *count = bpf_map_lookup_elem(&drops, &reason);
-    if (count)
-        *count += 1;
+    tailor_count(&drops, reason);
     return TAILOR_DROP;
 }
 

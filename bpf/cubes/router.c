@@ -46,22 +46,11 @@ enum router_outcome {
     RT_OUTCOMES = 6,
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, RT_OUTCOMES);
-    __type(key, __u32);
-    __type(value, __u64);
-} outcomes SEC(".maps") TAILOR_STATE;
-
-static __always_inline void count(__u32 outcome) {
-    __u64 *n = bpf_map_lookup_elem(&outcomes, &outcome);
-    if (n)
-        *n += 1;
-}
+TAILOR_COUNTER_ARRAY(outcomes, RT_OUTCOMES);
 
 /* Hands the packet on unrouted (to the next cube, or to Linux at the end of the chain). */
 static __always_inline int hand_on(struct tailor_pkt *pkt, __u32 outcome) {
-    count(outcome);
+    tailor_count(&outcomes, outcome);
     return tailor_next(pkt);
 }
 
@@ -151,6 +140,6 @@ TAILOR_CUBE(router) {
         return hand_on(pkt, RT_TOO_BIG);
     if (!decrement_ttl(pkt, meta, v6))
         return hand_on(pkt, RT_TTL_EXPIRED);
-    count(RT_ROUTED);
+    tailor_count(&outcomes, RT_ROUTED);
     return tailor_redirect_neigh(pkt, ifindex, v6, nexthop);
 }

@@ -144,6 +144,24 @@ struct {
     __type(value, struct tailor_counters);
 } tailor_counters SEC(".maps") TAILOR_STATE;
 
+/* A cube's own counters: a per-CPU array of `entries` u64, one per outcome or
+ * reason (an enum of the cube's), state. The daemon exports them as metrics
+ * (Sources/TailorDaemon/CubeMetrics.swift). */
+#define TAILOR_COUNTER_ARRAY(name, entries)       \
+    struct {                                      \
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);  \
+        __uint(max_entries, entries);             \
+        __type(key, __u32);                       \
+        __type(value, __u64);                     \
+    } name SEC(".maps") TAILOR_STATE
+
+/* Adds one to counter `index` of a TAILOR_COUNTER_ARRAY, for this CPU. */
+static __always_inline void tailor_count(void *counters, __u32 index) {
+    __u64 *n = bpf_map_lookup_elem(counters, &index);
+    if (n)
+        *n += 1;
+}
+
 /* ---- the packet as a cube sees it ------------------------------------------ */
 
 struct tailor_pkt {
