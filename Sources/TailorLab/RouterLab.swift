@@ -61,11 +61,21 @@ public struct RouterLab: Sendable {
         return lab
     }
 
-    /// `spec` (specs/gateway/'s, written for `tailor lab up --topology gateway`) with
-    /// that lab's names (tailor-gw-*, tgw-*) swapped for this lab's.
-    public func adapting(_ spec: String) -> String {
-        spec.replacingOccurrences(of: "tailor-gw-", with: String(client.namespaceName.dropLast("client".count)))
-            .replacingOccurrences(of: "tgw-", with: String(client.interfaceName.dropLast()))
+    /// Runs `body` with a temporary directory holding the spec files of `directory`
+    /// (specs/gateway/'s, written for `tailor lab up --topology gateway`) with that
+    /// lab's names (tailor-gw-*, tgw-*) swapped for this lab's; removes it after.
+    public func withAdaptedSpecs<R>(from directory: String, _ body: (String) throws -> R) throws -> R {
+        let manager = FileManager.default
+        let copy = manager.temporaryDirectory.appendingPathComponent("tailor-specs-\(UUID())").path
+        try manager.createDirectory(atPath: copy, withIntermediateDirectories: true)
+        defer { try? manager.removeItem(atPath: copy) }
+        for file in try manager.contentsOfDirectory(atPath: directory) where file.hasSuffix(".yaml") {
+            let text = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
+                .replacingOccurrences(of: "tailor-gw-", with: String(client.namespaceName.dropLast("client".count)))
+                .replacingOccurrences(of: "tgw-", with: String(client.interfaceName.dropLast()))
+            try text.write(toFile: copy + "/" + file, atomically: true, encoding: .utf8)
+        }
+        return try body(copy)
     }
 
     /// One side in each namespace: client, router, server.

@@ -55,7 +55,9 @@ struct BenchGateway: ParsableCommand {
     }
 
     func run() throws {
-        let desired = try loadSpecs()
+        guard FileManager.default.fileExists(atPath: specs) else {
+            throw CommandError("no spec directory \(specs): run from the repository or give --specs")
+        }
         let rows = try withBenchLab("gw", { try RouterLab.create(namespacePrefix: $0, interfacePrefix: $1, linuxForwards: true) },
                                     destroy: { $0.destroy() }) { lab, pinRoot in try measure(lab, pinRoot, desired(lab)) }
         if output == .json { return try printJSON(rows) }
@@ -68,24 +70,14 @@ struct BenchGateway: ParsableCommand {
         }))
     }
 
-    /// The gateway's chains for a lab, read once: specs/gateway/ with the lab's names.
-    func loadSpecs() throws -> (RouterLab) throws -> [DesiredChain] {
-        let files = try FileManager.default.contentsOfDirectory(atPath: specs).filter { $0.hasSuffix(".yaml") }.sorted()
-        guard !files.isEmpty else { throw CommandError("no spec files in \(specs): run from the repository or give --specs") }
-        let texts = try files.map { try String(contentsOfFile: specs + "/" + $0, encoding: .utf8) }
-        return { lab in
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-bench-gw-\(UUID())").path
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            for (file, text) in zip(files, texts) {
-                try lab.adapting(text).write(toFile: directory + "/" + file, atomically: true, encoding: .utf8)
-            }
-            let (chains, diagnostics) = DesiredChain.load([directory])
-            guard !diagnostics.hasErrors else {
-                throw CommandError(diagnostics.sorted.map(\.description).joined(separator: "\n"))
-            }
-            return chains
+    /// The gateway's chains for `lab`: the specs with the lab's names.
+    func desired(_ lab: RouterLab) throws -> [DesiredChain] {
+        let (chains, diagnostics) = try lab.withAdaptedSpecs(from: specs) { DesiredChain.load([$0]) }
+        guard !diagnostics.hasErrors, !chains.isEmpty else {
+            throw CommandError("no chains in \(specs) (run from the repository or give --specs)\n"
+                               + diagnostics.sorted.map(\.description).joined(separator: "\n"))
         }
+        return chains
     }
 
     func measure(_ lab: RouterLab, _ pinRoot: PinRoot, _ desired: [DesiredChain]) throws -> [Row] {

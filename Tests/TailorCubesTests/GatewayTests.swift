@@ -18,14 +18,7 @@ struct GatewayTests {
 
     /// Applies specs/gateway/ to `lab` under `root`.
     static func apply(_ lab: RouterLab, _ root: PinRoot) throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tailor-gw-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        for file in try FileManager.default.contentsOfDirectory(atPath: specs.path) where file.hasSuffix(".yaml") {
-            let text = lab.adapting(try String(contentsOf: specs.appendingPathComponent(file), encoding: .utf8))
-            try text.write(toFile: directory + "/" + file, atomically: true, encoding: .utf8)
-        }
-        let (desired, diagnostics) = DesiredChain.load([directory])
+        let (desired, diagnostics) = try lab.withAdaptedSpecs(from: specs.path) { DesiredChain.load([$0]) }
         try #require(!diagnostics.hasErrors && desired.count == 3, "\(diagnostics.all)")
         let reconciliation = Reconciliation(desired: desired, executor: Executor(pinRoot: root), prune: .prune)
         _ = try reconciliation.apply(try reconciliation.verified(reconciliation.plan()))
